@@ -1,0 +1,405 @@
+"""``apply()``: the only code that writes inventory rows.
+
+Events, catch-ups and full syncs all end here. The rules (DESIGN §5):
+
+* idempotent: the same change twice leaves the same state;
+* ordered per object: a change older than the row's ``source_version`` does
+  not overwrite newer fields; it only fills fields that are still empty;
+* tombstones: a delete always wins and keeps the row (``deleted_at``) with the
+  highest version seen; only a full sync listing the object with a newer
+  version brings it back. Events never resurrect;
+* references (flavor, image, project, host) are external ids; unknown ones
+  get placeholder rows, so an event never fails because its flavor is late;
+* concurrency: the rows of a batch are locked (``select_for_update``, in pk
+  order) inside one short transaction; missing rows are inserted first with
+  ``ON CONFLICT DO NOTHING`` so two workers never race on a create.
+
+Work is done per kind in bulk: a handful of queries per batch, not per change.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import models, transaction
+from django.db.models import OuterRef, Subquery
+from django.utils import timezone
+
+from sync.changes import Change, Kind, Op, Source, parse_timestamp
+from sync.choices import HostIPKindChoices, HostStatusChoices
+from sync.models import (
+    CloudFlavor,
+    CloudHost,
+    CloudHostIP,
+    CloudImage,
+    CloudPort,
+    CloudProject,
+    CloudProvider,
+    SyncedModel,
+)
+
+__all__ = ["ApplyResult", "Outcome", "apply", "MODEL_FOR_KIND"]
+
+MODEL_FOR_KIND: dict[Kind, type[SyncedModel]] = {
+    Kind.PROJECT: CloudProject,
+    Kind.FLAVOR: CloudFlavor,
+    Kind.IMAGE: CloudImage,
+    Kind.HOST: CloudHost,
+    Kind.HOST_IP: CloudPort,
+}
+# Referenced kinds first, so their rows exist when referrers are written.
+KIND_ORDER = (Kind.PROJECT, Kind.FLAVOR, Kind.IMAGE, Kind.HOST, Kind.HOST_IP)
+CHUNK = 1000
+
+
+class Outcome:
+    CREATED = "created"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+    DELETED = "deleted"
+    STALE = "stale"
+
+
+@dataclass
+class ApplyResult:
+    """What an apply did: counts per kind and outcome, and each change's outcome."""
+
+    counts: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    outcomes: list[tuple[Change, str]] = field(default_factory=list)
+
+    def add(self, change: Change, outcome: str) -> None:
+        self.counts[change.kind.value][outcome] += 1
+        self.outcomes.append((change, outcome))
+
+    def total(self, outcome: str) -> int:
+        return sum(c[outcome] for c in self.counts.values())
+
+    def as_dict(self) -> dict[str, dict[str, int]]:
+        return {kind: dict(counter) for kind, counter in sorted(self.counts.items())}
+
+    def merge(self, other: ApplyResult) -> None:
+        for kind, counter in other.counts.items():
+            self.counts[kind].update(counter)
+        self.outcomes.extend(other.outcomes)
+
+
+def apply(
+    provider: CloudProvider,
+    changes: Iterable[Change],
+    *,
+    now: datetime | None = None,
+    keep_outcomes: bool = True,
+) -> ApplyResult:
+    """Apply changes to one provider's inventory in one transaction."""
+    now = now or timezone.now()
+    by_kind: dict[Kind, list[Change]] = defaultdict(list)
+    for change in changes:
+        by_kind[change.kind].append(change)
+    result = ApplyResult()
+    with transaction.atomic():
+        for kind in KIND_ORDER:
+            group = by_kind.get(kind)
+            for start in range(0, len(group or ()), CHUNK):
+                _KindApplier(provider, kind, group[start : start + CHUNK], now, result).run()
+    if not keep_outcomes:
+        result.outcomes.clear()
+    return result
+
+
+def _is_empty(value: Any) -> bool:
+    return value is None or value == "" or value == [] or value == {}
+
+
+def _ensure_rows(
+    provider: CloudProvider, model: type[SyncedModel], ids: Sequence[str], *, lock: bool
+) -> dict[str, SyncedModel]:
+    """Rows for these external ids, inserting placeholders for missing ones."""
+    idf = model.external_id_field
+    qs = model.all_objects.filter(cloudprovider=provider)
+    if lock:
+        qs = qs.select_for_update().order_by("pk")
+    rows = {getattr(r, idf): r for r in qs.filter(**{f"{idf}__in": ids})}
+    missing = [i for i in ids if i not in rows]
+    if missing:
+        model.all_objects.bulk_create(
+            [model(cloudprovider=provider, **{idf: i}) for i in missing],
+            ignore_conflicts=True,
+        )
+        rows.update({getattr(r, idf): r for r in qs.filter(**{f"{idf}__in": missing})})
+    return rows
+
+
+def _ref_ids(
+    provider: CloudProvider, model: type[SyncedModel], ids: set[str]
+) -> dict[str, int]:
+    """Primary keys of referenced objects, creating placeholders (unlocked)."""
+    if not ids:
+        return {}
+    rows = _ensure_rows(provider, model, sorted(ids), lock=False)
+    return {ext: row.pk for ext, row in rows.items()}
+
+
+def _address_rows(addresses: Any) -> list[tuple[str, int, str, str]]:
+    """Normalize an ``addresses`` list to sorted (address, version, kind, mac)."""
+    out = set()
+    for item in addresses or ():
+        if isinstance(item, str):
+            item = {"address": item}
+        try:
+            ip = ipaddress.ip_address(str(item.get("address", "")).strip())
+        except ValueError:
+            continue  # a garbage address is dropped, not fatal to the whole change
+        kind = item.get("kind") or HostIPKindChoices.FIXED
+        if kind not in HostIPKindChoices.values:
+            kind = HostIPKindChoices.FIXED
+        out.add((str(ip), ip.version, kind, str(item.get("mac") or "").lower()))
+    return sorted(out)
+
+
+def _parent_port(change: Change) -> str:
+    """The port a floating IP is bound to ("" for a port's own id or none)."""
+    value = str(change.fields.get("port_id") or "")
+    return "" if value == change.external_id else value
+
+
+class _KindApplier:
+    """Applies one chunk of changes of one kind."""
+
+    def __init__(
+        self,
+        provider: CloudProvider,
+        kind: Kind,
+        changes: list[Change],
+        now: datetime,
+        result: ApplyResult,
+    ) -> None:
+        self.provider = provider
+        self.kind = kind
+        self.model = MODEL_FOR_KIND[kind]
+        self.changes = changes
+        self.now = now
+        self.result = result
+        self.dirty: dict[int, set[str]] = defaultdict(set)
+        self.seen: set[int] = set()
+        self.addresses: dict[int, list] = {}  # row pk -> new address rows
+        self.refs: dict[str, dict[str, int]] = {}
+        self.row_pks: list[int] = []
+
+    # -- driver ------------------------------------------------------------
+    def run(self) -> None:
+        ids = list(dict.fromkeys(c.external_id for c in self.changes))
+        rows = _ensure_rows(self.provider, self.model, ids, lock=True)
+        self.row_pks = [r.pk for r in rows.values()]
+        self._resolve_refs()
+        for change in self.changes:
+            row = rows[change.external_id]
+            self.result.add(change, self._apply_one(row, change))
+        self._flush(rows)
+
+    def _resolve_refs(self) -> None:
+        wanted: dict[str, set[str]] = defaultdict(set)
+        for change in self.changes:
+            if change.op != Op.UPSERT:
+                continue
+            f = change.fields
+            if self.kind == Kind.HOST:
+                for name in ("flavor", "image", "project"):
+                    if f.get(name):
+                        wanted[name].add(str(f[name]))
+            elif self.kind == Kind.HOST_IP and f.get("host"):
+                wanted["host"].add(str(f["host"]))
+        models_for = {
+            "flavor": CloudFlavor,
+            "image": CloudImage,
+            "project": CloudProject,
+            "host": CloudHost,
+        }
+        self.refs = {
+            name: _ref_ids(self.provider, models_for[name], ids) for name, ids in wanted.items()
+        }
+
+    # -- one change --------------------------------------------------------
+    def _apply_one(self, row: SyncedModel, change: Change) -> str:
+        self.seen.add(row.pk)
+        if change.op == Op.DELETE:
+            return self._delete(row, change)
+        is_new = row.is_placeholder
+        if row.deleted_at is not None:
+            if change.source == Source.FULL_SYNC and change.version > row.source_version:
+                self._set(row, "deleted_at", None)
+                is_new = True  # a full sync found it alive again
+            else:
+                return Outcome.STALE
+        values = self._values(change)
+        if is_new or change.version >= row.source_version:
+            changed = [a for a, v in values.items() if self._differs(row, a, v)]
+            for attr in changed:
+                self._set(row, attr, values[attr])
+            if change.version > row.source_version:
+                self._set(row, "source_version", change.version)
+            self._touch(row, change)
+            if is_new:
+                return Outcome.CREATED
+            return Outcome.UPDATED if changed else Outcome.UNCHANGED
+        filled = [
+            a
+            for a, v in values.items()
+            if not _is_empty(v) and self._is_unset(row, a)
+        ]
+        for attr in filled:
+            self._set(row, attr, values[attr])
+        return Outcome.UPDATED if filled else Outcome.STALE
+
+    def _delete(self, row: SyncedModel, change: Change) -> str:
+        if change.version > row.source_version:
+            self._set(row, "source_version", change.version)
+        if row.deleted_at is not None:
+            return Outcome.UNCHANGED
+        self._set(row, "deleted_at", self.now)
+        if self.kind == Kind.HOST:
+            self._set(row, "status", HostStatusChoices.DELETED)
+        if self.kind in (Kind.HOST, Kind.HOST_IP):
+            self.addresses[row.pk] = []
+        self._touch(row, change)
+        return Outcome.DELETED
+
+    def _touch(self, row: SyncedModel, change: Change) -> None:
+        ref = f"{change.source.value}:{change.source_ref}" if change.source_ref else ""
+        if ref and row.last_synced_by != ref:
+            self._set(row, "last_synced_by", ref[:200])
+        if change.source == Source.EVENT:
+            self._set(row, "last_event_at", self.now)
+
+    def _set(self, row: SyncedModel, attr: str, value: Any) -> None:
+        if attr == "addresses":
+            self.addresses[row.pk] = value
+            return
+        setattr(row, attr, value)
+        self.dirty[row.pk].add(attr)
+
+    # -- field mapping -----------------------------------------------------
+    def _values(self, change: Change) -> dict[str, Any]:
+        """Change fields -> model attribute values (references resolved)."""
+        values: dict[str, Any] = {}
+        for name, value in change.fields.items():
+            if name == "host" and self.kind == Kind.HOST_IP and _parent_port(change):
+                continue  # a floating IP follows the host of its port (_relink_ports)
+            if name in ("flavor", "image", "project", "host"):
+                attr = {"flavor": "cloudflavor_id", "image": "image_id", "project": "project_id"}
+                attr = attr.get(name, "host_id")
+                values[attr] = self.refs[name][str(value)] if value else None
+                if name == "image":
+                    values["image_ref"] = str(value or "")
+            elif name == "addresses":
+                values["addresses"] = _address_rows(value)
+            elif name == "port_id":
+                values["parent_port_id"] = _parent_port(change)
+            elif name == "launched_at":
+                values[name] = parse_timestamp(value)
+            elif name in ("tags",):
+                values[name] = list(value or [])
+            elif name in ("metadata", "extra_specs"):
+                values[name] = dict(value or {})
+            elif value is None and self._is_text(name):
+                values[name] = ""
+            else:
+                values[name] = value
+        return values
+
+    def _is_text(self, attr: str) -> bool:
+        field_ = self.model._meta.get_field(attr)
+        return isinstance(field_, models.CharField | models.TextField)
+
+    def _current_addresses(self, row: SyncedModel) -> list:
+        if row.pk in self.addresses:
+            return self.addresses[row.pk]
+        if row.is_placeholder:
+            return []
+        if not hasattr(self, "_loaded_addresses"):
+            self._loaded_addresses = self._load_addresses()
+        return self._loaded_addresses.get(row.pk, [])
+
+    def _load_addresses(self) -> dict[int, list]:
+        pks = self.row_pks
+        loaded: dict[int, list] = defaultdict(list)
+        owner = "port_id" if self.kind == Kind.HOST_IP else "host_id"
+        qs = CloudHostIP.objects.filter(**{f"{owner}__in": pks})
+        if self.kind == Kind.HOST:
+            qs = qs.filter(port__isnull=True)
+        for ip in qs.values_list(owner, "address", "version", "kind", "mac"):
+            loaded[ip[0]].append(tuple(ip[1:]))
+        return {k: sorted(v) for k, v in loaded.items()}
+
+    def _differs(self, row: SyncedModel, attr: str, value: Any) -> bool:
+        if attr == "addresses":
+            return self._current_addresses(row) != value
+        return getattr(row, attr) != value
+
+    def _is_unset(self, row: SyncedModel, attr: str) -> bool:
+        if attr == "addresses":
+            return not self._current_addresses(row)
+        return _is_empty(getattr(row, attr))
+
+    # -- write -------------------------------------------------------------
+    def _flush(self, rows: dict[str, SyncedModel]) -> None:
+        by_pk = {r.pk: r for r in rows.values()}
+        dirty_rows = [by_pk[pk] for pk in self.dirty]
+        fields = sorted(set().union(*self.dirty.values())) if self.dirty else []
+        if dirty_rows:
+            for row in dirty_rows:
+                row.modified_at = self.now
+            self.model.all_objects.bulk_update(dirty_rows, [*fields, "modified_at"])
+        if self.seen:
+            self.model.all_objects.filter(pk__in=self.seen).update(last_seen_at=self.now)
+        if self.addresses:
+            self._write_addresses(by_pk)
+        if self.kind == Kind.HOST_IP:
+            self._relink_ports(by_pk)
+
+    def _write_addresses(self, by_pk: dict[int, SyncedModel]) -> None:
+        pks = list(self.addresses)
+        new_rows = []
+        if self.kind == Kind.HOST:
+            CloudHostIP.objects.filter(host_id__in=pks, port__isnull=True).delete()
+            for pk, addrs in self.addresses.items():
+                new_rows += [
+                    CloudHostIP(host_id=pk, address=a, version=v, kind=k, mac=m)
+                    for a, v, k, m in addrs
+                ]
+        else:
+            CloudHostIP.objects.filter(port_id__in=pks).delete()
+            for pk, addrs in self.addresses.items():
+                host_id = by_pk[pk].host_id if by_pk[pk].deleted_at is None else None
+                new_rows += [
+                    CloudHostIP(port_id=pk, host_id=host_id, address=a, version=v, kind=k, mac=m)
+                    for a, v, k, m in addrs
+                ]
+        CloudHostIP.objects.bulk_create(new_rows)
+
+    def _relink_ports(self, by_pk: dict[int, SyncedModel]) -> None:
+        """Floating IPs follow the host of the port they are bound to."""
+        ports = CloudPort.all_objects.filter(cloudprovider=self.provider)
+        touched = [r.port_id for r in by_pk.values()]
+        parent_host = Subquery(
+            CloudPort.objects.filter(
+                cloudprovider=self.provider, port_id=OuterRef("parent_port_id")
+            ).values("host_id")[:1]
+        )
+        floating = ports.exclude(parent_port_id="").filter(
+            models.Q(port_id__in=touched) | models.Q(parent_port_id__in=touched)
+        )
+        fip_pks = list(floating.values_list("pk", flat=True))
+        if fip_pks:
+            CloudPort.all_objects.filter(pk__in=fip_pks).update(host_id=parent_host)
+        all_pks = [*by_pk, *fip_pks]
+        CloudHostIP.objects.filter(port_id__in=all_pks).update(
+            host_id=Subquery(
+                CloudPort.all_objects.filter(pk=OuterRef("port_id"), deleted_at__isnull=True)
+                .values("host_id")[:1]
+            )
+        )

@@ -1,0 +1,172 @@
+"""The driver interface: what a cloud integration implements.
+
+A driver knows one cloud's wire formats and SDK and nothing of the database:
+it turns an event message into ``Change`` objects (``translate``) and lists a
+cloud's whole inventory (``list_inventory``). The core (``sync.apply``,
+``sync.reconcile``, ``sync.tasks``) does everything else.
+
+Errors are classified so the worker knows what to do:
+
+* ``AuthError`` / ``NetworkError``: temporary, retried with backoff;
+* ``BadPayload``: permanent, the event is marked failed with the reason;
+* ``ConfigError``: the provider's ``client_config`` is invalid (field errors).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sync.changes import Change, Kind
+
+__all__ = [
+    "AuthError",
+    "BadPayload",
+    "ConfigError",
+    "Driver",
+    "DriverError",
+    "EventInfo",
+    "NetworkError",
+    "Snapshot",
+    "TemporaryError",
+    "Translation",
+    "body_hash",
+]
+
+
+class DriverError(Exception):
+    """Base class of every error a driver raises on purpose."""
+
+
+class TemporaryError(DriverError):
+    """Worth retrying later (with backoff)."""
+
+
+class AuthError(TemporaryError):
+    """The cloud refused our credentials (may be a rotation in progress)."""
+
+
+class NetworkError(TemporaryError):
+    """Connection refused/reset, timeout, 5xx, throttling."""
+
+
+class BadPayload(DriverError):
+    """The message cannot be understood; retrying will not help."""
+
+
+class ConfigError(DriverError):
+    """The provider's client_config is invalid; ``errors`` maps key -> message."""
+
+    def __init__(self, errors: Mapping[str, str] | str):
+        if isinstance(errors, str):
+            errors = {"client_config": errors}
+        self.errors = dict(errors)
+        super().__init__("; ".join(f"{k}: {v}" for k, v in self.errors.items()))
+
+
+@dataclass(frozen=True, slots=True)
+class EventInfo:
+    """What the inbox records about one message before translating it."""
+
+    key: str  # dedup key: oslo message_id, EventBridge id, else a body hash
+    event_type: str = ""
+    occurred_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class Translation:
+    """The outcome of translating one message.
+
+    ``ignored`` holds a reason when the message is valid but irrelevant to the
+    inventory (aggregates, keypairs, ``.start`` events that carry nothing new);
+    the inbox then records the event as ignored rather than processed.
+    """
+
+    changes: list[Change] = field(default_factory=list)
+    ignored: str | None = None
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """A complete listing of a cloud's inventory, as upsert Changes.
+
+    ``kinds`` names the kinds that were listed completely: reconcile deletes
+    only objects of a listed kind inside a listed scope. ``scopes`` narrows a
+    kind to some projects (external project ids); ``None`` means the whole
+    provider. A driver that cannot list something completely raises instead
+    of returning a partial snapshot. ``changes`` may be a generator so that
+    large clouds stream through reconcile without being held in memory.
+    """
+
+    changes: Iterable[Change]
+    kinds: frozenset[Kind]
+    scopes: Mapping[Kind, frozenset[str]] | None = None
+    started_at: datetime | None = None
+
+
+def body_hash(message: Any) -> str:
+    """A stable dedup key for messages that carry no id of their own."""
+    raw = json.dumps(message, sort_keys=True, separators=(",", ":"), default=str)
+    return "sha256:" + hashlib.sha256(raw.encode()).hexdigest()
+
+
+class Driver:
+    """Base class of every driver. Subclasses set ``name`` and override
+    ``translate``; full-sync capable drivers also override ``list_inventory``.
+
+    Drivers are instantiated once per process and must be stateless.
+    """
+
+    name: ClassVar[str] = ""
+    aliases: ClassVar[tuple[str, ...]] = ()
+    description: ClassVar[str] = ""
+    supports_full_sync: ClassVar[bool] = False
+    supports_catch_up: ClassVar[bool] = False
+
+    # -- configuration -----------------------------------------------------
+    def validate_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """Return the normalized client_config or raise ``ConfigError``."""
+        if not isinstance(config, Mapping):
+            raise ConfigError("must be a JSON object")
+        return dict(config)
+
+    # -- events ------------------------------------------------------------
+    def split(self, message: Any) -> Iterator[Any]:
+        """Unwrap transport envelopes into individual messages (default: as is)."""
+        yield message
+
+    def describe(self, message: Any) -> EventInfo:
+        """Dedup key and event type of one message."""
+        if isinstance(message, Mapping):
+            for key in ("message_id", "id", "MessageId"):
+                value = message.get(key)
+                if isinstance(value, str) and value:
+                    return EventInfo(
+                        key=value,
+                        event_type=str(
+                            message.get("event_type") or message.get("detail-type") or ""
+                        ),
+                    )
+        return EventInfo(key=body_hash(message))
+
+    def translate(self, message: Any, config: Mapping[str, Any]) -> Translation:
+        """Turn one message into Changes. Raise ``BadPayload`` for garbage,
+        ``AuthError``/``NetworkError`` if a cloud call needed for it failed."""
+        raise NotImplementedError
+
+    # -- full sync ---------------------------------------------------------
+    def list_inventory(self, config: Mapping[str, Any]) -> Snapshot:
+        """List everything, completely, or raise."""
+        raise NotImplementedError(f"driver {self.name!r} has no full sync")
+
+    def list_changes_since(self, config: Mapping[str, Any], since: datetime) -> Snapshot:
+        """Changes since ``since`` (deletes included), for the hourly catch-up."""
+        raise NotImplementedError(f"driver {self.name!r} has no catch-up")
+
+    def test_connection(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """Authenticate and list one page of each kind; return what was seen."""
+        raise NotImplementedError(f"driver {self.name!r} cannot test a connection")

@@ -1,0 +1,188 @@
+"""OpenStack notifications -> normalized Changes (the driver's event side).
+
+Three steps, called by ``OpenStackDriver``:
+
+* ``split``: transport unwrapping. A body may be a JSON list (a batch: the
+  Ceilometer HTTP publisher, our own endpoint) and each message may be an
+  oslo.messaging v2 envelope ``{"oslo.version": "2.0", "oslo.message":
+  "<json>"}`` (``messagingv2`` driver), possibly nested under ``"request"``
+  (sg-core / AMQP 1.0). Bare v1 messages (``_context_*`` keys) and the
+  listener shape (``{ctxt, publisher_id, event_type, payload, metadata}``)
+  pass through unchanged.
+* ``describe``: dedup key (oslo ``message_id``), event type, timestamp.
+* ``translate``: dispatch on the event type to ``nova``, ``glance``,
+  ``neutron`` or the Keystone handler below. Anything else is *ignored*
+  (with a reason), never an error: a shared notification topic carries many
+  event types we do not care about. Malformed messages of an event type we
+  do handle raise ``BadPayload`` naming the field.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from sync.changes import Kind, Op, parse_timestamp
+from sync.drivers.base import BadPayload, EventInfo, Translation, body_hash
+from sync.drivers.openstack.common import Msg, ignored, req_str
+from sync.drivers.openstack.glance import translate_image
+from sync.drivers.openstack.neutron import translate_network
+from sync.drivers.openstack.nova import (
+    translate_compute_task,
+    translate_flavor,
+    translate_instance,
+)
+
+__all__ = ["describe", "split", "translate"]
+
+OSLO_MESSAGE = "oslo.message"
+OSLO_VERSION = "oslo.version"
+MAX_NESTING = 4  # envelopes inside lists inside envelopes...: stop runaway input
+
+
+def split(message: Any) -> Iterator[Any]:
+    """Yield the individual notifications a received body holds."""
+    yield from _split(message, 0)
+
+
+def _split(message: Any, depth: int) -> Iterator[Any]:
+    if depth > MAX_NESTING:
+        raise BadPayload(f"envelopes/batches nested deeper than {MAX_NESTING} levels")
+    if isinstance(message, bytes | bytearray | str):
+        message = _loads(message, "message body")
+    if isinstance(message, list):
+        for item in message:
+            yield from _split(item, depth + 1)
+        return
+    inner = _unwrap(message)
+    if inner is None:
+        yield message
+    else:
+        yield from _split(inner, depth + 1)
+
+
+def _unwrap(message: Any) -> Any | None:
+    """The inner message of an oslo v2 envelope (also under ``request``), or
+    None if ``message`` is not an envelope."""
+    if not isinstance(message, Mapping):
+        return None
+    if OSLO_MESSAGE not in message:
+        request = message.get("request")
+        if isinstance(request, Mapping) and OSLO_MESSAGE in request:
+            message = request
+        else:
+            return None
+    version = message.get(OSLO_VERSION)
+    if version is not None and not str(version).startswith("2."):
+        raise BadPayload(f"unsupported oslo.version {version!r} (expected 2.x)")
+    raw = message[OSLO_MESSAGE]
+    if not isinstance(raw, str | bytes | bytearray):
+        raise BadPayload(f"oslo.message must be a JSON string, not {type(raw).__name__}")
+    inner = _loads(raw, "oslo.message")
+    if not isinstance(inner, Mapping | list):
+        raise BadPayload(f"oslo.message holds a JSON {type(inner).__name__}, not an object")
+    return inner
+
+
+def _loads(raw: str | bytes | bytearray, what: str) -> Any:
+    try:
+        return json.loads(raw)
+    except UnicodeDecodeError as exc:
+        raise BadPayload(f"{what} is not UTF-8: {exc.reason}") from None
+    except json.JSONDecodeError as exc:
+        hint = " (truncated?)" if exc.pos >= len(raw.rstrip()) else ""
+        raise BadPayload(
+            f"{what} is not valid JSON{hint}: {exc.msg} at line {exc.lineno} "
+            f"column {exc.colno} (char {exc.pos} of {len(raw)})"
+        ) from None
+
+
+def describe(message: Any) -> EventInfo:
+    """Dedup key, event type and time of one message. Never raises: a message
+    that cannot be described is keyed by its body hash and fails later in
+    ``translate`` with a precise reason."""
+    try:
+        inner = _unwrap(message)
+    except BadPayload:
+        inner = None
+    if inner is not None and isinstance(inner, Mapping):
+        message = inner
+    if not isinstance(message, Mapping):
+        return EventInfo(key=body_hash(message))
+    meta = message.get("metadata")
+    meta = meta if isinstance(meta, Mapping) else {}
+    key = message.get("message_id") or meta.get("message_id")
+    event_type = message.get("event_type")
+    return EventInfo(
+        key=key if isinstance(key, str) and key else body_hash(message),
+        event_type=event_type if isinstance(event_type, str) else "",
+        occurred_at=parse_timestamp(message.get("timestamp") or meta.get("timestamp")),
+    )
+
+
+Handler = Callable[[Msg], Translation]
+
+
+def _handler(event_type: str) -> Handler | None:
+    if event_type.startswith(("instance.", "compute.instance.")):
+        return translate_instance
+    if event_type.startswith("compute_task."):
+        return translate_compute_task
+    if event_type in ("flavor.create", "flavor.update", "flavor.delete"):
+        return translate_flavor
+    if event_type.startswith("image."):
+        return translate_image
+    if event_type.startswith(("port.", "floatingip.")):
+        return translate_network
+    if event_type.startswith("identity.project."):
+        return translate_project
+    return None
+
+
+def translate(message: Any) -> Translation:
+    """The Changes for one message (as yielded by ``split``)."""
+    inner = _unwrap(message)
+    if inner is not None:
+        if not isinstance(inner, Mapping):
+            raise BadPayload("the envelope holds a batch: split() it first")
+        message = inner
+    if not isinstance(message, Mapping):
+        raise BadPayload(f"a notification must be a JSON object, not {type(message).__name__}")
+    info = describe(message)
+    event_type = message.get("event_type")
+    if not isinstance(event_type, str) or not event_type.strip():
+        raise BadPayload("message has no event_type (not an OpenStack notification?)")
+    event_type = event_type.strip()
+    handler = _handler(event_type)
+    if handler is None:
+        return ignored(f"{event_type}: not an inventory event")
+    priority = str(message.get("priority") or "").upper()
+    payload = message.get("payload")
+    if isinstance(payload, str) and priority in ("ERROR", "WARN", "WARNING", "CRITICAL"):
+        return ignored(f"{event_type}: {priority} notification with a text payload")
+    return handler(Msg(info.key, event_type, info.occurred_at, message))
+
+
+def translate_project(msg: Msg) -> Translation:
+    """Keystone ``identity.project.created/updated/deleted`` (basic format:
+    ``payload.resource_info`` = project id; CADF: ``payload.target.id``).
+    Neither carries the name, so the upsert only makes the project known."""
+    action = msg.event_type.rsplit(".", 1)[-1]
+    if action not in ("created", "updated", "deleted"):
+        return ignored(f"{msg.event_type}: not a project change")
+    payload = msg.payload
+    if not isinstance(payload, Mapping):
+        raise msg.bad(f"payload is not a JSON object (got {type(payload).__name__})")
+    target = payload.get("target")
+    if "resource_info" not in payload and isinstance(target, Mapping):
+        project_id = req_str(target, "id", "payload.target", msg)
+    else:
+        project_id = req_str(payload, "resource_info", "payload", msg)
+    if action == "deleted":
+        return Translation(
+            changes=[msg.change(Kind.PROJECT, Op.DELETE, project_id, version=msg.version())]
+        )
+    return Translation(
+        changes=[msg.change(Kind.PROJECT, Op.UPSERT, project_id, {}, version=msg.version())]
+    )

@@ -1,0 +1,242 @@
+"""Turning a queued webhook body into inbox events and inventory changes.
+
+The endpoint queued the raw body; here the worker records every message in
+the inbox (deduplicated by the driver's key), translates it and applies the
+changes. Each event is claimed with ``select_for_update(skip_locked=True)``
+inside the transaction that applies it, so a duplicate delivery or a replay
+racing with the original never applies twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from sync.apply import apply
+from sync.choices import EventStatusChoices as Status
+from sync.drivers.base import BadPayload, Driver, EventInfo, TemporaryError, body_hash
+from sync.drivers.registry import get_driver
+from sync.models import CloudProvider, Event
+
+__all__ = ["IngestReport", "ingest_body", "process_events", "record_messages", "reopen", "replay", "request_replay"]
+
+log = logging.getLogger(__name__)
+
+OPEN_STATUSES = (Status.QUEUED, Status.FAILED, Status.DEAD)
+DONE_STATUSES = (Status.PROCESSED, Status.IGNORED)
+
+
+@dataclass
+class IngestReport:
+    """Outcome of one task run; ``retry`` lists events that hit a temporary error."""
+
+    events: int = 0
+    processed: int = 0
+    ignored: int = 0
+    failed: int = 0
+    duplicates: int = 0
+    retry: list[int] = field(default_factory=list)
+    last_error: TemporaryError | None = None
+
+
+def ingest_body(provider_id: int, body: Any, received_at: datetime | None = None) -> IngestReport:
+    """Record and process every message of one webhook body (object or list)."""
+    provider = CloudProvider.objects.filter(pk=provider_id).first()
+    if provider is None:
+        log.warning("provider %s no longer exists; dropping a queued body", provider_id)
+        return IngestReport()
+    if isinstance(body, str | bytes):
+        body = json.loads(body)
+    received_at = received_at or timezone.now()
+    events = record_messages(provider, body, received_at)
+    report = process_events(provider, events)
+    CloudProvider.objects.filter(pk=provider.pk).update(
+        last_event_received_at=received_at, last_event_processed_at=timezone.now()
+    )
+    return report
+
+
+def _driver_for(provider: CloudProvider) -> Driver | None:
+    try:
+        return get_driver(provider.cloud_sync_driver)
+    except KeyError:
+        return None
+
+
+def _event_key(info_key: str) -> str:
+    if len(info_key) <= 255:
+        return info_key
+    return "sha256:" + hashlib.sha256(info_key.encode()).hexdigest()
+
+
+def record_messages(provider: CloudProvider, body: Any, received_at: datetime) -> list[Event]:
+    """Inbox rows for every message in the body; existing rows for duplicates."""
+    driver = _driver_for(provider)
+    messages = body if isinstance(body, list) else [body]
+    events: list[Event] = []
+    for message in messages:
+        if driver is None:
+            events.append(
+                _record(provider, EventInfo(key=body_hash(message)), message, received_at,
+                        error=f"driver {provider.cloud_sync_driver!r} is not installed")
+            )
+            continue
+        try:
+            parts = list(driver.split(message))
+        except BadPayload as exc:
+            events.append(
+                _record(provider, EventInfo(key=body_hash(message)), message, received_at,
+                        error=f"bad payload: {exc}")
+            )
+            continue
+        for part in parts:
+            error = ""
+            try:
+                info = driver.describe(part)
+            except BadPayload as exc:
+                info, error = EventInfo(key=body_hash(part)), f"bad payload: {exc}"
+            events.append(_record(provider, info, part, received_at, error=error))
+    return events
+
+
+def _record(
+    provider: CloudProvider, info: EventInfo, message: Any, received_at: datetime, *, error: str = ""
+) -> Event:
+    defaults = {
+        "event_type": (info.event_type or "")[:255],
+        "occurred_at": info.occurred_at,
+        "received_at": received_at,
+        "body": message,
+        "status": Status.FAILED if error else Status.QUEUED,
+        "error": error,
+    }
+    key = _event_key(info.key)
+    try:
+        event, _ = Event.objects.get_or_create(cloudprovider=provider, key=key, defaults=defaults)
+    except IntegrityError:  # a concurrent worker recorded the same message first
+        event = Event.objects.get(cloudprovider=provider, key=key)
+    return event
+
+
+def process_events(provider: CloudProvider, events: Iterable[Event]) -> IngestReport:
+    """Translate and apply every open event; never raises for one bad event."""
+    report = IngestReport()
+    driver = _driver_for(provider)
+    seen: set[int] = set()
+    for event in events:
+        if event.pk in seen:  # the same message twice in one body
+            report.duplicates += 1
+            continue
+        seen.add(event.pk)
+        report.events += 1
+        if event.status in DONE_STATUSES:
+            report.duplicates += 1
+            continue
+        if driver is None or (event.status == Status.FAILED and event.error.startswith("bad payload")):
+            report.failed += 1
+            continue
+        try:
+            outcome = process_event(provider, driver, event)
+        except TemporaryError as exc:
+            Event.objects.filter(pk=event.pk, status__in=OPEN_STATUSES).update(
+                error=f"{type(exc).__name__}: {exc}"[:2000]
+            )
+            report.retry.append(event.pk)
+            report.last_error = exc
+            continue
+        setattr(report, outcome, getattr(report, outcome) + 1)
+    return report
+
+
+def process_event(provider: CloudProvider, driver: Driver, event: Event) -> str:
+    """One event: translate (outside the transaction: drivers may call the
+    cloud), then claim + apply + mark in one transaction."""
+    try:
+        translation = driver.translate(event.body, provider.client_config)
+    except TemporaryError:
+        raise
+    except BadPayload as exc:
+        return _finish(event, Status.FAILED, error=f"bad payload: {exc}")
+    except Exception as exc:  # a driver bug must not poison the queue
+        log.exception("driver %s crashed on event %s", driver.name, event.pk)
+        return _finish(event, Status.FAILED, error=f"driver error: {type(exc).__name__}: {exc}")
+    with transaction.atomic():
+        claimed = (
+            Event.objects.select_for_update(skip_locked=True)
+            .filter(pk=event.pk, status__in=OPEN_STATUSES)
+            .first()
+        )
+        if claimed is None:
+            return "duplicates"
+        if translation.ignored is not None:
+            claimed.status, claimed.result = Status.IGNORED, {"ignored": translation.ignored}
+        else:
+            result = apply(provider, translation.changes, keep_outcomes=False)
+            claimed.status, claimed.result = Status.PROCESSED, result.as_dict()
+        claimed.error = ""
+        claimed.processed_at = timezone.now()
+        claimed.attempts += 1
+        claimed.save(update_fields=["status", "result", "error", "processed_at", "attempts"])
+    return "ignored" if claimed.status == Status.IGNORED else "processed"
+
+
+def _finish(event: Event, status: str, *, error: str) -> str:
+    Event.objects.filter(pk=event.pk, status__in=OPEN_STATUSES).update(
+        status=status, error=error[:2000], processed_at=timezone.now()
+    )
+    return "failed"
+
+
+def mark_retry_exhausted(event_ids: list[int]) -> None:
+    """After the last retry: dead-letter, replayable by an operator."""
+    Event.objects.filter(pk__in=event_ids, status__in=OPEN_STATUSES).update(status=Status.DEAD)
+
+
+def count_attempt(event_ids: list[int]) -> None:
+    from django.db.models import F
+
+    Event.objects.filter(pk__in=event_ids).update(attempts=F("attempts") + 1)
+
+
+def reopen(event_ids: Iterable[int]) -> list[int]:
+    """Put failed/dead events back in the queue state; returns the ids reopened."""
+    ids = list(
+        Event.objects.filter(pk__in=list(event_ids), status__in=(Status.FAILED, Status.DEAD))
+        .values_list("pk", flat=True)
+    )
+    Event.objects.filter(pk__in=ids).update(status=Status.QUEUED, error="")
+    return ids
+
+
+def replay(event_ids: Iterable[int]) -> IngestReport:
+    """Process queued events again (after ``reopen``), grouped by provider."""
+    report = IngestReport()
+    events = Event.objects.filter(pk__in=list(event_ids)).select_related("cloudprovider")
+    by_provider: dict[int, list[Event]] = {}
+    for event in events.order_by("pk"):
+        by_provider.setdefault(event.cloudprovider_id, []).append(event)
+    for evs in by_provider.values():
+        part = process_events(evs[0].cloudprovider, evs)
+        for name in ("events", "processed", "ignored", "failed", "duplicates"):
+            setattr(report, name, getattr(report, name) + getattr(part, name))
+        report.retry += part.retry
+        report.last_error = part.last_error or report.last_error
+    return report
+
+
+def request_replay(event_ids: Iterable[int]) -> list[int]:
+    """Operator action: reopen failed/dead events and queue them again."""
+    from sync.tasks import replay_events
+
+    ids = reopen(event_ids)
+    if ids:
+        replay_events.apply_async(kwargs={"event_ids": ids})
+    return ids

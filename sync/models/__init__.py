@@ -1,0 +1,24 @@
+from sync.models.events import Event, SyncRun
+from sync.models.inventory import (
+    CloudFlavor,
+    CloudHost,
+    CloudHostIP,
+    CloudImage,
+    CloudPort,
+    CloudProject,
+    SyncedModel,
+)
+from sync.models.provider import CloudProvider
+
+__all__ = [
+    "CloudFlavor",
+    "CloudHost",
+    "CloudHostIP",
+    "CloudImage",
+    "CloudPort",
+    "CloudProject",
+    "CloudProvider",
+    "Event",
+    "SyncRun",
+    "SyncedModel",
+]

@@ -1,0 +1,79 @@
+"""The event inbox and the sync-run journal."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from sync.choices import (
+    EventStatusChoices,
+    SyncRunKindChoices,
+    SyncRunStatusChoices,
+)
+
+__all__ = ["Event", "SyncRun"]
+
+
+class Event(models.Model):
+    """One received message (the inbox). Unique per provider by dedup key."""
+
+    cloudprovider = models.ForeignKey(
+        "sync.CloudProvider", on_delete=models.CASCADE, related_name="events"
+    )
+    key = models.CharField(max_length=255)
+    event_type = models.CharField(max_length=255, blank=True, default="", db_index=True)
+    status = models.CharField(
+        max_length=20, choices=EventStatusChoices.choices, default=EventStatusChoices.QUEUED
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True, default="")
+    body = models.JSONField(null=True, blank=True)
+    result = models.JSONField(blank=True, default=dict)
+    occurred_at = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField(db_index=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["cloudprovider", "key"], name="uniq_event_key")
+        ]
+        indexes = [models.Index(fields=["cloudprovider", "status"])]
+
+    def __str__(self) -> str:
+        return f"{self.event_type or 'event'} {self.key}"
+
+
+class SyncRun(models.Model):
+    """One full sync, catch-up, dry run or pushed snapshot of a provider."""
+
+    cloudprovider = models.ForeignKey(
+        "sync.CloudProvider", on_delete=models.CASCADE, related_name="sync_runs"
+    )
+    kind = models.CharField(max_length=20, choices=SyncRunKindChoices.choices)
+    status = models.CharField(
+        max_length=20, choices=SyncRunStatusChoices.choices, default=SyncRunStatusChoices.RUNNING
+    )
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    counts = models.JSONField(blank=True, default=dict)
+    drift_healed = models.PositiveIntegerField(default=0)
+    drift = models.JSONField(blank=True, default=dict)
+    plan = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    triggered_by = models.CharField(max_length=100, blank=True, default="")
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        constraints = [
+            # The per-provider lock: at most one running run.
+            models.UniqueConstraint(
+                fields=["cloudprovider"],
+                condition=Q(status="running"),
+                name="one_running_sync_per_provider",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk} of {self.cloudprovider}"

@@ -1,0 +1,198 @@
+"""Synchronized inventory rows. Names follow Ralph's cloud models.
+
+Every synced row carries its ordering key (``source_version``), when it was
+last seen and by what, and a tombstone (``deleted_at``): a deleted object
+keeps its row so a late event cannot resurrect it. The default manager hides
+tombstones; ``all_objects`` sees them.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+from sync.choices import HostIPKindChoices, HostStatusChoices
+
+__all__ = [
+    "CloudFlavor",
+    "CloudHost",
+    "CloudHostIP",
+    "CloudImage",
+    "CloudPort",
+    "CloudProject",
+    "SyncedModel",
+]
+
+
+class AliveManager(models.Manager):
+    def get_queryset(self) -> models.QuerySet:
+        return super().get_queryset().filter(deleted_at__isnull=True)
+
+
+class SyncedModel(models.Model):
+    """Bookkeeping shared by every synced row."""
+
+    external_id_field: str = ""
+
+    cloudprovider = models.ForeignKey("sync.CloudProvider", on_delete=models.CASCADE)
+    source_version = models.CharField(max_length=80, blank=True, default="")
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    last_event_at = models.DateTimeField(null=True, blank=True)
+    last_synced_by = models.CharField(max_length=200, blank=True, default="")
+    deleted_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    modified_at = models.DateTimeField(auto_now=True, db_index=True)
+
+    objects = AliveManager()
+    all_objects = models.Manager()
+
+    class Meta:
+        abstract = True
+        base_manager_name = "all_objects"
+
+    @property
+    def external_id(self) -> str:
+        return getattr(self, self.external_id_field)
+
+    @property
+    def is_placeholder(self) -> bool:
+        """Known only by reference so far (no change about it applied yet)."""
+        return self.source_version == "" and self.deleted_at is None
+
+
+class CloudProject(SyncedModel):
+    """A project / tenant / account."""
+
+    external_id_field = "project_id"
+    project_id = models.CharField(max_length=255)
+    name = models.CharField(max_length=255, blank=True, default="")
+    domain = models.CharField(max_length=255, blank=True, default="")
+    enabled = models.BooleanField(null=True, blank=True)
+
+    class Meta(SyncedModel.Meta):
+        constraints = [
+            models.UniqueConstraint(fields=["cloudprovider", "project_id"], name="uniq_project_id")
+        ]
+
+    def __str__(self) -> str:
+        return self.name or self.project_id
+
+
+class CloudFlavor(SyncedModel):
+    """A flavor / instance type."""
+
+    external_id_field = "flavor_id"
+    flavor_id = models.CharField(max_length=255)
+    name = models.CharField(max_length=255, blank=True, default="")
+    cores = models.PositiveIntegerField(null=True, blank=True)
+    memory = models.PositiveIntegerField(null=True, blank=True, help_text="MiB")
+    disk = models.PositiveIntegerField(null=True, blank=True, help_text="GiB")
+    extra_specs = models.JSONField(blank=True, default=dict)
+    is_public = models.BooleanField(null=True, blank=True)
+
+    class Meta(SyncedModel.Meta):
+        constraints = [
+            models.UniqueConstraint(fields=["cloudprovider", "flavor_id"], name="uniq_flavor_id")
+        ]
+
+    def __str__(self) -> str:
+        return self.name or self.flavor_id
+
+
+class CloudImage(SyncedModel):
+    """An image / AMI."""
+
+    external_id_field = "image_id"
+    image_id = models.CharField(max_length=255)
+    name = models.CharField(max_length=255, blank=True, default="")
+    status = models.CharField(max_length=50, blank=True, default="")
+    os_distro = models.CharField(max_length=100, blank=True, default="")
+    os_version = models.CharField(max_length=100, blank=True, default="")
+    architecture = models.CharField(max_length=50, blank=True, default="")
+    min_disk = models.PositiveIntegerField(null=True, blank=True)
+    min_ram = models.PositiveIntegerField(null=True, blank=True)
+    visibility = models.CharField(max_length=50, blank=True, default="")
+
+    class Meta(SyncedModel.Meta):
+        constraints = [
+            models.UniqueConstraint(fields=["cloudprovider", "image_id"], name="uniq_image_id")
+        ]
+
+    def __str__(self) -> str:
+        return self.name or self.image_id
+
+
+class CloudHost(SyncedModel):
+    """A virtual machine."""
+
+    external_id_field = "host_id"
+    host_id = models.CharField(max_length=255)
+    hostname = models.CharField(max_length=255, blank=True, default="", db_index=True)
+    status = models.CharField(
+        max_length=20, choices=HostStatusChoices.choices, default=HostStatusChoices.UNKNOWN
+    )
+    cloudflavor = models.ForeignKey(
+        CloudFlavor, null=True, blank=True, on_delete=models.SET_NULL, related_name="hosts"
+    )
+    image = models.ForeignKey(
+        CloudImage, null=True, blank=True, on_delete=models.SET_NULL, related_name="hosts"
+    )
+    image_ref = models.CharField(max_length=255, blank=True, default="")
+    project = models.ForeignKey(
+        CloudProject, null=True, blank=True, on_delete=models.SET_NULL, related_name="hosts"
+    )
+    hypervisor = models.CharField(max_length=255, blank=True, default="", db_index=True)
+    tags = models.JSONField(blank=True, default=list)
+    metadata = models.JSONField(blank=True, default=dict)
+    launched_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta(SyncedModel.Meta):
+        constraints = [
+            models.UniqueConstraint(fields=["cloudprovider", "host_id"], name="uniq_host_id")
+        ]
+
+    def __str__(self) -> str:
+        return self.hostname or self.host_id
+
+
+class CloudPort(SyncedModel):
+    """A network attachment that carries addresses: a Neutron port, an AWS
+    ENI or a floating IP (``port_id`` "fip:<id>", bound to ``parent_port_id``)."""
+
+    external_id_field = "port_id"
+    port_id = models.CharField(max_length=255)
+    host = models.ForeignKey(
+        CloudHost, null=True, blank=True, on_delete=models.SET_NULL, related_name="ports"
+    )
+    parent_port_id = models.CharField(max_length=255, blank=True, default="", db_index=True)
+
+    class Meta(SyncedModel.Meta):
+        constraints = [
+            models.UniqueConstraint(fields=["cloudprovider", "port_id"], name="uniq_port_id")
+        ]
+
+    def __str__(self) -> str:
+        return self.port_id
+
+
+class CloudHostIP(models.Model):
+    """One address of a host. Rows with a ``port`` come from that port;
+    rows without one are the host's own address list (e.g. legacy Nova)."""
+
+    host = models.ForeignKey(
+        CloudHost, null=True, blank=True, on_delete=models.CASCADE, related_name="ips"
+    )
+    port = models.ForeignKey(
+        CloudPort, null=True, blank=True, on_delete=models.CASCADE, related_name="ips"
+    )
+    address = models.GenericIPAddressField(db_index=True)
+    version = models.PositiveSmallIntegerField(default=4)
+    kind = models.CharField(
+        max_length=10, choices=HostIPKindChoices.choices, default=HostIPKindChoices.FIXED
+    )
+    mac = models.CharField(max_length=40, blank=True, default="")
+
+    class Meta:
+        ordering = ["address"]
+
+    def __str__(self) -> str:
+        return self.address

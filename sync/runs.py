@@ -1,0 +1,171 @@
+"""Sync runs: starting them (one per provider at a time), executing them, and
+applying stored plans. Full syncs, catch-ups, dry runs and pushed snapshots
+all end in ``sync.apply.apply`` through ``sync.reconcile``."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from sync.choices import SyncRunKindChoices as RunKind
+from sync.choices import SyncRunStatusChoices as RunStatus
+from sync.drivers.base import AuthError, DriverError, NetworkError, TemporaryError
+from sync.drivers.registry import get_driver
+from sync.models import CloudProvider, SyncRun
+
+__all__ = [
+    "PlanNotApplicable",
+    "RunInProgress",
+    "apply_stored_plan",
+    "claim_run",
+    "execute_run",
+    "fail_run",
+    "request_plan_apply",
+    "start_run",
+]
+
+log = logging.getLogger(__name__)
+
+
+class RunInProgress(Exception):
+    """A run of this provider is already running (the per-provider lock)."""
+
+
+class PlanNotApplicable(Exception):
+    """The run has no stored plan that can be applied."""
+
+
+def claim_run(provider: CloudProvider, kind: str, *, triggered_by: str = "") -> SyncRun:
+    """Create the run row in status running; the partial unique index is the lock."""
+    try:
+        with transaction.atomic():
+            return SyncRun.objects.create(
+                cloudprovider=provider, kind=kind, status=RunStatus.RUNNING,
+                triggered_by=triggered_by[:100],
+            )
+    except IntegrityError:
+        running = SyncRun.objects.filter(cloudprovider=provider, status=RunStatus.RUNNING).first()
+        raise RunInProgress(
+            f"a sync of {provider} is already running"
+            + (f" (run #{running.pk}, started {running.started_at:%Y-%m-%d %H:%M:%S} UTC)" if running else "")
+        ) from None
+
+
+def start_run(provider: CloudProvider, kind: str = RunKind.FULL, *, triggered_by: str = "") -> SyncRun:
+    """Claim the provider's lock and queue the run on ``cloudsync.sync``."""
+    from sync.tasks import run_sync
+
+    _check_driver(provider, kind)
+    run = claim_run(provider, kind, triggered_by=triggered_by)
+    transaction.on_commit(lambda: run_sync.apply_async(kwargs={"run_id": run.pk}))
+    return run
+
+
+def _check_driver(provider: CloudProvider, kind: str) -> None:
+    driver = get_driver(provider.cloud_sync_driver)
+    if kind == RunKind.CATCH_UP and not driver.supports_catch_up:
+        raise DriverError(f"driver {driver.name} does not support catch-up")
+    if kind in (RunKind.FULL, RunKind.DRY_RUN) and not driver.supports_full_sync:
+        raise DriverError(f"driver {driver.name} does not support full sync")
+
+
+def _since(provider: CloudProvider) -> datetime | None:
+    last = (
+        SyncRun.objects.filter(
+            cloudprovider=provider,
+            kind__in=(RunKind.FULL, RunKind.CATCH_UP),
+            status__in=(RunStatus.SUCCEEDED, RunStatus.NEEDS_APPROVAL),
+        )
+        .order_by("-started_at")
+        .first()
+    )
+    return last.started_at if last else None
+
+
+def execute_run(run_id: int) -> SyncRun:
+    """Run a claimed SyncRun: list, reconcile, apply (or store the plan).
+
+    Temporary errors (auth, network) propagate so the task can retry with
+    backoff; the run stays claimed meanwhile. Other errors fail the run.
+    """
+    from sync.reconcile import reconcile
+
+    run = SyncRun.objects.select_related("cloudprovider").get(pk=run_id)
+    if run.status != RunStatus.RUNNING:
+        return run
+    provider = run.cloudprovider
+    driver = get_driver(provider.cloud_sync_driver)
+    config = provider.client_config
+    try:
+        if run.kind == RunKind.CATCH_UP:
+            since = _since(provider)
+            if since is None:  # never synced: a catch-up would miss everything
+                snapshot = driver.list_inventory(config)
+            else:
+                snapshot = driver.list_changes_since(config, since)
+                snapshot.kinds = frozenset()
+        else:
+            snapshot = driver.list_inventory(config)
+        if snapshot.started_at is None:
+            snapshot.started_at = run.started_at
+        reconcile(run, snapshot, dry_run=run.kind == RunKind.DRY_RUN)
+    except TemporaryError as exc:
+        SyncRun.objects.filter(pk=run.pk).update(error=_describe(exc))
+        raise
+    except DriverError as exc:
+        fail_run(run, _describe(exc))
+    except Exception as exc:
+        log.exception("sync run %s crashed", run.pk)
+        fail_run(run, f"internal error: {type(exc).__name__}: {exc}")
+    run.refresh_from_db()
+    return run
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, AuthError):
+        prefix = "authentication failed"
+    elif isinstance(exc, NetworkError):
+        prefix = "network error"
+    else:
+        prefix = "API error"
+    text = str(exc)
+    return text if text.lower().startswith(prefix) else f"{prefix}: {text}"
+
+
+def fail_run(run: SyncRun, error: str) -> None:
+    """Record a failed run (nothing more is applied) and release the lock."""
+    now = timezone.now()
+    SyncRun.objects.filter(pk=run.pk).update(
+        status=RunStatus.FAILED, error=error[:5000], finished_at=now
+    )
+    if run.kind != RunKind.DRY_RUN:
+        CloudProvider.objects.filter(pk=run.cloudprovider_id).update(
+            last_full_sync_at=now, last_full_sync_status=RunStatus.FAILED
+        )
+
+
+def request_plan_apply(run: SyncRun, *, triggered_by: str = "") -> SyncRun:
+    """Queue the application of a run's stored plan (dry run / needs approval)."""
+    from sync.tasks import apply_plan
+
+    if run.status not in (RunStatus.NEEDS_APPROVAL, RunStatus.PLANNED) or not run.plan:
+        raise PlanNotApplicable(f"run #{run.pk} has no stored plan to apply (status {run.status})")
+    apply_plan.apply_async(kwargs={"run_id": run.pk, "triggered_by": triggered_by})
+    return run
+
+
+def apply_stored_plan(run_id: int, *, triggered_by: str = "") -> SyncRun:
+    """Apply a stored plan now (task body, and the management command)."""
+    from sync.reconcile import apply_plan_of
+
+    run = SyncRun.objects.select_related("cloudprovider").get(pk=run_id)
+    if run.status not in (RunStatus.NEEDS_APPROVAL, RunStatus.PLANNED) or not run.plan:
+        raise PlanNotApplicable(f"run #{run.pk} has no stored plan to apply (status {run.status})")
+    apply_plan_of(run, triggered_by=triggered_by)
+    run.refresh_from_db()
+    return run
+
+

@@ -1,0 +1,3 @@
+"""Non-webhook URLs of the app (API, health); filled in by the API module."""
+
+urlpatterns: list = []
