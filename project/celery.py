@@ -12,8 +12,8 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = (Queue("cloudsync.events"), Queue("cloudsync.sync"))
 app.conf.task_routes = {
     "sync.tasks.ingest": {"queue": "cloudsync.events"},
-    "sync.tasks.full_sync": {"queue": "cloudsync.sync"},
-    "sync.tasks.catch_up": {"queue": "cloudsync.sync"},
+    "sync.tasks.replay": {"queue": "cloudsync.events"},
+    "sync.tasks.run_sync": {"queue": "cloudsync.sync"},
     "sync.tasks.apply_plan": {"queue": "cloudsync.sync"},
     "sync.tasks.sync_all": {"queue": "cloudsync.sync"},
 }

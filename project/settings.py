@@ -122,6 +122,8 @@ CLOUDSYNC_RETRY_MAX = env.int("CLOUDSYNC_RETRY_MAX", default=8)
 CLOUDSYNC_RETRY_BASE_SECONDS = env.float("CLOUDSYNC_RETRY_BASE_SECONDS", default=2.0)
 CLOUDSYNC_RETRY_CAP_SECONDS = env.float("CLOUDSYNC_RETRY_CAP_SECONDS", default=600.0)
 CLOUDSYNC_MASS_DELETE_RATIO = env.float("CLOUDSYNC_MASS_DELETE_RATIO", default=0.2)
+CLOUDSYNC_MASS_DELETE_MIN_COUNT = env.int("CLOUDSYNC_MASS_DELETE_MIN_COUNT", default=5)
+CLOUDSYNC_SYNC_RETRY_MAX = env.int("CLOUDSYNC_SYNC_RETRY_MAX", default=4)
 CLOUDSYNC_FULL_SYNC_CRONTAB = env.str("CLOUDSYNC_FULL_SYNC_CRONTAB", default="30 2 * * *")
 CLOUDSYNC_CATCH_UP_CRONTAB = env.str("CLOUDSYNC_CATCH_UP_CRONTAB", default="5 * * * *")
 CLOUDSYNC_STORE_RAW_BODY = env.bool("CLOUDSYNC_STORE_RAW_BODY", default=True)
@@ -147,6 +149,15 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Cloud inventory (hosts, flavors, images, projects) kept in sync with OpenStack, AWS and custom clouds.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # One enum name per choice list (several models have a "status"/"kind").
+    "ENUM_NAME_OVERRIDES": {
+        "HostStatusEnum": "sync.choices.HostStatusChoices",
+        "HostIPKindEnum": "sync.choices.HostIPKindChoices",
+        "EventStatusEnum": "sync.choices.EventStatusChoices",
+        "SyncRunKindEnum": "sync.choices.SyncRunKindChoices",
+        "SyncRunStatusEnum": "sync.choices.SyncRunStatusChoices",
+        "SyncRunStartKindEnum": "sync.api.serializers.SYNC_RUN_START_KINDS",
+    },
 }
 
 LOGGING = {

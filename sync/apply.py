@@ -3,8 +3,11 @@
 Events, catch-ups and full syncs all end here. The rules (DESIGN §5):
 
 * idempotent: the same change twice leaves the same state;
-* ordered per object: a change older than the row's ``source_version`` does
-  not overwrite newer fields; it only fills fields that are still empty;
+* ordered per field: each field remembers the version that set it
+  (``field_versions``); a change sets a field only if it is at least as new,
+  so an older change never overwrites newer data but may still fill a field
+  no newer change has spoken about, and every order of the same changes
+  converges to the same row;
 * tombstones: a delete always wins and keeps the row (``deleted_at``) with the
   highest version seen; only a full sync listing the object with a newer
   version brings it back. Events never resurrect;
@@ -71,6 +74,8 @@ class ApplyResult:
 
     counts: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
     outcomes: list[tuple[Change, str]] = field(default_factory=list)
+    # external id -> {field: [old, new]} per kind, when asked (dry runs, drift reports)
+    diffs: dict[str, dict[str, dict[str, list]]] | None = None
 
     def add(self, change: Change, outcome: str) -> None:
         self.counts[change.kind.value][outcome] += 1
@@ -86,6 +91,9 @@ class ApplyResult:
         for kind, counter in other.counts.items():
             self.counts[kind].update(counter)
         self.outcomes.extend(other.outcomes)
+        if other.diffs and self.diffs is not None:
+            for kind, objs in other.diffs.items():
+                self.diffs.setdefault(kind, {}).update(objs)
 
 
 def apply(
@@ -94,13 +102,17 @@ def apply(
     *,
     now: datetime | None = None,
     keep_outcomes: bool = True,
+    record_diffs: bool = False,
 ) -> ApplyResult:
-    """Apply changes to one provider's inventory in one transaction."""
+    """Apply changes to one provider's inventory in one transaction.
+
+    ``record_diffs`` also reports, per object, each field's old and new value.
+    """
     now = now or timezone.now()
     by_kind: dict[Kind, list[Change]] = defaultdict(list)
     for change in changes:
         by_kind[change.kind].append(change)
-    result = ApplyResult()
+    result = ApplyResult(diffs={} if record_diffs else None)
     with transaction.atomic():
         for kind in KIND_ORDER:
             group = by_kind.get(kind)
@@ -159,6 +171,26 @@ def _address_rows(addresses: Any) -> list[tuple[str, int, str, str]]:
             kind = HostIPKindChoices.FIXED
         out.add((str(ip), ip.version, kind, str(item.get("mac") or "").lower()))
     return sorted(out)
+
+
+_BOOKKEEPING = frozenset({"source_version", "field_versions", "last_synced_by", "last_event_at"})
+
+
+# What a late upsert may not change on a tombstone: it stays deleted, addressless.
+_TOMBSTONE_FIXED = frozenset({"status", "addresses"})
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-safe rendering of a field value for stored diffs."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return str(value)
 
 
 def _parent_port(change: Change) -> str:
@@ -229,31 +261,40 @@ class _KindApplier:
         if change.op == Op.DELETE:
             return self._delete(row, change)
         is_new = row.is_placeholder
-        if row.deleted_at is not None:
-            if change.source == Source.FULL_SYNC and change.version > row.source_version:
-                self._set(row, "deleted_at", None)
-                is_new = True  # a full sync found it alive again
-            else:
-                return Outcome.STALE
-        values = self._values(change)
-        if is_new or change.version >= row.source_version:
-            changed = [a for a, v in values.items() if self._differs(row, a, v)]
-            for attr in changed:
-                self._set(row, attr, values[attr])
-            if change.version > row.source_version:
-                self._set(row, "source_version", change.version)
+        tombstoned = row.deleted_at is not None
+        if tombstoned and change.source == Source.FULL_SYNC and change.version > row.source_version:
+            self._set(row, "deleted_at", None)  # a full sync found it alive again
+            row.field_versions = {}
+            is_new, tombstoned = True, False
+        previous = row.source_version
+        versions = dict(row.field_versions or {})
+        changed = won = False
+        for attr, value in self._values(change).items():
+            if change.version < versions.get(attr, ""):
+                continue  # a newer change already set this field
+            if tombstoned and attr in _TOMBSTONE_FIXED:
+                continue
+            won = True
+            if self._differs(row, attr, value):
+                self._set(row, attr, value)
+                changed = True
+            if change.version > versions.get(attr, ""):
+                versions[attr] = change.version
+        if versions != row.field_versions:
+            self._set(row, "field_versions", versions)
+        if change.version > previous:
+            self._set(row, "source_version", change.version)
+        if tombstoned:
+            # Late news about a deleted object: kept on the tombstone (so
+            # every order converges) but it stays deleted.
+            return Outcome.STALE
+        if won or is_new:
             self._touch(row, change)
-            if is_new:
-                return Outcome.CREATED
-            return Outcome.UPDATED if changed else Outcome.UNCHANGED
-        filled = [
-            a
-            for a, v in values.items()
-            if not _is_empty(v) and self._is_unset(row, a)
-        ]
-        for attr in filled:
-            self._set(row, attr, values[attr])
-        return Outcome.UPDATED if filled else Outcome.STALE
+        if is_new:
+            return Outcome.CREATED
+        if changed:
+            return Outcome.UPDATED
+        return Outcome.UNCHANGED if change.version >= previous else Outcome.STALE
 
     def _delete(self, row: SyncedModel, change: Change) -> str:
         if change.version > row.source_version:
@@ -276,6 +317,10 @@ class _KindApplier:
             self._set(row, "last_event_at", self.now)
 
     def _set(self, row: SyncedModel, attr: str, value: Any) -> None:
+        if self.result.diffs is not None and attr not in _BOOKKEEPING:
+            old = self._current_addresses(row) if attr == "addresses" else getattr(row, attr)
+            diff = self.result.diffs.setdefault(self.kind.value, {})
+            diff.setdefault(row.external_id, {})[attr] = [_plain(old), _plain(value)]
         if attr == "addresses":
             self.addresses[row.pk] = value
             return
@@ -339,11 +384,6 @@ class _KindApplier:
         if attr == "addresses":
             return self._current_addresses(row) != value
         return getattr(row, attr) != value
-
-    def _is_unset(self, row: SyncedModel, attr: str) -> bool:
-        if attr == "addresses":
-            return not self._current_addresses(row)
-        return _is_empty(getattr(row, attr))
 
     # -- write -------------------------------------------------------------
     def _flush(self, rows: dict[str, SyncedModel]) -> None:

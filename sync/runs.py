@@ -24,6 +24,8 @@ __all__ = [
     "execute_run",
     "fail_run",
     "request_plan_apply",
+    "fail_run_by_id",
+    "start_all",
     "start_run",
 ]
 
@@ -169,3 +171,22 @@ def apply_stored_plan(run_id: int, *, triggered_by: str = "") -> SyncRun:
     return run
 
 
+
+
+def fail_run_by_id(run_id: int, exc: Exception) -> None:
+    """The last retry failed: record why (auth vs network vs API) and unlock."""
+    run = SyncRun.objects.get(pk=run_id)
+    fail_run(run, _describe(exc))
+
+
+def start_all(kind: str, *, triggered_by: str = "") -> dict[str, str]:
+    """Start ``kind`` runs for every enabled provider whose driver supports it."""
+    outcome: dict[str, str] = {}
+    for provider in CloudProvider.objects.filter(cloud_sync_enabled=True):
+        try:
+            run = start_run(provider, kind, triggered_by=triggered_by)
+        except (RunInProgress, DriverError, KeyError) as exc:
+            outcome[provider.name] = f"skipped: {exc}"
+        else:
+            outcome[provider.name] = f"run #{run.pk}"
+    return outcome

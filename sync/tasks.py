@@ -13,7 +13,7 @@ from django.conf import settings
 
 from sync import ingest
 
-__all__ = ["ingest_task", "replay_events", "retry_countdown"]
+__all__ = ["apply_plan", "ingest_task", "replay_events", "retry_countdown", "run_sync", "sync_all"]
 
 log = logging.getLogger(__name__)
 
@@ -57,3 +57,36 @@ def replay_events(self: Any, event_ids: list[int]) -> dict:
     report = ingest.replay(event_ids)
     _retry_or_bury(self, report, event_ids=report.retry)
     return {"events": report.events, "processed": report.processed, "failed": report.failed}
+
+
+@shared_task(bind=True, name="sync.tasks.run_sync", acks_late=True, max_retries=None)
+def run_sync(self: Any, run_id: int) -> dict:
+    """Execute a claimed SyncRun; auth/network failures retry the whole listing."""
+    from sync import runs
+    from sync.drivers.base import TemporaryError
+
+    try:
+        run = runs.execute_run(run_id)
+    except TemporaryError as exc:
+        if self.request.retries >= settings.CLOUDSYNC_SYNC_RETRY_MAX:
+            runs.fail_run_by_id(run_id, exc)
+            return {"run": run_id, "status": "failed"}
+        raise self.retry(countdown=retry_countdown(self.request.retries), exc=exc) from exc
+    return {"run": run.pk, "status": run.status, "drift_healed": run.drift_healed}
+
+
+@shared_task(name="sync.tasks.apply_plan", acks_late=True)
+def apply_plan(run_id: int, triggered_by: str = "") -> dict:
+    """Apply a stored plan (dry run, or deletions held back by the guard)."""
+    from sync import runs
+
+    run = runs.apply_stored_plan(run_id, triggered_by=triggered_by)
+    return {"run": run.pk, "status": run.status}
+
+
+@shared_task(name="sync.tasks.sync_all", expires=3600)
+def sync_all(kind: str = "full") -> dict:
+    """Beat entry point: start a run for every enabled provider that supports it."""
+    from sync import runs
+
+    return runs.start_all(kind, triggered_by="beat")

@@ -1,3 +1,14 @@
-"""Non-webhook URLs of the app (API, health); filled in by the API module."""
+"""Non-webhook URLs of the app: the REST API, its schema and docs, health probes."""
 
-urlpatterns: list = []
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from sync.health import healthz, readyz
+
+urlpatterns = [
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/", include("sync.api.urls", namespace="api")),
+    path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
+]

@@ -1,0 +1,1 @@
+"""The REST API (DRF): serializers, viewsets, filtersets, permissions, urls."""

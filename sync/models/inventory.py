@@ -35,6 +35,10 @@ class SyncedModel(models.Model):
 
     cloudprovider = models.ForeignKey("sync.CloudProvider", on_delete=models.CASCADE)
     source_version = models.CharField(max_length=80, blank=True, default="")
+    # The version that last set each field: fields are last-writer-wins
+    # registers, so any order of changes converges (an older change may still
+    # set a field no newer change has touched).
+    field_versions = models.JSONField(blank=True, default=dict, editable=False)
     last_seen_at = models.DateTimeField(null=True, blank=True)
     last_event_at = models.DateTimeField(null=True, blank=True)
     last_synced_by = models.CharField(max_length=200, blank=True, default="")

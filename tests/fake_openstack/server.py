@@ -54,6 +54,9 @@ class Fault:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes: without TCP_NODELAY, Nagle plus
+    # the client's delayed ACK adds ~40 ms to every keep-alive request.
+    disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
@@ -78,6 +81,7 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         path = parts.path
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        self._path = path
         fault = fake._record(method, path, parts.query)
         if fault is not None:
             if fault.delay:
@@ -100,6 +104,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
         data = payload if isinstance(payload, bytes) else _ENCODER.encode(payload).encode()
+        self.server.fake._answered(self._path, status)
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -125,7 +130,8 @@ class FakeOpenStack:
       ``nova_marker_bug`` a deleted server as page marker answers 400
       "marker [id] not found" (Nova before the read_deleted fix);
       ``compute_max_microversion`` e.g. "2.96" (lower it to test negotiation);
-      ``nova_max_limit`` / ``glance_max_limit`` page size caps (1000).
+      ``nova_max_limit`` / ``glance_max_limit`` page size caps (1000);
+      ``catalog_exclude`` service types left out of the token's catalog.
     """
 
     def __init__(self, data: FakeCloud | None = None, *, page_cache_bytes: int = 256 << 20):
@@ -142,6 +148,7 @@ class FakeOpenStack:
         self.faults: list[Fault] = []
         self.counts: Counter[tuple[str, str]] = Counter()
         self.log: deque[tuple[str, str, str]] = deque(maxlen=10000)
+        self.answers: deque[tuple[str, int]] = deque(maxlen=10000)
 
     # -- lifecycle -------------------------------------------------------
     def start(self) -> FakeOpenStack:
@@ -206,6 +213,7 @@ class FakeOpenStack:
         self.nova_max_limit = 1000
         self.glance_max_limit = 1000
         self.glance_default_limit = 25
+        self.catalog_exclude: set[str] = set()
 
     def reset(self, data: FakeCloud | None = None) -> None:
         """Fresh data, no faults, zero counters, default switches (tokens stay)."""
@@ -214,6 +222,7 @@ class FakeOpenStack:
             self.faults.clear()
             self.counts.clear()
             self.log.clear()
+            self.answers.clear()
             self._pages.clear()
             self._pages_size = 0
         self.reset_switches()
@@ -224,11 +233,15 @@ class FakeOpenStack:
             self.faults.append(fault)
         return fault
 
-    def fail(self, status: int, path: str = "", *, times: int = 1, after: int = 0, **kw: Any) -> Fault:
+    def fail(
+        self, status: int, path: str = "", *, times: int = 1, after: int = 0, **kw: Any
+    ) -> Fault:
         """Answer matching requests with ``status`` (OpenStack-style error body)."""
         return self.inject(Fault(path=path, status=status, times=times, after=after, **kw))
 
-    def slow(self, seconds: float, path: str = "", *, times: int = 1, after: int = 0, **kw: Any) -> Fault:
+    def slow(
+        self, seconds: float, path: str = "", *, times: int = 1, after: int = 0, **kw: Any
+    ) -> Fault:
         """Delay matching requests by ``seconds`` before answering normally."""
         return self.inject(Fault(path=path, delay=seconds, times=times, after=after, **kw))
 
@@ -259,6 +272,16 @@ class FakeOpenStack:
         """(method, path, query string) of the last requests, oldest first."""
         with self._lock:
             return [r for r in self.log if r[1].startswith(path_prefix)]
+
+    def statuses(self, path_prefix: str = "") -> list[int]:
+        """HTTP status of the last answers on matching paths, oldest first
+        (dropped connections have none)."""
+        with self._lock:
+            return [status for p, status in self.answers if p.startswith(path_prefix)]
+
+    def _answered(self, path: str, status: int) -> None:
+        with self._lock:
+            self.answers.append((path, status))
 
     def _record(self, method: str, path: str, query: str) -> Fault | None:
         with self._lock:

@@ -28,9 +28,9 @@ from botocore.exceptions import (
     HTTPClientError,
     NoCredentialsError,
     PartialCredentialsError,
-    ResponseParserError,
     TokenRetrievalError,
 )
+from botocore.parsers import ResponseParserError
 
 from sync.drivers.aws.config import validate_config
 from sync.drivers.base import AuthError, DriverError, NetworkError
@@ -137,7 +137,7 @@ def aws_call(action: str) -> Iterator[None]:
     """Run SDK code, re-raising its errors as classified driver errors."""
     try:
         yield
-    except (ClientError, BotoCoreError, OSError) as exc:
+    except (ClientError, BotoCoreError, ResponseParserError, OSError) as exc:
         raise classify_error(exc, action) from exc
 
 

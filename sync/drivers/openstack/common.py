@@ -11,7 +11,8 @@ the payload's own ``updated_at`` (``deleted_at``/``terminated_at`` for
 deletes) and falls back to the message timestamp when the payload has none
 (legacy Nova, Neutron and Flavor payloads carry no ``updated_at``). Without the
 fallback such changes would sort before *every* row version written by a
-full sync and could never update anything again.
+full sync and could never update anything again. Deletes use the latest of
+their deletion times and the message time (``Msg.delete_version``).
 """
 
 from __future__ import annotations
@@ -66,6 +67,16 @@ class Msg:
             if first is not None:
                 break
         return make_version(first or self.timestamp, self.timestamp)
+
+    def delete_version(self, *object_times: Any) -> str:
+        """Ordering key of a delete: the latest of the payload's deletion
+        times and the message time. Legacy ``deleted_at`` is the database
+        time, which can be *earlier* than the message time of the update
+        Nova emitted just before the delete (notigen delete sequence); taking
+        the latest keeps a delete at or after everything that preceded it."""
+        times = [parse_timestamp(v) for v in (*object_times, self.timestamp)]
+        latest = max((t for t in times if t is not None), default=None)
+        return make_version(latest, self.timestamp)
 
     def copy_version(self) -> str:
         """Version for data copied from another object (a flavor embedded in

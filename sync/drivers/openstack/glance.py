@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sync.changes import Kind, Op, parse_timestamp
+from sync.changes import Kind, Op
 from sync.drivers.base import Translation
 from sync.drivers.openstack.common import Msg, ignored, opt_dict, opt_int, opt_str, req_str
 
@@ -56,15 +56,14 @@ def translate_image(msg: Msg) -> Translation:
 def _delete(msg: Msg) -> Translation:
     payload = msg.payload
     if isinstance(payload, str) and payload.strip():
-        image_id, times = payload.strip(), []
+        image_id, times = payload.strip(), ()
     elif isinstance(payload, Mapping):
         image_id = req_str(payload, "id", "payload", msg)
-        times = [parse_timestamp(payload.get(k)) for k in ("deleted_at", "updated_at")]
+        times = (payload.get("deleted_at"), payload.get("updated_at"))
     else:
         raise msg.bad(f"payload is neither an image record nor an image id ({payload!r:.40})")
-    latest = max((t for t in times if t is not None), default=None)
     return Translation(
-        changes=[msg.change(Kind.IMAGE, Op.DELETE, image_id, version=msg.version(latest))]
+        changes=[msg.change(Kind.IMAGE, Op.DELETE, image_id, version=msg.delete_version(*times))]
     )
 
 

@@ -122,4 +122,4 @@ def _delete(msg: Msg, resource: str, payload: Mapping[str, Any]) -> Change:
     else:
         obj_id = req_str(payload, key, "payload", msg)
     prefix = FIP_PREFIX if resource == "floatingip" else ""
-    return msg.change(Kind.HOST_IP, Op.DELETE, prefix + obj_id, version=msg.version())
+    return msg.change(Kind.HOST_IP, Op.DELETE, prefix + obj_id, version=msg.delete_version())

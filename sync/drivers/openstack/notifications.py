@@ -91,7 +91,8 @@ def _loads(raw: str | bytes | bytearray, what: str) -> Any:
     except UnicodeDecodeError as exc:
         raise BadPayload(f"{what} is not UTF-8: {exc.reason}") from None
     except json.JSONDecodeError as exc:
-        hint = " (truncated?)" if exc.pos >= len(raw.rstrip()) else ""
+        at_end = exc.pos >= len(raw.rstrip()) or exc.msg.startswith("Unterminated")
+        hint = " (truncated?)" if at_end else ""
         raise BadPayload(
             f"{what} is not valid JSON{hint}: {exc.msg} at line {exc.lineno} "
             f"column {exc.colno} (char {exc.pos} of {len(raw)})"
@@ -181,7 +182,7 @@ def translate_project(msg: Msg) -> Translation:
         project_id = req_str(payload, "resource_info", "payload", msg)
     if action == "deleted":
         return Translation(
-            changes=[msg.change(Kind.PROJECT, Op.DELETE, project_id, version=msg.version())]
+            changes=[msg.change(Kind.PROJECT, Op.DELETE, project_id, version=msg.delete_version())]
         )
     return Translation(
         changes=[msg.change(Kind.PROJECT, Op.UPSERT, project_id, {}, version=msg.version())]

@@ -25,18 +25,8 @@ from typing import Any
 from sync.changes import Kind, Op, parse_timestamp
 from sync.choices import HostStatusChoices
 from sync.drivers.base import Translation
-from sync.drivers.openstack.common import (
-    Msg,
-    context_project,
-    ignored,
-    ip_version,
-    opt_dict,
-    opt_int,
-    opt_list,
-    opt_str,
-    ovo,
-    req_str,
-)
+from sync.drivers.openstack.common import Msg, context_project, ignored, opt_str, ovo, req_str
+from sync.drivers.openstack.nova_payload import Instance, flavor_fields
 from sync.drivers.openstack.status import host_status
 
 __all__ = ["normalize_action", "translate_compute_task", "translate_flavor", "translate_instance"]
@@ -113,150 +103,10 @@ def normalize_action(event_type: str) -> tuple[str, str | None] | None:
     return action, phase
 
 
-class Instance:
-    """Read access to a versioned (InstancePayload) or legacy instance payload."""
-
-    def __init__(self, msg: Msg):
-        payload = msg.payload
-        if not isinstance(payload, Mapping):
-            raise msg.bad(f"payload is not a JSON object (got {type(payload).__name__})")
-        self.msg = msg
-        self.versioned = "nova_object.data" in payload or "nova_object.name" in payload
-        self.where = "payload.nova_object.data" if self.versioned else "payload"
-        self.data = ovo(payload, "payload", msg) if self.versioned else dict(payload)
-        self.uuid = req_str(self.data, "uuid" if self.versioned else "instance_id", self.where, msg)
-
-    def s(self, key: str) -> str | None:
-        return opt_str(self.data, key, self.where, self.msg)
-
-    def hostname(self) -> str | None:
-        return self.s("display_name") or self.s("host_name") or self.s("hostname")
-
-    def status(self) -> str | None:
-        """Nova's vm_state (``state``; legacy falls back to state_description)."""
-        raw = self.s("state") or (None if self.versioned else self.s("state_description"))
-        status = host_status(raw)
-        return None if status == HostStatusChoices.UNKNOWN else str(status)
-
-    def image(self) -> tuple[bool, str | None]:
-        """(known, image id); known with None = volume-backed (no image)."""
-        if self.versioned:
-            return "image_uuid" in self.data, self.s("image_uuid")
-        # image_ref_url is built from instance.image_ref (what the API shows);
-        # image_meta.base_image_ref is the *base* of a snapshot, not the image.
-        url = self.s("image_ref_url")
-        if url:
-            tail = url.rstrip("/").rsplit("/", 1)[-1]
-            return True, None if tail in ("", "images") else tail
-        return "image_ref" in self.data, self.s("image_ref")
-
-    def flavor(self) -> tuple[str, dict[str, Any]] | None:
-        """(flavorid, flavor fields) of the embedded flavor, if identifiable."""
-        if self.versioned:
-            raw = self.data.get("flavor")
-            if raw is None:
-                return None
-            where = f"{self.where}.flavor"
-            data = ovo(raw, where, self.msg)
-            fid = req_str(data, "flavorid", where, self.msg)
-            return fid, flavor_fields(data, where, self.msg)
-        fid = self.s("instance_flavor_id")
-        if fid is None:
-            return None
-        fields = {
-            "name": self.s("instance_type"),
-            "cores": opt_int(self.data, "vcpus", self.where, self.msg),
-            "memory": opt_int(self.data, "memory_mb", self.where, self.msg),
-            "disk": opt_int(self.data, "root_gb", self.where, self.msg),
-        }
-        if fields["disk"] is None:
-            fields["disk"] = opt_int(self.data, "disk_gb", self.where, self.msg)
-        return fid, {k: v for k, v in fields.items() if v is not None}
-
-    def metadata(self) -> dict[str, str] | None:
-        raw = self.data.get("metadata")
-        if raw is None:
-            return None
-        if isinstance(raw, list):  # old legacy form: [{"key": k, "value": v}]
-            try:
-                return {str(i["key"]): str(i["value"]) for i in raw}
-            except (KeyError, TypeError):
-                raise self.msg.bad(f"{self.where}.metadata list items need key/value") from None
-        meta = opt_dict(self.data, "metadata", self.where, self.msg) or {}
-        return {str(k): "" if v is None else str(v) for k, v in meta.items()}
-
-    def tags(self) -> list[str] | None:
-        tags = opt_list(self.data, "tags", self.where, self.msg)
-        return None if tags is None else [str(t) for t in tags]
-
-    def ips(self) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]] | None:
-        """({port id: addresses}, addresses without a port) or None if the
-        payload does not list IPs."""
-        key = "ip_addresses" if self.versioned else "fixed_ips"
-        items = opt_list(self.data, key, self.where, self.msg)
-        if items is None:
-            return None
-        ports: dict[str, list[dict[str, Any]]] = {}
-        portless: list[dict[str, Any]] = []
-        for i, raw in enumerate(items):
-            where = f"{self.where}.{key}[{i}]"
-            ip = ovo(raw, where, self.msg)
-            address = req_str(ip, "address", where, self.msg)
-            entry: dict[str, Any] = {
-                "address": address,
-                "kind": "fixed",
-                "version": ip_version(address, f"{where}.address", self.msg),
-            }
-            mac = opt_str(ip, "mac", where, self.msg) or opt_str(ip, "vif_mac", where, self.msg)
-            if mac:
-                entry["mac"] = mac
-            port = opt_str(ip, "port_uuid", where, self.msg)
-            if port:
-                ports.setdefault(port, []).append(entry)
-                continue
-            portless.append(entry)
-            for j, fip in enumerate(opt_list(ip, "floating_ips", where, self.msg) or []):
-                fwhere = f"{where}.floating_ips[{j}]"
-                fdata = fip if isinstance(fip, Mapping) else {"address": fip}
-                faddr = req_str(fdata, "address", fwhere, self.msg)
-                portless.append(
-                    {
-                        "address": faddr,
-                        "kind": "floating",
-                        "version": ip_version(faddr, f"{fwhere}.address", self.msg),
-                    }
-                )
-        return ports, portless
-
-    def version(self, delete: bool = False) -> str:
-        d = self.data
-        if delete:
-            times = [
-                parse_timestamp(d.get(k)) for k in ("deleted_at", "terminated_at", "updated_at")
-            ]
-            latest = max((t for t in times if t is not None), default=None)
-            return self.msg.version(latest)
-        return self.msg.version(d.get("updated_at"))
-
-
-def flavor_fields(data: Mapping[str, Any], where: str, msg: Msg) -> dict[str, Any]:
-    """FlavorPayload -> flavor fields (only those present)."""
-    fields: dict[str, Any] = {
-        "name": opt_str(data, "name", where, msg),
-        "cores": opt_int(data, "vcpus", where, msg),
-        "memory": opt_int(data, "memory_mb", where, msg),
-        "disk": opt_int(data, "root_gb", where, msg),
-        "extra_specs": opt_dict(data, "extra_specs", where, msg),
-    }
-    is_public = data.get("is_public")
-    if isinstance(is_public, bool):
-        fields["is_public"] = is_public
-    elif is_public is not None:
-        raise msg.bad(f"{where}.is_public must be a boolean")
-    return {k: v for k, v in fields.items() if v is not None}
-
-
 def translate_instance(msg: Msg) -> Translation:
+    """``instance.*`` / ``compute.instance.*``: host (+ flavor, project,
+    host_ip) changes for completed actions; ``.start`` and most ``.error``
+    events are ignored so a half-done action never overwrites state."""
     parsed = normalize_action(msg.event_type)
     if parsed is None:
         return ignored(f"{msg.event_type}: not an instance event")
@@ -266,6 +116,9 @@ def translate_instance(msg: Msg) -> Translation:
     if phase == "error":
         if action != "create":
             return ignored(f"{msg.event_type}: Nova sets no definite state on {action} errors")
+        # A failed build ends in ERROR, unless Nova reschedules it (the
+        # StackTach sample says "was re-scheduled"); the rescheduled build's
+        # later updates then carry newer versions and win.
         inst = Instance(msg)
         return Translation(
             changes=[
@@ -318,7 +171,7 @@ def _with_project(inst: Instance, fields: dict[str, Any]) -> dict[str, Any]:
 def _host_changes(inst: Instance, wanted: tuple[str, ...]) -> Translation:
     msg = inst.msg
     version = inst.version()
-    changes = _project(inst)
+    changes: list = []
     fields: dict[str, Any] = {}
     host_ips: list = []
     if "hostname" in wanted and (name := inst.hostname()):
@@ -358,8 +211,15 @@ def _host_changes(inst: Instance, wanted: tuple[str, ...]) -> Translation:
             )
         if portless or not inst.versioned:
             fields["addresses"] = portless
-    _with_project(inst, fields)
-    changes.append(msg.change(Kind.HOST, Op.UPSERT, inst.uuid, fields, version=version))
+    if not fields and not host_ips:
+        return ignored(f"{msg.event_type}: the payload carries none of {', '.join(wanted)}")
+    if fields:  # an interface event may only touch the ports
+        _with_project(inst, fields)
+        changes = [
+            *_project(inst),
+            *changes,
+            msg.change(Kind.HOST, Op.UPSERT, inst.uuid, fields, version=version),
+        ]
     return Translation(changes=changes + host_ips)
 
 
@@ -371,9 +231,11 @@ def translate_flavor(msg: Msg) -> Translation:
     data = ovo(msg.payload, "payload", msg)
     where = "payload.nova_object.data"
     fid = req_str(data, "flavorid", where, msg)
-    version = msg.version()  # FlavorPayload has no timestamps of its own
-    if op == "delete":
-        return Translation(changes=[msg.change(Kind.FLAVOR, Op.DELETE, fid, version=version)])
+    if op == "delete":  # FlavorPayload has no timestamps of its own
+        return Translation(
+            changes=[msg.change(Kind.FLAVOR, Op.DELETE, fid, version=msg.delete_version())]
+        )
+    version = msg.version()
     fields = flavor_fields(data, where, msg)
     return Translation(changes=[msg.change(Kind.FLAVOR, Op.UPSERT, fid, fields, version=version)])
 

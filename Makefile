@@ -1,0 +1,59 @@
+# cloudsync: `make run` runs the service, `make test` runs the tests.
+SHELL := /bin/bash
+PY ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+REDIS_URL ?= redis://127.0.0.1:6379/0
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/cloudsync
+PORT ?= 8000
+FLOWER_PORT ?= 5555
+PYTEST_ARGS ?=
+
+.PHONY: run test venv dev-venv check-redis migrate lint bench clean
+
+$(BIN)/.installed: requirements.txt
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	@touch $@
+
+$(BIN)/.installed-dev: $(BIN)/.installed requirements-dev.txt
+	$(BIN)/pip install -q -r requirements-dev.txt
+	@touch $@
+
+venv: $(BIN)/.installed
+dev-venv: $(BIN)/.installed-dev
+
+check-redis: venv
+	@REDIS_URL=$(REDIS_URL) $(BIN)/python -c "import os,redis,sys; u=os.environ['REDIS_URL'];\
+	  exec('try:\n redis.Redis.from_url(u, socket_connect_timeout=2).ping()\nexcept Exception as e:\n sys.exit(f\"Redis does not answer at {u} ({e}). Start it (redis-server) or set REDIS_URL.\")')"
+
+migrate: venv
+	$(BIN)/python manage.py migrate --noinput
+
+# Web (runserver) + worker + beat + Flower on SQLite and the local Redis.
+# Ctrl-C stops all of them.
+run: venv check-redis migrate
+	@echo "cloudsync: web http://127.0.0.1:$(PORT)/admin/  API http://127.0.0.1:$(PORT)/api/docs/  Flower http://127.0.0.1:$(FLOWER_PORT)/"
+	@trap 'kill 0' INT TERM EXIT; \
+	export REDIS_URL=$(REDIS_URL); \
+	$(BIN)/celery -A project worker -Q cloudsync.events,cloudsync.sync -l info & \
+	$(BIN)/celery -A project beat -l info & \
+	$(BIN)/celery -A project flower --port=$(FLOWER_PORT) & \
+	$(BIN)/python manage.py runserver 0.0.0.0:$(PORT) & \
+	wait
+
+# The test suite on Postgres + Redis (both must answer; .ci/run starts them).
+test: dev-venv
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(REDIS_URL) \
+	  $(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+lint: dev-venv
+	$(BIN)/ruff check sync project tests bench
+
+bench: dev-venv
+	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/fullsync.py
+
+clean:
+	rm -rf $(VENV) db.sqlite3*

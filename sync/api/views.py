@@ -1,0 +1,467 @@
+"""API viewsets: they declare queryset, serializer and filterset; shared
+behaviour (permissions, pagination, error mapping, 202 answers) lives in
+``BaseViewSet`` and the service functions of ``sync``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import (
+    BooleanField,
+    Count,
+    ExpressionWrapper,
+    IntegerField,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+)
+from django.db.models.functions import Coalesce
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
+from kombu.exceptions import OperationalError
+from redis.exceptions import RedisError
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
+
+from sync import ingest, runs
+from sync.api import filtersets, serializers
+from sync.api.permissions import ModelPermissions
+from sync.choices import EventStatusChoices, SyncRunKindChoices, SyncRunStatusChoices
+from sync.drivers.base import DriverError
+from sync.models import (
+    CloudFlavor,
+    CloudHost,
+    CloudHostIP,
+    CloudImage,
+    CloudProject,
+    CloudProvider,
+    Event,
+    SyncRun,
+)
+
+__all__ = [
+    "CloudFlavorViewSet",
+    "CloudHostViewSet",
+    "CloudImageViewSet",
+    "CloudProjectViewSet",
+    "CloudProviderViewSet",
+    "EventViewSet",
+    "SyncRunViewSet",
+]
+
+REPLAY_BATCH = 5000
+
+ERROR_RESPONSES = {
+    400: OpenApiResponse(description="Invalid parameters or body (field errors)."),
+    401: OpenApiResponse(description="Not authenticated."),
+    403: OpenApiResponse(description="Missing model permission."),
+}
+
+
+class Conflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The request conflicts with the current state."
+    default_code = "conflict"
+
+
+class BrokerUnavailable(APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The task queue (Redis) is unreachable; nothing was queued. Retry later."
+    default_code = "broker_unavailable"
+
+
+class Pagination(LimitOffsetPagination):
+    default_limit = 50
+    max_limit = 1000
+
+
+class BaseViewSet(viewsets.GenericViewSet):
+    """Shared behaviour: model permissions for reads and writes, capped
+    pagination, numeric ids only, service errors mapped to HTTP answers."""
+
+    permission_classes = [ModelPermissions]
+    pagination_class = Pagination
+    lookup_value_regex = r"[0-9]{1,18}"
+    ordering = ["id"]
+    # action -> permissions it needs beyond authentication (see ModelPermissions)
+    action_permissions: dict[str, list[str]] = {}
+
+    def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, runs.RunInProgress | runs.PlanNotApplicable):
+            exc = Conflict(str(exc))
+        elif isinstance(exc, OperationalError | RedisError):
+            exc = BrokerUnavailable()
+        elif isinstance(exc, DriverError):
+            exc = ValidationError({"detail": str(exc)})
+        return super().handle_exception(exc)
+
+    def accepted(self, serializer: BaseSerializer) -> Response:
+        return Response(serializer.data, status=status.HTTP_202_ACCEPTED)
+
+    def triggered_by(self) -> str:
+        return f"api:{self.request.user.get_username()}"
+
+
+class ReadOnlyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet):
+    pass
+
+
+# --- providers ----------------------------------------------------------------
+
+
+def _event_count(event_status: str) -> Coalesce:
+    """Events of the outer provider in one status (served by the (provider, status) index)."""
+    counted = (
+        Event.objects.filter(cloudprovider=OuterRef("pk"), status=event_status)
+        .order_by()
+        .values("cloudprovider")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
+
+
+def _latest_full_run(field: str) -> Subquery:
+    latest = SyncRun.objects.filter(
+        cloudprovider=OuterRef("pk"), kind=SyncRunKindChoices.FULL
+    ).order_by("-started_at", "-id")
+    return Subquery(latest.values(field)[:1])
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List cloud providers",
+        responses={200: serializers.CloudProviderSerializer, **ERROR_RESPONSES},
+    ),
+    retrieve=extend_schema(summary="Get a cloud provider"),
+    create=extend_schema(
+        summary="Create a cloud provider",
+        description="client_config is validated by the driver. The answer is the only one "
+        "(with rotate-secret) that shows endpoint_url and endpoint_secret.",
+        responses={201: serializers.CloudProviderCreatedSerializer, **ERROR_RESPONSES},
+        examples=[
+            OpenApiExample(
+                "OpenStack provider",
+                request_only=True,
+                value={
+                    "name": "openstack-waw1",
+                    "cloud_sync_enabled": True,
+                    "cloud_sync_driver": "openstack",
+                    "client_config": {
+                        "auth_url": "https://keystone.example.com/v3",
+                        "username": "cloudsync",
+                        "password": "…",
+                        "project_name": "admin",
+                    },
+                },
+            )
+        ],
+    ),
+    update=extend_schema(summary="Replace a cloud provider"),
+    partial_update=extend_schema(summary="Update a cloud provider"),
+    destroy=extend_schema(summary="Delete a cloud provider and its inventory"),
+)
+class CloudProviderViewSet(
+    mixins.CreateModelMixin, mixins.UpdateModelMixin, mixins.DestroyModelMixin, ReadOnlyViewSet
+):
+    queryset = CloudProvider.objects.annotate(
+        events_queued=_event_count(EventStatusChoices.QUEUED),
+        events_failed=_event_count(EventStatusChoices.FAILED),
+        events_dead=_event_count(EventStatusChoices.DEAD),
+        last_full_sync_run=_latest_full_run("pk"),
+        last_full_sync_drift_healed=_latest_full_run("drift_healed"),
+    )
+    serializer_class = serializers.CloudProviderSerializer
+    filterset_class = filtersets.CloudProviderFilterSet
+    search_fields = ["name", "cloud_sync_driver"]
+    ordering_fields = [
+        "id",
+        "name",
+        "cloud_sync_driver",
+        "created_at",
+        "last_event_received_at",
+        "last_full_sync_at",
+    ]
+    ordering = ["name"]
+    action_permissions = {"rotate_secret": ["sync.change_cloudprovider"]}
+
+    def get_serializer_class(self) -> type[BaseSerializer]:
+        if self.action == "create":
+            return serializers.CloudProviderCreatedSerializer
+        return super().get_serializer_class()
+
+    def perform_create(self, serializer: BaseSerializer) -> None:
+        serializer.save()
+        # Reload with the annotated status fields for the answer.
+        serializer.instance = self.get_queryset().get(pk=serializer.instance.pk)
+
+    def perform_update(self, serializer: BaseSerializer) -> None:
+        serializer.save()
+        serializer.instance = self.get_queryset().get(pk=serializer.instance.pk)
+
+    @extend_schema(
+        summary="Rotate the endpoint secret",
+        description="Generates a new endpoint secret (the old one stops working at once) and "
+        "returns it with the endpoint URL. The secret is not shown again.",
+        request=None,
+        responses={200: serializers.CloudProviderEndpointSerializer, **ERROR_RESPONSES},
+    )
+    @action(detail=True, methods=["post"], url_path="rotate-secret")
+    def rotate_secret(self, request: Request, pk: str | None = None) -> Response:
+        provider = self.get_object()
+        provider.rotate_secret()
+        return Response(
+            self.get_serializer_class_for_endpoint()(
+                provider, context=self.get_serializer_context()
+            ).data
+        )
+
+    def get_serializer_class_for_endpoint(self) -> type[BaseSerializer]:
+        return serializers.CloudProviderEndpointSerializer
+
+
+# --- inventory (read-only: the sync is the source of truth) ----------------------
+
+INVENTORY_NOTE = (
+    "Read-only: the synchronization is the source of truth, manual edits would be "
+    "overwritten by the next event or full sync. Deleted objects are hidden unless "
+    "include_deleted=true."
+)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List cloud projects", description=INVENTORY_NOTE),
+    retrieve=extend_schema(summary="Get a cloud project"),
+)
+class CloudProjectViewSet(ReadOnlyViewSet):
+    queryset = CloudProject.all_objects.select_related("cloudprovider")  # provider
+    serializer_class = serializers.CloudProjectSerializer
+    filterset_class = filtersets.CloudProjectFilterSet
+    search_fields = ["project_id", "name", "domain"]
+    ordering_fields = ["id", "project_id", "name", "created_at", "modified_at"]
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List cloud flavors", description=INVENTORY_NOTE),
+    retrieve=extend_schema(summary="Get a cloud flavor"),
+)
+class CloudFlavorViewSet(ReadOnlyViewSet):
+    queryset = CloudFlavor.all_objects.select_related("cloudprovider")  # provider
+    serializer_class = serializers.CloudFlavorSerializer
+    filterset_class = filtersets.CloudFlavorFilterSet
+    search_fields = ["flavor_id", "name"]
+    ordering_fields = [
+        "id",
+        "flavor_id",
+        "name",
+        "cores",
+        "memory",
+        "disk",
+        "created_at",
+        "modified_at",
+    ]
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List cloud images", description=INVENTORY_NOTE),
+    retrieve=extend_schema(summary="Get a cloud image"),
+)
+class CloudImageViewSet(ReadOnlyViewSet):
+    queryset = CloudImage.all_objects.select_related("cloudprovider")  # provider
+    serializer_class = serializers.CloudImageSerializer
+    filterset_class = filtersets.CloudImageFilterSet
+    search_fields = ["image_id", "name", "os_distro"]
+    ordering_fields = ["id", "image_id", "name", "created_at", "modified_at"]
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List cloud hosts",
+        description=INVENTORY_NOTE
+        + " ip= matches one address exactly; ip_cidr= matches hosts with any address "
+        "inside the network (10.0.0.0/24, 2001:db8::/32).",
+    ),
+    retrieve=extend_schema(summary="Get a cloud host"),
+)
+class CloudHostViewSet(ReadOnlyViewSet):
+    queryset = CloudHost.all_objects.select_related(
+        "cloudprovider",  # provider
+        "cloudflavor",  # flavor
+        "image",  # image
+        "project",  # project
+    ).prefetch_related(
+        # ip_addresses (port_id comes from the port)
+        Prefetch("ips", queryset=CloudHostIP.objects.select_related("port")),
+    )
+    serializer_class = serializers.CloudHostSerializer
+    filterset_class = filtersets.CloudHostFilterSet
+    search_fields = ["hostname", "host_id", "hypervisor"]
+    ordering_fields = [
+        "id",
+        "host_id",
+        "hostname",
+        "status",
+        "hypervisor",
+        "launched_at",
+        "created_at",
+        "modified_at",
+    ]
+
+
+# --- events -------------------------------------------------------------------
+
+REPLAY_EXAMPLE = OpenApiExample(
+    "Replayed", value={"replayed": [41, 42], "count": 2, "remaining": 0}
+)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List inbox events"),
+    retrieve=extend_schema(summary="Get an inbox event"),
+)
+class EventViewSet(ReadOnlyViewSet):
+    queryset = Event.objects.select_related("cloudprovider")  # provider
+    serializer_class = serializers.EventSerializer
+    filterset_class = filtersets.EventFilterSet
+    search_fields = ["key", "event_type", "error"]
+    ordering_fields = ["id", "received_at", "occurred_at", "processed_at", "status", "event_type"]
+    ordering = ["-received_at", "-id"]
+    action_permissions = {
+        "replay": ["sync.view_event", "sync.change_event"],
+        "replay_matching": ["sync.view_event", "sync.change_event"],
+    }
+
+    @extend_schema(
+        summary="Replay one failed or dead event",
+        operation_id="events_replay",
+        request=None,
+        responses={
+            202: serializers.EventReplaySerializer,
+            409: OpenApiResponse(description="Not failed/dead."),
+            **ERROR_RESPONSES,
+        },
+        examples=[REPLAY_EXAMPLE],
+    )
+    @action(detail=True, methods=["post"])
+    def replay(self, request: Request, pk: str | None = None) -> Response:
+        event = self.get_object()
+        if event.status not in (EventStatusChoices.FAILED, EventStatusChoices.DEAD):
+            raise Conflict(
+                f"event {event.pk} is {event.status}; only failed or dead events can be replayed"
+            )
+        replayed = ingest.request_replay([event.pk])
+        if not replayed:
+            raise Conflict(f"event {event.pk} is no longer failed or dead")
+        return self._replayed(replayed, remaining=0)
+
+    @extend_schema(
+        summary="Replay the failed and dead events matching the filters",
+        operation_id="events_replay_matching",
+        description=f"Takes the same filters as the list. At most {REPLAY_BATCH} events per "
+        "request (oldest first); `remaining` tells how many are left: repeat the request.",
+        request=None,
+        responses={202: serializers.EventReplaySerializer, **ERROR_RESPONSES},
+        examples=[REPLAY_EXAMPLE],
+    )
+    @action(detail=False, methods=["post"], url_path="replay", url_name="replay-matching")
+    def replay_matching(self, request: Request) -> Response:
+        matching = self.filter_queryset(self.get_queryset()).filter(
+            status__in=(EventStatusChoices.FAILED, EventStatusChoices.DEAD)
+        )
+        ids = list(
+            matching.order_by("received_at", "id").values_list("pk", flat=True)[: REPLAY_BATCH + 1]
+        )
+        remaining = max(0, matching.count() - REPLAY_BATCH) if len(ids) > REPLAY_BATCH else 0
+        replayed = ingest.request_replay(ids[:REPLAY_BATCH]) if ids else []
+        return self._replayed(replayed, remaining=remaining)
+
+    def _replayed(self, ids: list[int], *, remaining: int) -> Response:
+        data = {"replayed": ids, "count": len(ids), "remaining": remaining}
+        return self.accepted(serializers.EventReplaySerializer(data))
+
+
+# --- sync runs ------------------------------------------------------------------
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List sync runs"),
+    retrieve=extend_schema(summary="Get a sync run (with its stored plan)"),
+)
+class SyncRunViewSet(mixins.CreateModelMixin, ReadOnlyViewSet):
+    queryset = SyncRun.objects.select_related("cloudprovider").annotate(  # provider
+        has_plan=ExpressionWrapper(Q(plan__isnull=False), output_field=BooleanField())
+    )
+    serializer_class = serializers.SyncRunSerializer
+    filterset_class = filtersets.SyncRunFilterSet
+    ordering_fields = ["id", "started_at", "finished_at", "status", "kind", "drift_healed"]
+    ordering = ["-started_at", "-id"]
+    action_permissions = {"apply": ["sync.view_syncrun", "sync.change_syncrun"]}
+
+    def get_queryset(self) -> QuerySet:
+        queryset = super().get_queryset()
+        return queryset if self.action in ("retrieve", "apply") else queryset.defer("plan")
+
+    def get_serializer_class(self) -> type[BaseSerializer]:
+        if self.action == "create":
+            return serializers.SyncRunCreateSerializer
+        if self.action in ("retrieve", "apply"):
+            return serializers.SyncRunDetailSerializer
+        return super().get_serializer_class()
+
+    @extend_schema(
+        summary="Start a sync run",
+        description="Queues a full sync, dry run or catch-up of one provider. 409 while a run "
+        "of that provider is running (one at a time) or when its cloud sync is disabled.",
+        request=serializers.SyncRunCreateSerializer,
+        responses={
+            202: serializers.SyncRunSerializer,
+            409: OpenApiResponse(description="A run is already running, or sync is disabled."),
+            **ERROR_RESPONSES,
+        },
+        examples=[
+            OpenApiExample("Dry run", request_only=True, value={"provider": 1, "kind": "dry_run"})
+        ],
+    )
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        provider = serializer.validated_data["provider"]
+        if not provider.cloud_sync_enabled:
+            raise Conflict(f"cloud sync is disabled for provider {provider}")
+        try:
+            run = runs.start_run(
+                provider, serializer.validated_data["kind"], triggered_by=self.triggered_by()
+            )
+        except KeyError:
+            raise ValidationError(
+                {"provider": f"driver {provider.cloud_sync_driver!r} is not installed"}
+            ) from None
+        run = self.get_queryset().get(pk=run.pk)
+        return self.accepted(
+            serializers.SyncRunSerializer(run, context=self.get_serializer_context())
+        )
+
+    @extend_schema(
+        summary="Apply the stored plan of a dry run or of a run needing approval",
+        request=None,
+        responses={
+            202: serializers.SyncRunDetailSerializer,
+            409: OpenApiResponse(description="The run has no plan that can be applied."),
+            **ERROR_RESPONSES,
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def apply(self, request: Request, pk: str | None = None) -> Response:
+        run = self.get_object()
+        if run.status not in (SyncRunStatusChoices.NEEDS_APPROVAL, SyncRunStatusChoices.PLANNED):
+            raise Conflict(
+                f"run #{run.pk} is {run.status}; only planned or needs-approval runs can be applied"
+            )
+        runs.request_plan_apply(run, triggered_by=self.triggered_by())
+        return self.accepted(self.get_serializer(run))

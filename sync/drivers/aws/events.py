@@ -1,0 +1,429 @@
+"""Event side of the ``aws.ec2`` driver: message shapes -> what happened.
+
+Handled shapes (see /shared/fixtures/aws):
+
+* EventBridge ``EC2 Instance State-change Notification`` — thin: instance id
+  and state. Version = (event time, state rank); ``terminated`` is a DELETE.
+* EventBridge ``AWS API Call via CloudTrail`` for the EC2 calls that change an
+  instance, and ``Tag Change on Resource`` for instances — the instance ids
+  only; version = (event time, 0).
+* AWS Config ``ConfigurationItemChangeNotification`` for ``AWS::EC2::Instance``
+  (SNS-delivered, or the Config-rule Lambda form with ``invokingEvent`` as a
+  JSON string) — carries the configuration, mapped directly; the
+  ``Oversized`` variant only has a summary and is re-fetched.
+* SNS envelopes (unwrapped in ``split``; confirmations handled in ``sns``).
+
+Thin events are completed by re-fetching the instances (``ec2.fetch_lookup``),
+which is why ``plan`` (what a message needs) is separate from ``build`` (the
+Changes): a worker can plan many messages, fetch once, and build each.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sync.changes import Change, Kind, Op, make_version, parse_timestamp
+from sync.drivers.aws import mapping
+from sync.drivers.aws.ec2 import Lookup
+from sync.drivers.aws.sns import is_envelope, unwrap
+from sync.drivers.base import BadPayload, EventInfo, body_hash
+
+__all__ = ["Parsed", "build", "describe", "parse", "split"]
+
+STATE_CHANGE = "ec2 instance state-change notification"
+API_CALL = "aws api call via cloudtrail"
+TAG_CHANGE = "tag change on resource"
+API_CALLS = frozenset(
+    {
+        "RunInstances",
+        "TerminateInstances",
+        "StartInstances",
+        "StopInstances",
+        "ModifyInstanceAttribute",
+        "CreateTags",
+        "DeleteTags",
+    }
+)
+CONFIG_CHANGE = "ConfigurationItemChangeNotification"
+CONFIG_OVERSIZED = "OversizedConfigurationItemChangeNotification"
+CONFIG_DELETED = frozenset({"ResourceDeleted", "ResourceDeletedNotRecorded"})
+EC2_INSTANCE = "aws::ec2::instance"
+TERMINAL = frozenset({"shutting-down", "terminated"})  # states a lagging API cannot invent
+
+_INSTANCE_ID = re.compile(r"^i-[0-9a-f]{8,32}$")
+_ARN_INSTANCE = re.compile(r":instance/(i-[0-9a-zA-Z]+)\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """One message, understood. ``kind``: state, fetch (re-fetch the ids),
+    config (map ``items`` directly), sns, or ignored (``reason``)."""
+
+    kind: str
+    key: str
+    event_type: str = ""
+    occurred_at: datetime | None = None
+    version: str = ""
+    region: str | None = None
+    instance_ids: tuple[str, ...] = ()
+    state: str | None = None  # state events
+    known_states: Mapping[str, str] = field(default_factory=dict)  # CloudTrail currentState
+    items: tuple[Mapping[str, Any], ...] = ()  # Config items
+    deleted: bool = False
+    reason: str = ""
+
+    def needs(self) -> tuple[str, ...]:
+        """Instance ids to re-fetch before ``build``."""
+        if self.kind == "state":
+            return () if self.state == "terminated" else self.instance_ids
+        if self.kind == "fetch" and not self.deleted:
+            return self.instance_ids
+        return ()
+
+
+# -- split / describe ----------------------------------------------------------
+def split(message: Any) -> Iterator[Any]:
+    """Unwrap SNS ``Notification`` envelopes (and JSON arrays) into messages."""
+    if isinstance(message, list):
+        for element in message:
+            yield from split(element)
+        return
+    if is_envelope(message) and message.get("Type") == "Notification":
+        inner = unwrap(message)
+        if inner is not None:
+            yield from inner
+            return
+    yield message
+
+
+def describe(message: Any) -> EventInfo:
+    """Dedup key: EventBridge ``id``, ``sns:<MessageId>``, ``config:<resource>:<state id>``."""
+    try:
+        parsed = parse(message)
+    except BadPayload:
+        if isinstance(message, Mapping) and isinstance(message.get("id"), str) and message["id"]:
+            dt = message.get("detail-type")
+            return EventInfo(key=message["id"], event_type=dt if isinstance(dt, str) else "")
+        return EventInfo(key=body_hash(message))
+    return EventInfo(key=parsed.key, event_type=parsed.event_type, occurred_at=parsed.occurred_at)
+
+
+# -- parse ---------------------------------------------------------------------
+def instance_id(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise BadPayload(f"{where}: missing instance id")
+    text = value.strip().lower()
+    if not _INSTANCE_ID.match(text):
+        raise BadPayload(f"{where}: not an instance id: {value!r}")
+    return text
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split()).lower()
+
+
+def _detail_get(detail: Mapping[str, Any], name: str) -> Any:
+    """``instance-id`` also as ``instance_id``/``InstanceId``, any case."""
+    wanted = name.replace("-", "").replace("_", "").lower()
+    for key, value in detail.items():
+        if isinstance(key, str) and key.replace("-", "").replace("_", "").lower() == wanted:
+            return value
+    return None
+
+
+def _items(container: Any) -> list[Mapping[str, Any]]:
+    """CloudTrail's ``{"items": [...]}`` sets."""
+    items = container.get("items") if isinstance(container, Mapping) else None
+    return [i for i in items if isinstance(i, Mapping)] if isinstance(items, list) else []
+
+
+def _arn_ids(message: Mapping[str, Any]) -> list[str]:
+    out = []
+    for arn in message.get("resources") or []:
+        match = _ARN_INSTANCE.search(arn) if isinstance(arn, str) else None
+        if match:
+            out.append(instance_id(match.group(1), "resources"))
+    return out
+
+
+def parse(message: Any) -> Parsed:
+    """Understand one (already split) message or raise ``BadPayload``."""
+    if not isinstance(message, Mapping):
+        raise BadPayload("message: expected a JSON object")
+    if is_envelope(message):
+        return _parse_sns(message)
+    if "invokingEvent" in message or "messageType" in message:
+        return _parse_config(message)
+    if "detail-type" in message:
+        return _parse_eventbridge(message)
+    raise BadPayload("detail-type: missing (not an EventBridge, SNS or AWS Config message)")
+
+
+def _parse_sns(message: Mapping[str, Any]) -> Parsed:
+    kind = str(message.get("Type"))
+    msg_id = message.get("MessageId")
+    key = f"sns:{msg_id}" if isinstance(msg_id, str) and msg_id else body_hash(message)
+    common = {"key": key, "event_type": f"SNS {kind}"}
+    common["occurred_at"] = parse_timestamp(message.get("Timestamp"))
+    if kind == "SubscriptionConfirmation":
+        return Parsed(kind="sns", **common)
+    if kind == "UnsubscribeConfirmation":
+        return Parsed(kind="ignored", reason="SNS unsubscribe confirmation", **common)
+    raise BadPayload("Message: not a JSON document")  # a Notification split() could not unwrap
+
+
+def _parse_eventbridge(message: Mapping[str, Any]) -> Parsed:
+    detail_type = message.get("detail-type")
+    if not isinstance(detail_type, str):
+        raise BadPayload("detail-type: expected a string")
+    event_id = message.get("id")
+    key = event_id if isinstance(event_id, str) and event_id else body_hash(message)
+    occurred = parse_timestamp(message.get("time"))
+    region = message.get("region") if isinstance(message.get("region"), str) else None
+    base = {"key": key, "event_type": detail_type, "occurred_at": occurred, "region": region}
+    norm = _norm(detail_type)
+    if norm not in (STATE_CHANGE, API_CALL, TAG_CHANGE):
+        return Parsed(kind="ignored", reason=f"detail-type {detail_type!r} is not handled", **base)
+    detail = message.get("detail")
+    if not isinstance(detail, Mapping):
+        raise BadPayload("detail: expected an object")
+    if occurred is None:
+        raise BadPayload("time: missing or not a timestamp")
+
+    if norm == STATE_CHANGE:
+        raw_id = _detail_get(detail, "instance-id")
+        ids = [instance_id(raw_id, "detail.instance-id")] if raw_id is not None else _arn_ids(message)
+        if not ids:
+            raise BadPayload("detail.instance-id: missing")
+        state = mapping.normalize_state(detail.get("state"))
+        if state is None:
+            raise BadPayload("detail.state: missing")
+        version = make_version(occurred, mapping.state_rank(state))
+        return Parsed(kind="state", version=version, instance_ids=(ids[0],), state=state, **base)
+
+    if norm == TAG_CHANGE:
+        if str(detail.get("service")).lower() != "ec2" or detail.get("resource-type") != "instance":
+            return Parsed(kind="ignored", reason="tag change on a non-instance resource", **base)
+        ids = _arn_ids(message)
+        if not ids:
+            raise BadPayload("resources: no instance ARN")
+        return Parsed(kind="fetch", version=make_version(occurred, 0), instance_ids=tuple(ids), **base)
+
+    name = detail.get("eventName")
+    base["event_type"] = f"{detail_type}/{name}"
+    source = detail.get("eventSource")
+    if source != "ec2.amazonaws.com" and message.get("source") != "aws.ec2":
+        return Parsed(kind="ignored", reason=f"CloudTrail call to {source!r} is not EC2", **base)
+    if name not in API_CALLS:
+        return Parsed(kind="ignored", reason=f"EC2 API call {name!r} is not handled", **base)
+    if detail.get("errorCode"):
+        return Parsed(kind="ignored", reason=f"{name} failed: {detail.get('errorCode')}", **base)
+    ids, states = _cloudtrail_ids(name, detail)
+    if not ids:
+        return Parsed(kind="ignored", reason=f"{name} names no instance", **base)
+    when = parse_timestamp(detail.get("eventTime")) or occurred
+    return Parsed(
+        kind="fetch",
+        version=make_version(when, 0),
+        instance_ids=tuple(ids),
+        known_states=states,
+        **base,
+    )
+
+
+def _cloudtrail_ids(name: str, detail: Mapping[str, Any]) -> tuple[list[str], dict[str, str]]:
+    request = detail.get("requestParameters")
+    response = detail.get("responseElements")
+    request = request if isinstance(request, Mapping) else {}
+    response = response if isinstance(response, Mapping) else {}
+    ids: list[str] = []
+    states: dict[str, str] = {}
+    if name in ("CreateTags", "DeleteTags"):
+        for item in _items(request.get("resourcesSet")):
+            rid = item.get("resourceId")
+            if isinstance(rid, str) and rid.strip().startswith("i-"):
+                ids.append(instance_id(rid, "detail.requestParameters.resourcesSet"))
+    elif name == "ModifyInstanceAttribute":
+        ids.append(instance_id(request.get("instanceId"), "detail.requestParameters.instanceId"))
+    else:
+        for item in _items(request.get("instancesSet")):
+            if item.get("instanceId"):
+                ids.append(instance_id(item["instanceId"], "detail.requestParameters.instancesSet"))
+        for item in _items(response.get("instancesSet")):
+            if not item.get("instanceId"):
+                continue
+            iid = instance_id(item["instanceId"], "detail.responseElements.instancesSet")
+            ids.append(iid)
+            state = item.get("currentState") or item.get("instanceState") or {}
+            name_ = mapping.normalize_state(state.get("name") if isinstance(state, Mapping) else None)
+            if name_:
+                states[iid] = name_
+    return list(dict.fromkeys(ids)), states
+
+
+def _parse_config(message: Mapping[str, Any]) -> Parsed:
+    inner: Any = message
+    if "invokingEvent" in message:
+        inner = message["invokingEvent"]
+        if isinstance(inner, str):
+            try:
+                inner = json.loads(inner)
+            except ValueError as exc:
+                raise BadPayload("invokingEvent: not a JSON document") from exc
+        if not isinstance(inner, Mapping):
+            raise BadPayload("invokingEvent: expected an object")
+    message_type = inner.get("messageType")
+    if not isinstance(message_type, str):
+        raise BadPayload("messageType: missing")
+    occurred = parse_timestamp(inner.get("notificationCreationTime"))
+    if message_type == CONFIG_OVERSIZED:
+        raw = inner.get("configurationItemSummary")
+        where = "configurationItemSummary"
+    elif message_type == CONFIG_CHANGE:
+        raw = inner.get("configurationItem")
+        where = "configurationItem"
+    else:
+        return Parsed(
+            kind="ignored",
+            key=body_hash(message),
+            event_type=message_type,
+            occurred_at=occurred,
+            reason=f"AWS Config {message_type} carries no inventory change",
+        )
+    items = raw if isinstance(raw, list) else [raw]
+    if not items or not all(isinstance(i, Mapping) for i in items):
+        raise BadPayload(f"{where}: expected an object")
+    instances = [i for i in items if str(i.get("resourceType", "")).lower() == EC2_INSTANCE]
+    first = instances[0] if instances else items[0]
+    capture = parse_timestamp(first.get("configurationItemCaptureTime"))
+    key = "config:{}:{}:{}".format(
+        first.get("resourceId"), first.get("configurationStateId"), first.get("configurationItemCaptureTime")
+    )
+    base = {"key": key, "event_type": message_type, "occurred_at": capture or occurred}
+    base["region"] = first.get("awsRegion") if isinstance(first.get("awsRegion"), str) else None
+    if not instances:
+        return Parsed(kind="ignored", reason=f"AWS Config item for {first.get('resourceType')}", **base)
+    for item in instances:
+        if parse_timestamp(item.get("configurationItemCaptureTime")) is None:
+            raise BadPayload(f"{where}.configurationItemCaptureTime: missing or not a timestamp")
+        instance_id(item.get("resourceId"), f"{where}.resourceId")
+    status = first.get("configurationItemStatus")
+    if status == "ResourceNotRecorded":
+        return Parsed(kind="ignored", reason="AWS Config: resource not recorded", **base)
+    if message_type == CONFIG_OVERSIZED:
+        iid = instance_id(first.get("resourceId"), f"{where}.resourceId")
+        rank = mapping.state_rank("terminated") if status in CONFIG_DELETED else 0
+        return Parsed(
+            kind="fetch",
+            version=make_version(capture, rank),
+            instance_ids=(iid,),
+            deleted=status in CONFIG_DELETED,
+            **base,
+        )
+    return Parsed(kind="config", items=tuple(instances), **base)
+
+
+# -- build ---------------------------------------------------------------------
+def _status_only(iid: str, state: str, parsed: Parsed, version: str) -> Change:
+    if state == "terminated":
+        return Change(Kind.HOST, Op.DELETE, iid, {}, version=version, source_ref=parsed.key)
+    fields = {"status": mapping.host_status(state)}
+    return Change(Kind.HOST, Op.UPSERT, iid, fields, version=version, source_ref=parsed.key)
+
+
+def _fetched(iid: str, lookup: Lookup, parsed: Parsed, state: str | None, version: str) -> list[Change]:
+    instance = lookup.instances[iid]
+    return mapping.instance_changes(
+        instance,
+        instance_id=iid,
+        state=state,
+        version=version,
+        source_ref=parsed.key,
+        owner=lookup.owners.get(iid) or None,
+        types=lookup.types,
+        images=lookup.images,
+    )
+
+
+def build(parsed: Parsed, lookup: Lookup | None) -> tuple[list[Change], str | None]:
+    """Changes for a parsed message, given the re-fetched ``lookup`` (which
+    must cover ``parsed.needs()``); returns (changes, ignored reason)."""
+    lookup = lookup or Lookup()
+    if parsed.kind == "state":
+        (iid,) = parsed.instance_ids
+        state = parsed.state
+        if state == "terminated" or iid not in lookup.instances:
+            return [_status_only(iid, state or "", parsed, parsed.version)], None
+        # The status is the event's: DescribeInstances is eventually consistent
+        # and may lag behind the event, and a lagging state must not be stamped
+        # with the event's version. Only shutting-down/terminated are taken
+        # from the re-fetch, as they can only be newer.
+        fetched = mapping.normalize_state((lookup.instances[iid].get("State") or {}).get("Name"))
+        if fetched in TERMINAL:
+            state = fetched
+        return _fetched(iid, lookup, parsed, state, parsed.version), None
+
+    if parsed.kind == "fetch":
+        if parsed.deleted:
+            return [_status_only(i, "terminated", parsed, parsed.version) for i in parsed.instance_ids], None
+        changes: list[Change] = []
+        missing: list[str] = []
+        for iid in parsed.instance_ids:
+            if iid in lookup.instances:
+                state = mapping.normalize_state((lookup.instances[iid].get("State") or {}).get("Name"))
+                changes.extend(_fetched(iid, lookup, parsed, state, parsed.version))
+            elif iid in parsed.known_states:
+                changes.append(_status_only(iid, parsed.known_states[iid], parsed, parsed.version))
+            else:
+                missing.append(iid)
+        if not changes:
+            return [], "instance(s) not found: " + ", ".join(missing)
+        return changes, None
+
+    if parsed.kind == "config":
+        changes = []
+        for item in parsed.items:
+            changes.extend(_config_item(item, parsed))
+        return changes, None
+    return [], parsed.reason or "nothing to do"
+
+
+def _config_item(item: Mapping[str, Any], parsed: Parsed) -> list[Change]:
+    iid = instance_id(item.get("resourceId"), "configurationItem.resourceId")
+    capture = parse_timestamp(item.get("configurationItemCaptureTime"))
+    configuration = item.get("configuration")
+    configuration = configuration if isinstance(configuration, Mapping) else {}
+    if item.get("configurationItemStatus") in CONFIG_DELETED:
+        state: str | None = "terminated"
+    else:
+        state = mapping.normalize_state(mapping.g(mapping.g(configuration, "State"), "Name"))
+    version = make_version(capture, mapping.state_rank(state))
+    zone = item.get("availabilityZone")
+    owner = item.get("awsAccountId")
+    return mapping.instance_changes(
+        configuration,
+        instance_id=iid,
+        state=state,
+        version=version,
+        source_ref=parsed.key,
+        owner=owner if isinstance(owner, str) and owner else None,
+        item_tags=item.get("tags"),
+        availability_zone=zone if isinstance(zone, str) and zone != "Not Applicable" else None,
+        complete=False,
+    )
+
+
+def region_mismatch(parsed: Parsed, region: str | None) -> str | None:
+    if parsed.region and region and parsed.region.strip() != region:
+        return f"event for region {parsed.region!r}, provider is {region!r}"
+    return None
+
+
+def needed_ids(parsed_messages: Sequence[Parsed]) -> list[str]:
+    """Union of the ids many messages need: one re-fetch for a whole batch."""
+    return list(dict.fromkeys(i for p in parsed_messages for i in p.needs()))

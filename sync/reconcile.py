@@ -1,0 +1,269 @@
+"""Snapshot vs database: heal drift through the same ``apply()`` as events.
+
+A full sync streams the driver's snapshot through ``apply`` in chunks
+(upserts are never destructive, so they are applied as they come and memory
+stays bounded). Deletions are decided only once the listing completed:
+
+* only kinds the snapshot says it listed completely, inside its scopes;
+* never an object changed at or after the listing started (an event may
+  have created it while we were listing);
+* the mass-delete guard: more than ``CLOUDSYNC_MASS_DELETE_RATIO`` of a kind
+  (and more than ``CLOUDSYNC_MASS_DELETE_MIN_COUNT`` objects) holds the
+  deletions back as a stored plan that an operator can apply.
+
+A dry run applies nothing: each chunk is applied inside a transaction that is
+rolled back, which yields the exact field-by-field plan.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from sync.apply import MODEL_FOR_KIND, ApplyResult, Outcome, apply
+from sync.changes import Change, Kind, Op, Source, make_version
+from sync.choices import SyncRunKindChoices as RunKind
+from sync.choices import SyncRunStatusChoices as RunStatus
+from sync.drivers.base import Snapshot
+from sync.models import CloudProvider, SyncRun
+
+__all__ = ["apply_plan_of", "reconcile", "change_to_plan", "plan_to_change"]
+
+CHUNK = 1000
+DRIFT_SAMPLE = 50  # ids kept per kind and outcome in SyncRun.drift
+
+
+class _Rollback(Exception):
+    pass
+
+
+def _chunks(changes: Iterable[Change], size: int) -> Iterator[list[Change]]:
+    iterator = iter(changes)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+def change_to_plan(change: Change) -> dict[str, Any]:
+    return {
+        "kind": change.kind.value,
+        "op": change.op.value,
+        "external_id": change.external_id,
+        "fields": dict(change.fields),
+        "version": change.version,
+    }
+
+
+def plan_to_change(item: dict[str, Any], source: Source, source_ref: str) -> Change:
+    return Change(
+        kind=item["kind"], op=item["op"], external_id=item["external_id"],
+        fields=item.get("fields") or {}, version=item.get("version", ""),
+        source=source, source_ref=source_ref,
+    )
+
+
+def _source_for(run: SyncRun) -> Source:
+    return Source.CATCH_UP if run.kind == RunKind.CATCH_UP else Source.FULL_SYNC
+
+
+def _restamp(changes: Iterable[Change], source: Source, ref: str) -> Iterator[Change]:
+    for c in changes:
+        if c.source != source or c.source_ref != ref:
+            c = Change(c.kind, c.op, c.external_id, c.fields, c.version, source, ref)
+        yield c
+
+
+def _apply_chunk(provider: CloudProvider, chunk: list[Change], *, dry_run: bool) -> ApplyResult:
+    if not dry_run:
+        return apply(provider, chunk, record_diffs=True)
+    holder: list[ApplyResult] = []
+    try:
+        with transaction.atomic():
+            holder.append(apply(provider, chunk, record_diffs=True))
+            raise _Rollback
+    except _Rollback:
+        pass
+    return holder[0]
+
+
+class _Drift:
+    """Counts what a run healed: objects created, changed or deleted by it."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self.samples: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+        self.total = 0
+
+    def add(self, result: ApplyResult) -> None:
+        for change, outcome in result.outcomes:
+            if outcome in (Outcome.CREATED, Outcome.UPDATED, Outcome.DELETED):
+                kind = change.kind.value
+                self.counts[kind][outcome] += 1
+                self.total += 1
+                sample = self.samples[kind][outcome]
+                if len(sample) < DRIFT_SAMPLE:
+                    sample.append(change.external_id)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            kind: {"counts": dict(counts), "sample": dict(self.samples[kind])}
+            for kind, counts in self.counts.items()
+        }
+
+
+def reconcile(run: SyncRun, snapshot: Snapshot, *, dry_run: bool = False) -> SyncRun:
+    """Heal the provider's inventory from a complete snapshot (see module doc)."""
+    provider = run.cloudprovider
+    source, ref = _source_for(run), str(run.pk)
+    started = snapshot.started_at or run.started_at
+    seen: dict[Kind, set[str]] = defaultdict(set)
+    totals = ApplyResult()
+    drift = _Drift()
+    plan: list[dict[str, Any]] = []
+
+    def tracked(changes: Iterable[Change]) -> Iterator[Change]:
+        for change in changes:
+            if change.op == Op.UPSERT:
+                seen[change.kind].add(change.external_id)
+            yield change
+
+    for chunk in _chunks(_restamp(tracked(snapshot.changes), source, ref), CHUNK):
+        result = _apply_chunk(provider, chunk, dry_run=dry_run)
+        drift.add(result)
+        if dry_run:
+            plan += _planned(chunk, result)
+        result.outcomes.clear()
+        totals.merge(result)
+
+    deletes = _deletions(provider, snapshot, seen, started, source, ref)
+    tripped = _guard(provider, snapshot, deletes)
+    if dry_run or tripped:
+        plan += [change_to_plan(c) | {"diff": {}} for c in deletes]
+        status = RunStatus.PLANNED if dry_run else RunStatus.NEEDS_APPROVAL
+        error = "" if dry_run else tripped
+    else:
+        for chunk in _chunks(deletes, CHUNK):
+            result = apply(provider, chunk)
+            drift.add(result)
+            result.outcomes.clear()
+            totals.merge(result)
+        status, error = RunStatus.SUCCEEDED, ""
+    _finish(run, status, totals, drift, plan if (dry_run or tripped) else None, error)
+    return run
+
+
+def _planned(chunk: list[Change], result: ApplyResult) -> list[dict[str, Any]]:
+    """Plan entries for the changes that would do something."""
+    out = []
+    diffs = result.diffs or {}
+    for change, outcome in result.outcomes:
+        if outcome in (Outcome.CREATED, Outcome.UPDATED, Outcome.DELETED):
+            diff = diffs.get(change.kind.value, {}).get(change.external_id, {})
+            out.append(change_to_plan(change) | {"outcome": outcome, "diff": diff})
+    return out
+
+
+def _deletions(
+    provider: CloudProvider,
+    snapshot: Snapshot,
+    seen: dict[Kind, set[str]],
+    started: Any,
+    source: Source,
+    ref: str,
+) -> list[Change]:
+    """Live objects of listed kinds, inside the listed scope, not listed, and
+    not touched since the listing began."""
+    cutoff = make_version(started)
+    version = make_version(started, started)
+    out: list[Change] = []
+    for kind in sorted(snapshot.kinds):
+        model = MODEL_FOR_KIND[kind]
+        idf = model.external_id_field
+        qs = model.objects.filter(cloudprovider=provider).exclude(source_version__gte=cutoff)
+        qs = qs.exclude(last_event_at__gte=started)
+        scope = (snapshot.scopes or {}).get(kind)
+        if scope is not None:
+            qs = qs.filter(**_scope_filter(kind, scope))
+        for ext in qs.values_list(idf, flat=True).iterator(chunk_size=5000):
+            if ext not in seen[kind]:
+                out.append(Change(kind, Op.DELETE, ext, {}, version, source, ref))
+    return out
+
+
+def _scope_filter(kind: Kind, scope: frozenset[str]) -> dict[str, Any]:
+    if kind == Kind.PROJECT:
+        return {"project_id__in": list(scope)}
+    if kind == Kind.HOST:
+        return {"project__project_id__in": list(scope)}
+    if kind == Kind.HOST_IP:
+        return {"host__project__project_id__in": list(scope)}
+    return {}
+
+
+def _guard(provider: CloudProvider, snapshot: Snapshot, deletes: list[Change]) -> str:
+    """A reason when deletions exceed the configured share of a kind, else ""."""
+    ratio = settings.CLOUDSYNC_MASS_DELETE_RATIO
+    minimum = settings.CLOUDSYNC_MASS_DELETE_MIN_COUNT
+    per_kind: dict[Kind, int] = defaultdict(int)
+    for change in deletes:
+        per_kind[change.kind] += 1
+    reasons = []
+    for kind, count in sorted(per_kind.items()):
+        total = MODEL_FOR_KIND[kind].objects.filter(cloudprovider=provider).count()
+        if count > minimum and count > ratio * total:
+            reasons.append(f"{count} of {total} {kind.value}s")
+    if not reasons:
+        return ""
+    return (
+        "mass-delete guard: the run would delete " + ", ".join(reasons)
+        + f" (more than {ratio:.0%}); deletions held back until an operator applies the plan"
+    )
+
+
+def _finish(
+    run: SyncRun,
+    status: str,
+    totals: ApplyResult,
+    drift: _Drift,
+    plan: list[dict[str, Any]] | None,
+    error: str,
+) -> None:
+    now = timezone.now()
+    run.status, run.finished_at, run.error = status, now, error
+    run.counts = totals.as_dict()
+    run.drift_healed = 0 if status == RunStatus.PLANNED else drift.total
+    run.drift = drift.as_dict()
+    run.plan = plan
+    run.save(update_fields=["status", "finished_at", "error", "counts", "drift_healed", "drift", "plan"])
+    if run.kind != RunKind.DRY_RUN:
+        CloudProvider.objects.filter(pk=run.cloudprovider_id).update(
+            last_full_sync_at=now, last_full_sync_status=status
+        )
+
+
+def apply_plan_of(run: SyncRun, *, triggered_by: str = "") -> SyncRun:
+    """Apply a stored plan (dry run or held-back deletions) through apply()."""
+    provider = run.cloudprovider
+    source, ref = Source.FULL_SYNC, str(run.pk)
+    changes = [plan_to_change(item, source, ref) for item in run.plan or ()]
+    totals, drift = ApplyResult(), _Drift()
+    for chunk in _chunks(changes, CHUNK):
+        result = apply(provider, chunk)
+        drift.add(result)
+        result.outcomes.clear()
+        totals.merge(result)
+    counts = run.counts or {}
+    for kind, values in totals.as_dict().items():
+        merged = counts.setdefault(kind, {})
+        for outcome, n in values.items():
+            merged[outcome] = merged.get(outcome, 0) + n
+    run.status, run.counts = RunStatus.APPLIED, counts
+    run.drift_healed = run.drift_healed + drift.total
+    run.error = (run.error + f"\nplan applied by {triggered_by or 'operator'} at {timezone.now():%Y-%m-%d %H:%M:%S} UTC").strip()
+    run.save(update_fields=["status", "counts", "drift_healed", "error"])
+    return run
