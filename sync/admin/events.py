@@ -97,7 +97,9 @@ class EventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.action(description="Replay selected failed/dead events", permissions=["replay"])
     def replay(self, request: HttpRequest, queryset: QuerySet) -> None:
         selected = list(queryset.values_list("pk", "status"))
-        candidates = [pk for pk, status in selected if status in (EventStatus.FAILED, EventStatus.DEAD)]
+        candidates = [
+            pk for pk, status in selected if status in (EventStatus.FAILED, EventStatus.DEAD)
+        ]
         skipped = len(selected) - len(candidates)
         if candidates:
             try:
@@ -105,19 +107,22 @@ class EventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             except Exception as exc:  # broker down: say so rather than a 500
                 log.exception("replay of events %s could not be queued", candidates)
                 self.message_user(
-                    request, f"Replay could not be queued: {type(exc).__name__}: {exc}",
+                    request,
+                    f"Replay could not be queued: {type(exc).__name__}: {exc}",
                     messages.ERROR,
                 )
                 return
             if replayed:
                 self.message_user(
-                    request, f"{len(replayed)} event(s) reopened and queued for replay.",
+                    request,
+                    f"{len(replayed)} event(s) reopened and queued for replay.",
                     messages.SUCCESS,
                 )
             skipped += len(candidates) - len(replayed)
         if skipped:
             self.message_user(
-                request, f"{skipped} event(s) skipped: only failed or dead events are replayed.",
+                request,
+                f"{skipped} event(s) skipped: only failed or dead events are replayed.",
                 messages.WARNING,
             )
 
@@ -195,7 +200,8 @@ class SyncRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             except Exception as exc:  # broker down
                 log.exception("apply of run %s's plan could not be queued", run.pk)
                 self.message_user(
-                    request, f"run #{run.pk}: could not queue the apply: {type(exc).__name__}: {exc}",
+                    request,
+                    f"run #{run.pk}: could not queue the apply: {type(exc).__name__}: {exc}",
                     messages.ERROR,
                 )
             else:

@@ -11,7 +11,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -22,7 +22,17 @@ from sync.choices import SyncRunKindChoices as RunKind
 from sync.drivers.base import AuthError, ConfigError, DriverError, NetworkError
 from sync.drivers.registry import get_driver
 from sync.forms import CloudProviderForm
-from sync.models import CloudProvider
+from sync.models import (
+    CloudFlavor,
+    CloudHost,
+    CloudHostIP,
+    CloudImage,
+    CloudPort,
+    CloudProject,
+    CloudProvider,
+    Event,
+    SyncRun,
+)
 from sync.runs import RunInProgress, start_run
 
 __all__ = ["CloudProviderAdmin", "check_provider_connection", "endpoint_url", "rotate_secret"]
@@ -30,6 +40,7 @@ __all__ = ["CloudProviderAdmin", "check_provider_connection", "endpoint_url", "r
 log = logging.getLogger(__name__)
 
 SECRET_MASK = "•••• (set)"
+OWNED_MODELS = (CloudHost, CloudPort, CloudFlavor, CloudImage, CloudProject, Event, SyncRun)
 STATUS_FIELDS = (
     "last_event_received_at",
     "last_event_processed_at",
@@ -158,9 +169,7 @@ class CloudProviderAdmin(admin.ModelAdmin):
         if obj.pk is None:
             return "—"
         state = SECRET_MASK if obj.endpoint_secret else "not set"
-        rotate = reverse(
-            f"{self.admin_site.name}:sync_cloudprovider_rotate_secret", args=[obj.pk]
-        )
+        rotate = reverse(f"{self.admin_site.name}:sync_cloudprovider_rotate_secret", args=[obj.pk])
         return format_html(
             '{} &nbsp; <a class="button" href="{}">Rotate secret…</a>'
             '<div class="help">Shown once when generated; rotating invalidates the current '
@@ -168,6 +177,31 @@ class CloudProviderAdmin(admin.ModelAdmin):
             state,
             rotate,
         )
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        """Counts instead of Django's nested list of every related row.
+
+        A provider owns its inventory, inbox and runs (cascade). Listing them
+        one by one would load millions of events, and the inventory admins
+        being read-only would otherwise forbid the deletion altogether.
+        """
+        providers = list(objs)
+        ids = [p.pk for p in providers]
+        model_count = {CloudProvider._meta.verbose_name_plural: len(providers)}
+        for model in OWNED_MODELS:
+            count = model._base_manager.filter(cloudprovider__in=ids).count()
+            if count:
+                model_count[model._meta.verbose_name_plural] = count
+        ips = CloudHostIP.objects.filter(
+            Q(host__cloudprovider__in=ids) | Q(port__cloudprovider__in=ids)
+        ).count()
+        if ips:
+            model_count[CloudHostIP._meta.verbose_name_plural] = ips
+        summary = [
+            format_html("{}: {} and everything it owns", self.opts.verbose_name.capitalize(), p)
+            for p in providers
+        ]
+        return summary, model_count, set(), []
 
     # -- secret shown once ---------------------------------------------------
     def _announce_secret(
@@ -209,9 +243,7 @@ class CloudProviderAdmin(admin.ModelAdmin):
             return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
         if not self.has_change_permission(request, obj):
             raise PermissionDenied
-        change_url = reverse(
-            f"{self.admin_site.name}:sync_cloudprovider_change", args=[obj.pk]
-        )
+        change_url = reverse(f"{self.admin_site.name}:sync_cloudprovider_change", args=[obj.pk])
         if request.method == "POST":
             secret = rotate_secret(obj)
             self.log_change(request, obj, [{"changed": {"fields": ["endpoint secret"]}}])
@@ -277,7 +309,4 @@ class CloudProviderAdmin(admin.ModelAdmin):
             if ok:
                 self.message_user(request, f"{provider}: connection OK: {text}", messages.SUCCESS)
             else:
-                self.message_user(
-                    request, f"{provider}: connection failed: {text}", messages.ERROR
-                )
-
+                self.message_user(request, f"{provider}: connection failed: {text}", messages.ERROR)

@@ -12,6 +12,7 @@ from typing import Any
 
 import django_filters
 from django import forms
+from django.db import models
 from django.db.models import Q, QuerySet
 
 from sync.choices import (
@@ -84,6 +85,27 @@ class IPNetworkFormField(forms.CharField):
             ) from None
 
 
+class StrictBooleanFormField(forms.NullBooleanField):
+    """true/false (also 1/0, yes/no); anything else is an error, not "unset"."""
+
+    VALUES = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+    def to_python(self, value: Any) -> bool | None:
+        if value in (None, "") or isinstance(value, bool):
+            return value if isinstance(value, bool) else None
+        try:
+            return self.VALUES[str(value).strip().lower()]
+        except KeyError:
+            raise forms.ValidationError(f"{value!r} is not a boolean (true or false).") from None
+
+    def validate(self, value: Any) -> None:
+        pass
+
+
+class StrictBooleanFilter(django_filters.BooleanFilter):
+    field_class = StrictBooleanFormField
+
+
 class IPAddressFilter(django_filters.Filter):
     field_class = IPAddressFormField
 
@@ -129,7 +151,16 @@ def hosts_in_network(
     )
 
 
-class SyncedFilterSet(django_filters.FilterSet):
+class FilterSet(django_filters.FilterSet):
+    """Boolean model fields filter strictly (a typo is a 400, not "no filter")."""
+
+    FILTER_DEFAULTS = {
+        **django_filters.FilterSet.FILTER_DEFAULTS,
+        models.BooleanField: {"filter_class": StrictBooleanFilter},
+    }
+
+
+class SyncedFilterSet(FilterSet):
     """Filters shared by every synced inventory model."""
 
     provider = CharInFilter(
@@ -142,7 +173,7 @@ class SyncedFilterSet(django_filters.FilterSet):
     modified_since = django_filters.IsoDateTimeFilter(
         field_name="modified_at", lookup_expr="gte", label="Modified at or after (ISO 8601)"
     )
-    include_deleted = django_filters.BooleanFilter(
+    include_deleted = StrictBooleanFilter(
         method="filter_include_deleted", label="Include deleted objects (tombstones)"
     )
 
@@ -226,7 +257,7 @@ class CloudHostFilterSet(SyncedFilterSet):
         return queryset.filter(pk__in=hosts_in_network(value))
 
 
-class CloudProviderFilterSet(django_filters.FilterSet):
+class CloudProviderFilterSet(FilterSet):
     name__ic = django_filters.CharFilter(field_name="name", lookup_expr="icontains")
 
     class Meta:
@@ -234,7 +265,7 @@ class CloudProviderFilterSet(django_filters.FilterSet):
         fields = ["name", "cloud_sync_enabled", "cloud_sync_driver"]
 
 
-class EventFilterSet(django_filters.FilterSet):
+class EventFilterSet(FilterSet):
     provider = CharInFilter(method="filter_provider", label="Provider id or name")
     status = django_filters.MultipleChoiceFilter(choices=EventStatusChoices.choices)
     event_type = CharInFilter(field_name="event_type", label="Event type(s), comma-separated")
@@ -249,7 +280,7 @@ class EventFilterSet(django_filters.FilterSet):
         return queryset.filter(provider_q(value, "cloudprovider"))
 
 
-class SyncRunFilterSet(django_filters.FilterSet):
+class SyncRunFilterSet(FilterSet):
     provider = CharInFilter(method="filter_provider", label="Provider id or name")
     kind = django_filters.MultipleChoiceFilter(choices=SyncRunKindChoices.choices)
     status = django_filters.MultipleChoiceFilter(choices=SyncRunStatusChoices.choices)

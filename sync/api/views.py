@@ -32,6 +32,7 @@ from rest_framework.serializers import BaseSerializer
 from sync import ingest, runs
 from sync.api import filtersets, serializers
 from sync.api.permissions import ModelPermissions
+from sync.api.renderers import BrowsableAPIRenderer, JSONRenderer
 from sync.choices import EventStatusChoices, SyncRunKindChoices, SyncRunStatusChoices
 from sync.drivers.base import DriverError
 from sync.models import (
@@ -86,6 +87,7 @@ class BaseViewSet(viewsets.GenericViewSet):
     pagination, numeric ids only, service errors mapped to HTTP answers."""
 
     permission_classes = [ModelPermissions]
+    renderer_classes = [JSONRenderer, BrowsableAPIRenderer]
     pagination_class = Pagination
     lookup_value_regex = r"[0-9]{1,18}"
     ordering = ["id"]

@@ -47,11 +47,7 @@ class CloudProvider(models.Model):
     def rotate_secret(self) -> str:
         """Generate, store and return a new endpoint secret (shown to the admin once)."""
         self.endpoint_secret = crypto.new_secret()
-        CloudProvider.objects.filter(pk=self.pk).update(
-            endpoint_secret=self._meta.get_field("endpoint_secret").get_prep_value(
-                self.endpoint_secret
-            )
-        )
+        CloudProvider.objects.filter(pk=self.pk).update(endpoint_secret=self.endpoint_secret)
         return self.endpoint_secret
 
     def clean(self) -> None:

@@ -87,10 +87,14 @@ def test_sync_run_detail_and_apply_stored_plan(admin_client, provider, published
     listing = admin_client.get(RUNS)
     assert listing.status_code == 200
     detail = admin_client.get(f"{RUNS}{planned.pk}/change/").content.decode()
-    assert "&quot;upsert&quot;: 3" in detail and "&quot;external_id&quot;: &quot;h-1&quot;" in detail
+    assert (
+        "&quot;upsert&quot;: 3" in detail and "&quot;external_id&quot;: &quot;h-1&quot;" in detail
+    )
 
     response = admin_client.post(
-        RUNS, {"action": "apply_stored_plan", "_selected_action": [planned.pk, failed.pk]}, follow=True
+        RUNS,
+        {"action": "apply_stored_plan", "_selected_action": [planned.pk, failed.pk]},
+        follow=True,
     )
 
     texts = messages_of(response)

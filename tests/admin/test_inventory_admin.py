@@ -14,9 +14,15 @@ BASE = "/admin/sync/"
 
 @pytest.fixture
 def inventory(provider):
-    project = CloudProject.objects.create(cloudprovider=provider, project_id="proj-1", name="tenant-alpha")
-    flavor = CloudFlavor.objects.create(cloudprovider=provider, flavor_id="fl-1", name="m1.unique", cores=2)
-    image = CloudImage.objects.create(cloudprovider=provider, image_id="img-1", name="debian-unique")
+    project = CloudProject.objects.create(
+        cloudprovider=provider, project_id="proj-1", name="tenant-alpha"
+    )
+    flavor = CloudFlavor.objects.create(
+        cloudprovider=provider, flavor_id="fl-1", name="m1.unique", cores=2
+    )
+    image = CloudImage.objects.create(
+        cloudprovider=provider, image_id="img-1", name="debian-unique"
+    )
     live = CloudHost.objects.create(
         cloudprovider=provider,
         host_id="3f0c-live",
@@ -28,11 +34,21 @@ def inventory(provider):
         project=project,
     )
     gone = CloudHost.objects.create(
-        cloudprovider=provider, host_id="9d2a-gone", hostname="web-gone-02", deleted_at=timezone.now()
+        cloudprovider=provider,
+        host_id="9d2a-gone",
+        hostname="web-gone-02",
+        deleted_at=timezone.now(),
     )
     port = CloudPort.objects.create(cloudprovider=provider, port_id="port-1", host=live)
     CloudHostIP.objects.create(host=live, port=port, address="10.20.30.40", mac="fa:16:3e:00:00:01")
-    return {"project": project, "flavor": flavor, "image": image, "live": live, "gone": gone, "port": port}
+    return {
+        "project": project,
+        "flavor": flavor,
+        "image": image,
+        "live": live,
+        "gone": gone,
+        "port": port,
+    }
 
 
 @pytest.mark.parametrize(
@@ -104,12 +120,15 @@ def test_host_filters_by_status_hypervisor_and_provider(admin_client, inventory)
         response = admin_client.get(f"{BASE}cloudhost/", params)
         assert response.status_code == 200
         assert "web-live-01" in response.content.decode(), params
-    assert "web-live-01" not in admin_client.get(
-        f"{BASE}cloudhost/", {"status__exact": "error"}
-    ).content.decode()
+    assert (
+        "web-live-01"
+        not in admin_client.get(f"{BASE}cloudhost/", {"status__exact": "error"}).content.decode()
+    )
 
 
-def test_host_list_query_count_does_not_grow_with_rows(admin_client, inventory, django_assert_max_num_queries):
+def test_host_list_query_count_does_not_grow_with_rows(
+    admin_client, inventory, django_assert_max_num_queries
+):
     provider = inventory["live"].cloudprovider
     for i in range(30):
         CloudHost.objects.create(

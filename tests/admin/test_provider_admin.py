@@ -164,9 +164,10 @@ def test_switching_driver_validates_the_stored_config(admin_client, secret_provi
     )
 
     assert response.status_code == 200
-    assert "auth_url: this key is required" in response.context["adminform"].form.errors[
-        "client_config"
-    ]
+    assert (
+        "auth_url: this key is required"
+        in response.context["adminform"].form.errors["client_config"]
+    )
     html = response.content.decode()
     assert CONFIG_PASSWORD not in html and CONFIG_USER not in html
     secret_provider.refresh_from_db()
@@ -222,7 +223,9 @@ def action(admin_client, name: str, *providers: CloudProvider):
     )
 
 
-def test_sync_now_queues_a_run_and_reports_the_lock(admin_client, provider_factory, fake_driver, published):
+def test_sync_now_queues_a_run_and_reports_the_lock(
+    admin_client, provider_factory, fake_driver, published
+):
     provider = provider_factory(
         cloud_sync_driver=fake_driver, client_config={"auth_url": "u", "password": "p"}
     )
@@ -247,10 +250,15 @@ def test_dry_run_and_catch_up_errors_are_messages(admin_client, provider, publis
     assert not SyncRun.objects.exists()
 
 
-def test_test_connection_reports_result_and_precise_errors(admin_client, provider_factory, fake_driver):
-    ok = provider_factory(cloud_sync_driver=fake_driver, client_config={"auth_url": "u", "password": "p"})
+def test_test_connection_reports_result_and_precise_errors(
+    admin_client, provider_factory, fake_driver
+):
+    ok = provider_factory(
+        cloud_sync_driver=fake_driver, client_config={"auth_url": "u", "password": "p"}
+    )
     auth = provider_factory(
-        cloud_sync_driver=fake_driver, client_config={"auth_url": "u", "password": "p", "mode": "auth"}
+        cloud_sync_driver=fake_driver,
+        client_config={"auth_url": "u", "password": "p", "mode": "auth"},
     )
     net = provider_factory(
         cloud_sync_driver=fake_driver,
@@ -260,8 +268,31 @@ def test_test_connection_reports_result_and_precise_errors(admin_client, provide
 
     texts = messages_of(action(admin_client, "test_connection", ok, auth, net, noop))
 
-    by_provider = {p.name: t for p in (ok, auth, net, noop) for t in texts if t.startswith(p.name + ":")}
+    by_provider = {
+        p.name: t for p in (ok, auth, net, noop) for t in texts if t.startswith(p.name + ":")
+    }
     assert by_provider[ok.name] == f'{ok.name}: connection OK: {{"flavors": 2, "servers": 3}}'
     assert "authentication failed: 401 from keystone" in by_provider[auth.name]
     assert "network error: connect timeout" in by_provider[net.name]
     assert "cannot test a connection" in by_provider[noop.name]
+
+
+def test_delete_page_summarizes_and_deletes_the_cascade(admin_client, provider):
+    from django.utils import timezone
+
+    from sync.models import CloudHost, Event
+
+    CloudHost.objects.create(cloudprovider=provider, host_id="h-1")
+    Event.objects.create(cloudprovider=provider, key="k-1", received_at=timezone.now())
+    url = change_url(provider).replace("/change/", "/delete/")
+
+    page = admin_client.get(url)
+    assert page.status_code == 200
+    assert page.context["perms_lacking"] == set()
+    counts = dict(page.context["model_count"])
+    assert counts["cloud hosts"] == 1 and counts["events"] == 1
+    assert provider.endpoint_secret not in page.content.decode()
+
+    assert admin_client.post(url, {"post": "yes"}).status_code == 302
+    assert not CloudProvider.objects.filter(pk=provider.pk).exists()
+    assert not CloudHost.all_objects.filter(host_id="h-1").exists()

@@ -26,7 +26,9 @@ __all__ = ["AwsEc2Driver"]
 class AwsEc2Driver(Driver):
     name = "aws.ec2"
     aliases = ("aws",)
-    description = "AWS EC2: EventBridge/CloudTrail/AWS Config events (direct or via SNS) + boto3 full sync"
+    description = (
+        "AWS EC2: EventBridge/CloudTrail/AWS Config events (direct or via SNS) + boto3 full sync"
+    )
     supports_full_sync = True
     supports_catch_up = False
 
@@ -111,4 +113,3 @@ class AwsEc2Driver(Driver):
         from sync.drivers.aws.inventory import test_connection
 
         return test_connection(config)
-

@@ -30,6 +30,9 @@ from botocore.exceptions import (
     PartialCredentialsError,
     TokenRetrievalError,
 )
+from botocore.exceptions import (
+    ConnectionError as BotoConnectionError,
+)
 from botocore.parsers import ResponseParserError
 
 from sync.drivers.aws.config import validate_config
@@ -121,10 +124,15 @@ def classify_error(exc: BaseException, action: str) -> DriverError:
         return DriverError(f"{action} failed (HTTP {status} {code}: {message})")
     if isinstance(
         exc,
-        NoCredentialsError | PartialCredentialsError | CredentialRetrievalError | TokenRetrievalError,
+        NoCredentialsError
+        | PartialCredentialsError
+        | CredentialRetrievalError
+        | TokenRetrievalError,
     ):
         return AuthError(f"no usable AWS credentials for {action}: {exc}")
-    if isinstance(exc, HTTPClientError | ResponseParserError | OSError | TimeoutError):
+    if isinstance(
+        exc, BotoConnectionError | HTTPClientError | ResponseParserError | OSError | TimeoutError
+    ):
         # connection refused/reset, DNS, connect/read timeouts, proxies, garbage from a proxy
         return NetworkError(f"cannot reach AWS for {action}: {exc}")
     if isinstance(exc, BotoCoreError):
@@ -158,7 +166,7 @@ def _boto_config() -> BotoConfig:
     return BotoConfig(
         connect_timeout=CONNECT_TIMEOUT,
         read_timeout=READ_TIMEOUT,
-        retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
+        retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS},
         user_agent_extra="cloudsync",
     )
 

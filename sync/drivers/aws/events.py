@@ -197,7 +197,9 @@ def _parse_eventbridge(message: Mapping[str, Any]) -> Parsed:
 
     if norm == STATE_CHANGE:
         raw_id = _detail_get(detail, "instance-id")
-        ids = [instance_id(raw_id, "detail.instance-id")] if raw_id is not None else _arn_ids(message)
+        ids = (
+            [instance_id(raw_id, "detail.instance-id")] if raw_id is not None else _arn_ids(message)
+        )
         if not ids:
             raise BadPayload("detail.instance-id: missing")
         state = mapping.normalize_state(detail.get("state"))
@@ -212,7 +214,9 @@ def _parse_eventbridge(message: Mapping[str, Any]) -> Parsed:
         ids = _arn_ids(message)
         if not ids:
             raise BadPayload("resources: no instance ARN")
-        return Parsed(kind="fetch", version=make_version(occurred, 0), instance_ids=tuple(ids), **base)
+        return Parsed(
+            kind="fetch", version=make_version(occurred, 0), instance_ids=tuple(ids), **base
+        )
 
     name = detail.get("eventName")
     base["event_type"] = f"{detail_type}/{name}"
@@ -260,7 +264,9 @@ def _cloudtrail_ids(name: str, detail: Mapping[str, Any]) -> tuple[list[str], di
             iid = instance_id(item["instanceId"], "detail.responseElements.instancesSet")
             ids.append(iid)
             state = item.get("currentState") or item.get("instanceState") or {}
-            name_ = mapping.normalize_state(state.get("name") if isinstance(state, Mapping) else None)
+            name_ = mapping.normalize_state(
+                state.get("name") if isinstance(state, Mapping) else None
+            )
             if name_:
                 states[iid] = name_
     return list(dict.fromkeys(ids)), states
@@ -302,12 +308,16 @@ def _parse_config(message: Mapping[str, Any]) -> Parsed:
     first = instances[0] if instances else items[0]
     capture = parse_timestamp(first.get("configurationItemCaptureTime"))
     key = "config:{}:{}:{}".format(
-        first.get("resourceId"), first.get("configurationStateId"), first.get("configurationItemCaptureTime")
+        first.get("resourceId"),
+        first.get("configurationStateId"),
+        first.get("configurationItemCaptureTime"),
     )
     base = {"key": key, "event_type": message_type, "occurred_at": capture or occurred}
     base["region"] = first.get("awsRegion") if isinstance(first.get("awsRegion"), str) else None
     if not instances:
-        return Parsed(kind="ignored", reason=f"AWS Config item for {first.get('resourceType')}", **base)
+        return Parsed(
+            kind="ignored", reason=f"AWS Config item for {first.get('resourceType')}", **base
+        )
     for item in instances:
         if parse_timestamp(item.get("configurationItemCaptureTime")) is None:
             raise BadPayload(f"{where}.configurationItemCaptureTime: missing or not a timestamp")
@@ -336,7 +346,9 @@ def _status_only(iid: str, state: str, parsed: Parsed, version: str) -> Change:
     return Change(Kind.HOST, Op.UPSERT, iid, fields, version=version, source_ref=parsed.key)
 
 
-def _fetched(iid: str, lookup: Lookup, parsed: Parsed, state: str | None, version: str) -> list[Change]:
+def _fetched(
+    iid: str, lookup: Lookup, parsed: Parsed, state: str | None, version: str
+) -> list[Change]:
     instance = lookup.instances[iid]
     return mapping.instance_changes(
         instance,
@@ -370,12 +382,16 @@ def build(parsed: Parsed, lookup: Lookup | None) -> tuple[list[Change], str | No
 
     if parsed.kind == "fetch":
         if parsed.deleted:
-            return [_status_only(i, "terminated", parsed, parsed.version) for i in parsed.instance_ids], None
+            return [
+                _status_only(i, "terminated", parsed, parsed.version) for i in parsed.instance_ids
+            ], None
         changes: list[Change] = []
         missing: list[str] = []
         for iid in parsed.instance_ids:
             if iid in lookup.instances:
-                state = mapping.normalize_state((lookup.instances[iid].get("State") or {}).get("Name"))
+                state = mapping.normalize_state(
+                    (lookup.instances[iid].get("State") or {}).get("Name")
+                )
                 changes.extend(_fetched(iid, lookup, parsed, state, parsed.version))
             elif iid in parsed.known_states:
                 changes.append(_status_only(iid, parsed.known_states[iid], parsed, parsed.version))

@@ -51,7 +51,9 @@ def list_inventory(config: Mapping[str, Any], *, page_size: int = PAGE_SIZE) -> 
 
 def _stream(clients: Any, version: str, page_size: int) -> Iterator[Change]:
     def change(kind: Kind, external_id: str, fields: dict[str, Any]) -> Change:
-        return Change(kind, Op.UPSERT, external_id, fields, version=version, source=Source.FULL_SYNC)
+        return Change(
+            kind, Op.UPSERT, external_id, fields, version=version, source=Source.FULL_SYNC
+        )
 
     account = caller_identity(clients)["account"]
     owners: set[str] = set()

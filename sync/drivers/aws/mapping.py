@@ -122,7 +122,9 @@ def flavor_fields(type_name: str, info: Mapping[str, Any] | None) -> dict[str, A
     fields["memory"] = int((info.get("MemoryInfo") or {}).get("SizeInMiB") or 0)
     fields["disk"] = int(storage.get("TotalSizeInGB") or 0)
     extra = {
-        "architectures": list((info.get("ProcessorInfo") or {}).get("SupportedArchitectures") or []),
+        "architectures": list(
+            (info.get("ProcessorInfo") or {}).get("SupportedArchitectures") or []
+        ),
         "default_cores": vcpu.get("DefaultCores"),
         "threads_per_core": vcpu.get("DefaultThreadsPerCore"),
         "network_performance": (info.get("NetworkInfo") or {}).get("NetworkPerformance"),
@@ -241,7 +243,9 @@ def instance_changes(
     type_name = g(instance, "InstanceType")
     if isinstance(type_name, str) and type_name:
         if types is not None:
-            changes.append(change(Kind.FLAVOR, type_name, flavor_fields(type_name, types.get(type_name))))
+            changes.append(
+                change(Kind.FLAVOR, type_name, flavor_fields(type_name, types.get(type_name)))
+            )
         host["flavor"] = type_name
     image_id = g(instance, "ImageId")
     if isinstance(image_id, str) and image_id:

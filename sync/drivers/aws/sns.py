@@ -76,7 +76,9 @@ def confirm_subscription(message: Mapping[str, Any], config: Mapping[str, Any]) 
         handlers.append(urllib.request.ProxyHandler({}))  # never send local URLs to a proxy
     opener = urllib.request.build_opener(*handlers)
     try:
-        with opener.open(urllib.request.Request(url, method="GET"), timeout=CONFIRM_TIMEOUT) as resp:
+        with opener.open(
+            urllib.request.Request(url, method="GET"), timeout=CONFIRM_TIMEOUT
+        ) as resp:
             resp.read(64 * 1024)
     except urllib.error.HTTPError as exc:
         if exc.code >= 500 or exc.code == 429:
