@@ -178,6 +178,10 @@ def process_event(provider: CloudProvider, driver: Driver, event: Event) -> str:
             return "duplicates"
         if translation.ignored is not None:
             claimed.status, claimed.result = Status.IGNORED, {"ignored": translation.ignored}
+        elif translation.snapshot is not None:
+            claimed.status, claimed.result = Status.PROCESSED, _reconcile_pushed(
+                provider, translation.snapshot, event
+            )
         else:
             result = apply(provider, translation.changes, keep_outcomes=False)
             claimed.status, claimed.result = Status.PROCESSED, result.as_dict()
@@ -186,6 +190,20 @@ def process_event(provider: CloudProvider, driver: Driver, event: Event) -> str:
         claimed.attempts += 1
         claimed.save(update_fields=["status", "result", "error", "processed_at", "attempts"])
     return "ignored" if claimed.status == Status.IGNORED else "processed"
+
+
+def _reconcile_pushed(provider: CloudProvider, snapshot: Any, event: Event) -> dict:
+    """A pushed complete inventory: a SyncRun of kind snapshot, same safety rules."""
+    from sync.choices import SyncRunKindChoices
+    from sync.reconcile import reconcile
+    from sync.runs import RunInProgress, claim_run
+
+    try:
+        run = claim_run(provider, SyncRunKindChoices.SNAPSHOT, triggered_by=f"event {event.key}"[:100])
+    except RunInProgress as exc:  # try again once the running sync is done
+        raise TemporaryError(str(exc)) from exc
+    reconcile(run, snapshot)
+    return {"sync_run": run.pk, "status": run.status, "drift_healed": run.drift_healed}
 
 
 def _finish(event: Event, status: str, *, error: str) -> str:

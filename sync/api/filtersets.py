@@ -88,6 +88,7 @@ class IPNetworkFormField(forms.CharField):
 class StrictBooleanFormField(forms.NullBooleanField):
     """true/false (also 1/0, yes/no); anything else is an error, not "unset"."""
 
+    widget = forms.TextInput
     VALUES = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
     def to_python(self, value: Any) -> bool | None:

@@ -78,19 +78,6 @@ class EventInfo:
 
 
 @dataclass(slots=True)
-class Translation:
-    """The outcome of translating one message.
-
-    ``ignored`` holds a reason when the message is valid but irrelevant to the
-    inventory (aggregates, keypairs, ``.start`` events that carry nothing new);
-    the inbox then records the event as ignored rather than processed.
-    """
-
-    changes: list[Change] = field(default_factory=list)
-    ignored: str | None = None
-
-
-@dataclass(slots=True)
 class Snapshot:
     """A complete listing of a cloud's inventory, as upsert Changes.
 
@@ -106,6 +93,22 @@ class Snapshot:
     kinds: frozenset[Kind]
     scopes: Mapping[Kind, frozenset[str]] | None = None
     started_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class Translation:
+    """The outcome of translating one message.
+
+    ``ignored`` holds a reason when the message is valid but irrelevant to the
+    inventory (aggregates, keypairs, ``.start`` events that carry nothing new);
+    the inbox then records the event as ignored rather than processed.
+    """
+
+    changes: list[Change] = field(default_factory=list)
+    ignored: str | None = None
+    # A producer-pushed complete inventory (generic driver): reconciled like
+    # a full sync, deletion safety included, instead of applied as changes.
+    snapshot: Snapshot | None = None
 
 
 def body_hash(message: Any) -> str:
