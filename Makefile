@@ -25,8 +25,7 @@ venv: $(BIN)/.installed
 dev-venv: $(BIN)/.installed-dev
 
 check-redis: venv
-	@REDIS_URL=$(REDIS_URL) $(BIN)/python -c "import os,redis,sys; u=os.environ['REDIS_URL'];\
-	  exec('try:\n redis.Redis.from_url(u, socket_connect_timeout=2).ping()\nexcept Exception as e:\n sys.exit(f\"Redis does not answer at {u} ({e}). Start it (redis-server) or set REDIS_URL.\")')"
+	@REDIS_URL=$(REDIS_URL) $(BIN)/python scripts/check_redis.py
 
 migrate: venv
 	$(BIN)/python manage.py migrate --noinput

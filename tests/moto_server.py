@@ -7,9 +7,9 @@ API
     The process-wide server (started on first use on a free 127.0.0.1 port,
     stopped at exit). moto keeps its state per account and region, so tests
     isolate themselves by using their own region (``fresh_region()``).
-``moto_server`` (pytest fixture)
-    The same server; import it into a test module:
-    ``from tests.moto_server import moto_server  # noqa: F401``.
+``moto_server`` (pytest fixture, defined as ``moto_server_fixture``)
+    The same server; make it available to a test module with
+    ``from tests.moto_server import moto_server_fixture  # noqa: F401``.
 ``MotoServer``
     ``.url`` (endpoint_url), ``.config(region, **extra)`` (a valid ``aws.ec2``
     client_config pointing at the server), ``.client(service, region)``
@@ -33,7 +33,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-__all__ = ["MotoServer", "free_port", "fresh_region", "get_moto_server", "moto_server"]
+__all__ = ["MotoServer", "free_port", "fresh_region", "get_moto_server", "moto_server_fixture"]
 
 ACCESS_KEY = "testing"
 SECRET_KEY = "testing"
@@ -144,7 +144,10 @@ class MotoServer:
         kwargs: dict[str, Any] = {}
         if all_tags:
             kwargs["TagSpecifications"] = [
-                {"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in all_tags.items()]}
+                {
+                    "ResourceType": "instance",
+                    "Tags": [{"Key": k, "Value": v} for k, v in all_tags.items()],
+                }
             ]
         ec2 = self.client("ec2", region)
         answer = ec2.run_instances(
@@ -173,6 +176,8 @@ def get_moto_server() -> MotoServer:
         return _server
 
 
-@pytest.fixture(scope="session")
-def moto_server() -> Iterator[MotoServer]:
+@pytest.fixture(scope="session", name="moto_server")
+def moto_server_fixture() -> Iterator[MotoServer]:
+    """The ``moto_server`` fixture (named so that importing it does not clash
+    with test parameters called ``moto_server``)."""
     yield get_moto_server()

@@ -36,7 +36,9 @@ def test_full_config_is_normalized() -> None:
 
 
 def test_region_alone_uses_the_default_credential_chain() -> None:
-    assert DRIVER.validate_config({"region_name": "us-gov-west-1"}) == {"region_name": "us-gov-west-1"}
+    assert DRIVER.validate_config({"region_name": "us-gov-west-1"}) == {
+        "region_name": "us-gov-west-1"
+    }
 
 
 @pytest.mark.parametrize(

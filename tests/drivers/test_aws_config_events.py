@@ -13,7 +13,7 @@ from sync.changes import Change, Kind, Op, Source, make_version, parse_timestamp
 from sync.drivers.aws import AwsEc2Driver
 from sync.drivers.base import BadPayload
 from tests.drivers.test_aws_fixtures import load, md_blocks
-from tests.moto_server import MotoServer, fresh_region, moto_server  # noqa: F401
+from tests.moto_server import MotoServer, fresh_region, moto_server_fixture  # noqa: F401
 
 DRIVER = AwsEc2Driver()
 POWERTOOLS = "powertools-lambda-python/awsConfigRuleConfigurationChanged.json"
@@ -42,7 +42,7 @@ def _sns(message: dict[str, Any], message_id: str = "sns-1") -> dict[str, Any]:
     }
 
 
-def test_lambda_form_maps_the_configuration_directly(moto_server: MotoServer) -> None:  # noqa: F811
+def test_lambda_form_maps_the_configuration_directly(moto_server: MotoServer) -> None:
     sample = load(POWERTOOLS)
     (message,) = DRIVER.split(sample)
     info = DRIVER.describe(message)
@@ -71,7 +71,11 @@ def test_lambda_form_maps_the_configuration_directly(moto_server: MotoServer) ->
                 "hostname": "Minha",
                 "status": "stopped",
                 "hypervisor": "us-east-1e",
-                "metadata": {**tags, "aws:vpc_id": "vpc-2d96be57", "aws:subnet_id": "subnet-cad1f2f4"},
+                "metadata": {
+                    **tags,
+                    "aws:vpc_id": "vpc-2d96be57",
+                    "aws:subnet_id": "subnet-cad1f2f4",
+                },
                 "tags": ["CentroCusto", "Name", "Setor", "projeto"],
                 "launched_at": "2023-04-27T14:57:16+00:00",
             },
@@ -83,7 +87,12 @@ def test_lambda_form_maps_the_configuration_directly(moto_server: MotoServer) ->
                 "host": "i-042dd005362091826",
                 "port_id": "eni-034dd31c4b17ada8c",
                 "addresses": [
-                    {"address": "172.31.78.41", "kind": "fixed", "version": 4, "mac": "06:cf:00:c2:17:db"},
+                    {
+                        "address": "172.31.78.41",
+                        "kind": "fixed",
+                        "version": 4,
+                        "mac": "06:cf:00:c2:17:db",
+                    },
                     {"address": "3.232.229.57", "kind": "floating", "version": 4},
                 ],
             },
@@ -95,14 +104,19 @@ def test_lambda_form_maps_the_configuration_directly(moto_server: MotoServer) ->
                 "host": "i-042dd005362091826",
                 "port_id": "eni-09a604c0ec356b06f",
                 "addresses": [
-                    {"address": "172.31.70.9", "kind": "fixed", "version": 4, "mac": "06:0a:62:00:64:5f"}
+                    {
+                        "address": "172.31.70.9",
+                        "kind": "fixed",
+                        "version": 4,
+                        "mac": "06:0a:62:00:64:5f",
+                    }
                 ],
             },
         ),
     ]
 
 
-def test_sns_delivered_form_both_message_shapes(moto_server: MotoServer) -> None:  # noqa: F811
+def test_sns_delivered_form_both_message_shapes(moto_server: MotoServer) -> None:
     doc_envelope = md_blocks(SNS_DOC)[1]  # AWS docs show Message as an object
     config = moto_server.config("us-east-2")
     for envelope in (doc_envelope, _sns(doc_envelope["Message"])):
@@ -118,7 +132,9 @@ def test_sns_delivered_form_both_message_shapes(moto_server: MotoServer) -> None
         ]
         host = result.changes[1]
         assert host.version == make_version(parse_timestamp("2017-01-09T22:50:14.328Z"), 2)
-        assert {k: host.fields[k] for k in ("hostname", "status", "flavor", "image", "hypervisor")} == {
+        assert {
+            k: host.fields[k] for k in ("hostname", "status", "flavor", "image", "hypervisor")
+        } == {
             "hostname": "value",
             "status": "active",
             "flavor": "t2.micro",
@@ -131,7 +147,7 @@ def test_sns_delivered_form_both_message_shapes(moto_server: MotoServer) -> None
         ]
 
 
-def test_sns_non_instance_items_are_ignored(moto_server: MotoServer) -> None:  # noqa: F811
+def test_sns_non_instance_items_are_ignored(moto_server: MotoServer) -> None:
     volume, _, group = md_blocks(SNS_DOC)
     for envelope, region in ((volume, "us-west-2"), (group, "us-east-2")):
         (message,) = DRIVER.split(_sns(envelope["Message"]))
@@ -140,7 +156,7 @@ def test_sns_non_instance_items_are_ignored(moto_server: MotoServer) -> None:  #
 
 
 @pytest.mark.parametrize("status", ["ResourceDeleted", "ResourceDeletedNotRecorded"])
-def test_resource_deleted_is_a_delete(status: str, moto_server: MotoServer) -> None:  # noqa: F811
+def test_resource_deleted_is_a_delete(status: str, moto_server: MotoServer) -> None:
     sample = _rewrite_invoking(load(POWERTOOLS), configurationItemStatus=status)
     result = DRIVER.translate(sample, moto_server.config("us-east-1"))
     assert [(c.kind, c.op, c.external_id) for c in result.changes] == [
@@ -149,7 +165,7 @@ def test_resource_deleted_is_a_delete(status: str, moto_server: MotoServer) -> N
     assert result.changes[0].version == make_version(parse_timestamp("2023-04-27T15:03:11.636Z"), 6)
 
 
-def test_sam_cli_template_with_placeholders_filled(moto_server: MotoServer) -> None:  # noqa: F811
+def test_sam_cli_template_with_placeholders_filled(moto_server: MotoServer) -> None:
     raw = json.dumps(load("aws-sam-cli/ConfigurationItemChangeNotification.json"))
     raw = raw.replace("{{{region}}}", "eu-west-1").replace("{{{account_id}}}", "123456789012")
     sample = json.loads(raw.replace("{{{partition}}}", "aws"))
@@ -167,7 +183,7 @@ def test_sam_cli_template_with_placeholders_filled(moto_server: MotoServer) -> N
     assert "{{{region}}}" in DRIVER.translate(template, moto_server.config("eu-west-1")).ignored
 
 
-def test_oversized_refetches_the_instance(moto_server: MotoServer) -> None:  # noqa: F811
+def test_oversized_refetches_the_instance(moto_server: MotoServer) -> None:
     region = fresh_region()
     (instance,) = moto_server.launch(region, name="big-1", instance_type="m5.large")
     sample = _rewrite_invoking(load(OVERSIZED), resourceId=instance["InstanceId"], awsRegion=region)
@@ -190,7 +206,7 @@ def test_oversized_refetches_the_instance(moto_server: MotoServer) -> None:  # n
     assert (host["hostname"], host["status"]) == ("big-1", "active")
 
 
-def test_oversized_deleted_or_unknown(moto_server: MotoServer) -> None:  # noqa: F811
+def test_oversized_deleted_or_unknown(moto_server: MotoServer) -> None:
     config = moto_server.config("us-west-2")
     unknown = DRIVER.translate(load(OVERSIZED), config)
     assert unknown.changes == [] and "i-00000000" in unknown.ignored
@@ -199,8 +215,10 @@ def test_oversized_deleted_or_unknown(moto_server: MotoServer) -> None:  # noqa:
     assert (change.op, change.external_id) == (Op.DELETE, "i-00000000")
 
 
-def test_scheduled_notification_is_ignored(moto_server: MotoServer) -> None:  # noqa: F811
-    scheduled = md_blocks("awsdocs-aws-config-developer-guide/evaluate-config_develop-rules_example-events.md")[2]
+def test_scheduled_notification_is_ignored(moto_server: MotoServer) -> None:
+    scheduled = md_blocks(
+        "awsdocs-aws-config-developer-guide/evaluate-config_develop-rules_example-events.md"
+    )[2]
     result = DRIVER.translate(scheduled, moto_server.config("us-east-1"))
     assert "ScheduledNotification" in result.ignored
 
@@ -215,16 +233,26 @@ def test_scheduled_notification_is_ignored(moto_server: MotoServer) -> None:  # 
                 invokingEvent=json.dumps(
                     {
                         "messageType": "ConfigurationItemChangeNotification",
-                        "configurationItem": {"resourceType": "AWS::EC2::Instance", "resourceId": "i-0abc1234"},
+                        "configurationItem": {
+                            "resourceType": "AWS::EC2::Instance",
+                            "resourceId": "i-0abc1234",
+                        },
                     }
                 )
             ),
             "configurationItemCaptureTime",
         ),
-        (lambda s: s.update(invokingEvent=json.dumps({"messageType": "ConfigurationItemChangeNotification", "configurationItem": "x"})), "configurationItem"),
+        (
+            lambda s: s.update(
+                invokingEvent=json.dumps(
+                    {"messageType": "ConfigurationItemChangeNotification", "configurationItem": "x"}
+                )
+            ),
+            "configurationItem",
+        ),
     ],
 )
-def test_malformed_config_messages(mutate: Any, field: str, moto_server: MotoServer) -> None:  # noqa: F811
+def test_malformed_config_messages(mutate: Any, field: str, moto_server: MotoServer) -> None:
     sample = copy.deepcopy(load(POWERTOOLS))
     mutate(sample)
     with pytest.raises(BadPayload, match=field):

@@ -140,7 +140,9 @@ def test_ec2_errors_from_the_wire(fake_aws, status: int, code: str, error: type,
 
 
 def test_sts_errors_from_the_wire(fake_aws) -> None:
-    fake = fake_aws({"GetCallerIdentity": (403, "InvalidClientTokenId"), "AssumeRole": (403, "AccessDenied")})
+    fake = fake_aws(
+        {"GetCallerIdentity": (403, "InvalidClientTokenId"), "AssumeRole": (403, "AccessDenied")}
+    )
     with pytest.raises(AuthError, match="InvalidClientTokenId"):
         DRIVER.test_connection(fake.config())
     with pytest.raises(AuthError, match="access denied: sts:AssumeRole"):
@@ -169,7 +171,10 @@ def test_nothing_listening_is_a_network_error(monkeypatch: pytest.MonkeyPatch) -
 
 # -- the classification table ---------------------------------------------------------
 def client_error(code: str, status: int) -> ClientError:
-    response = {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}}
+    response = {
+        "Error": {"Code": code, "Message": "m"},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
     return ClientError(response, "DescribeInstances")  # type: ignore[arg-type]
 
 

@@ -14,15 +14,24 @@ from sync.drivers.aws import AwsEc2Driver
 from sync.drivers.aws.ec2 import get_clients
 from sync.drivers.base import BadPayload, Translation
 from tests.drivers.test_aws_fixtures import event, md_blocks
-from tests.moto_server import DEFAULT_ACCOUNT, MotoServer, fresh_region, moto_server  # noqa: F401
+from tests.moto_server import DEFAULT_ACCOUNT, MotoServer, fresh_region, moto_server_fixture  # noqa: F401
 
 DRIVER = AwsEc2Driver()
 STATE_SAMPLE = "aws-lambda-rust-runtime/example-eventbridge-event-obj.json"
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
-RANK = {"pending": 1, "running": 2, "stopping": 3, "stopped": 4, "shutting-down": 5, "terminated": 6}
+RANK = {
+    "pending": 1,
+    "running": 2,
+    "stopping": 3,
+    "stopped": 4,
+    "shutting-down": 5,
+    "terminated": 6,
+}
 
 
-def state_event(instance_id: str, state: str, region: str, when: datetime, n: int = 0) -> dict[str, Any]:
+def state_event(
+    instance_id: str, state: str, region: str, when: datetime, n: int = 0
+) -> dict[str, Any]:
     """The AWS sample with our instance, state, region, time and a fresh id."""
     return event(
         STATE_SAMPLE,
@@ -35,7 +44,9 @@ def state_event(instance_id: str, state: str, region: str, when: datetime, n: in
     )
 
 
-def api_event(name: str, region: str, detail: dict[str, Any], when: datetime = T0) -> dict[str, Any]:
+def api_event(
+    name: str, region: str, detail: dict[str, Any], when: datetime = T0
+) -> dict[str, Any]:
     """The CloudTrail sample (an S3 call in the docs) turned into an EC2 call."""
     docs = md_blocks("awsdocs-amazon-cloudwatch-events-user-guide/EventTypes.md")
     sample = next(d for d in docs if d.get("detail-type") == "AWS API Call via CloudTrail")
@@ -64,7 +75,7 @@ def region() -> str:
     return fresh_region()
 
 
-def test_pending_event_re_fetches_everything(moto_server: MotoServer, region: str) -> None:  # noqa: F811
+def test_pending_event_re_fetches_everything(moto_server: MotoServer, region: str) -> None:
     (inst,) = moto_server.launch(region, name="web-1", tags={"team": "infra"})
     iid, ami = inst["InstanceId"], inst["ImageId"]
     eni = inst["NetworkInterfaces"][0]
@@ -135,7 +146,12 @@ def test_pending_event_re_fetches_everything(moto_server: MotoServer, region: st
                 "host": iid,
                 "port_id": eni["NetworkInterfaceId"],
                 "addresses": [
-                    {"address": inst["PrivateIpAddress"], "kind": "fixed", "version": 4, "mac": eni["MacAddress"]},
+                    {
+                        "address": inst["PrivateIpAddress"],
+                        "kind": "fixed",
+                        "version": 4,
+                        "mac": eni["MacAddress"],
+                    },
                     {"address": inst["PublicIpAddress"], "kind": "floating", "version": 4},
                 ],
             },
@@ -143,7 +159,7 @@ def test_pending_event_re_fetches_everything(moto_server: MotoServer, region: st
     ]
 
 
-def test_whole_lifecycle_orders_by_time_then_state(moto_server: MotoServer, region: str) -> None:  # noqa: F811
+def test_whole_lifecycle_orders_by_time_then_state(moto_server: MotoServer, region: str) -> None:
     (inst,) = moto_server.launch(region, name=None)
     iid = inst["InstanceId"]
     ec2 = moto_server.client("ec2", region)
@@ -153,7 +169,11 @@ def test_whole_lifecycle_orders_by_time_then_state(moto_server: MotoServer, regi
         ("running", T0, None),  # same second as pending: the rank orders them
         ("stopping", T0 + timedelta(seconds=30), lambda: ec2.stop_instances(InstanceIds=[iid])),
         ("stopped", T0 + timedelta(seconds=30), None),
-        ("shutting-down", T0 + timedelta(seconds=60), lambda: ec2.terminate_instances(InstanceIds=[iid])),
+        (
+            "shutting-down",
+            T0 + timedelta(seconds=60),
+            lambda: ec2.terminate_instances(InstanceIds=[iid]),
+        ),
         ("terminated", T0 + timedelta(seconds=61), None),
     ]
     versions = []
@@ -179,34 +199,44 @@ def test_whole_lifecycle_orders_by_time_then_state(moto_server: MotoServer, regi
     ]
 
 
-def test_stopped_instance_loses_its_public_ip(moto_server: MotoServer, region: str) -> None:  # noqa: F811
+def test_stopped_instance_loses_its_public_ip(moto_server: MotoServer, region: str) -> None:
     (inst,) = moto_server.launch(region)
     moto_server.client("ec2", region).stop_instances(InstanceIds=[inst["InstanceId"]])
-    result = DRIVER.translate(state_event(inst["InstanceId"], " STOPPED ", region, T0), moto_server.config(region))
+    result = DRIVER.translate(
+        state_event(inst["InstanceId"], " STOPPED ", region, T0), moto_server.config(region)
+    )
     (host_ip,) = [c for c in result.changes if c.kind == Kind.HOST_IP]
     assert [a["kind"] for a in host_ip.fields["addresses"]] == ["fixed"]
     assert next(c for c in result.changes if c.kind == Kind.HOST).fields["status"] == "stopped"
 
 
-def test_two_enis_and_an_elastic_ip(moto_server: MotoServer, region: str) -> None:  # noqa: F811
+def test_two_enis_and_an_elastic_ip(moto_server: MotoServer, region: str) -> None:
     (inst,) = moto_server.launch(region)
     ec2 = moto_server.client("ec2", region)
     eni = ec2.create_network_interface(SubnetId=inst["SubnetId"], SecondaryPrivateIpAddressCount=1)
     eni_id = eni["NetworkInterface"]["NetworkInterfaceId"]
-    ec2.attach_network_interface(NetworkInterfaceId=eni_id, InstanceId=inst["InstanceId"], DeviceIndex=1)
+    ec2.attach_network_interface(
+        NetworkInterfaceId=eni_id, InstanceId=inst["InstanceId"], DeviceIndex=1
+    )
     eip = ec2.allocate_address(Domain="vpc")
     ec2.associate_address(AllocationId=eip["AllocationId"], NetworkInterfaceId=eni_id)
-    result = DRIVER.translate(state_event(inst["InstanceId"], "running", region, T0), moto_server.config(region))
+    result = DRIVER.translate(
+        state_event(inst["InstanceId"], "running", region, T0), moto_server.config(region)
+    )
     host_ips = {c.external_id: c.fields for c in result.changes if c.kind == Kind.HOST_IP}
     assert set(host_ips) == {inst["NetworkInterfaces"][0]["NetworkInterfaceId"], eni_id}
     second = host_ips[eni_id]
     assert second["host"] == inst["InstanceId"] and second["port_id"] == eni_id
     privates = [a["address"] for a in second["addresses"] if a["kind"] == "fixed"]
-    assert len(privates) == 2 and all("mac" in a for a in second["addresses"] if a["kind"] == "fixed")
-    assert [a["address"] for a in second["addresses"] if a["kind"] == "floating"] == [eip["PublicIp"]]
+    assert len(privates) == 2 and all(
+        "mac" in a for a in second["addresses"] if a["kind"] == "fixed"
+    )
+    assert [a["address"] for a in second["addresses"] if a["kind"] == "floating"] == [
+        eip["PublicIp"]
+    ]
 
 
-def test_unknown_instance_gives_the_status_only(moto_server: MotoServer, region: str) -> None:  # noqa: F811
+def test_unknown_instance_gives_the_status_only(moto_server: MotoServer, region: str) -> None:
     message = state_event("i-0fedcba9876543210", "stopping", region, T0)
     result = DRIVER.translate(message, moto_server.config(region))
     assert result.changes == [
@@ -221,7 +251,7 @@ def test_unknown_instance_gives_the_status_only(moto_server: MotoServer, region:
     ]
 
 
-def test_terminated_needs_no_api_call(moto_server: MotoServer, region: str) -> None:  # noqa: F811
+def test_terminated_needs_no_api_call(moto_server: MotoServer, region: str) -> None:
     config = moto_server.config(region)
     calls = count_describe_instances(config)
     result = DRIVER.translate(state_event("i-0fedcba9876543210", "Terminated", region, T0), config)
@@ -229,7 +259,7 @@ def test_terminated_needs_no_api_call(moto_server: MotoServer, region: str) -> N
     assert calls == []
 
 
-def test_batch_re_fetches_once(moto_server: MotoServer, region: str) -> None:  # noqa: F811
+def test_batch_re_fetches_once(moto_server: MotoServer, region: str) -> None:
     instances = moto_server.launch(region, count=3)
     config = moto_server.config(region)
     calls = count_describe_instances(config)
@@ -238,11 +268,15 @@ def test_batch_re_fetches_once(moto_server: MotoServer, region: str) -> None:  #
     results = DRIVER.translate_batch(messages, config)
     assert calls == [1]
     assert isinstance(results[1], BadPayload)
-    hosts = [next(c for c in r.changes if c.kind == Kind.HOST) for r in results if isinstance(r, Translation)]
+    hosts = [
+        next(c for c in r.changes if c.kind == Kind.HOST)
+        for r in results
+        if isinstance(r, Translation)
+    ]
     assert [h.external_id for h in hosts] == [i["InstanceId"] for i in instances]
 
 
-def test_event_delivered_through_sns(moto_server: MotoServer, region: str) -> None:  # noqa: F811
+def test_event_delivered_through_sns(moto_server: MotoServer, region: str) -> None:
     (inst,) = moto_server.launch(region)
     inner = state_event(inst["InstanceId"], "running", region, T0)
     envelope = {"Type": "Notification", "MessageId": "sns-42", "Message": json.dumps(inner)}
@@ -252,7 +286,7 @@ def test_event_delivered_through_sns(moto_server: MotoServer, region: str) -> No
     assert DRIVER.translate(message, config).changes == DRIVER.translate(envelope, config).changes
 
 
-def test_powertools_underscore_variant(moto_server: MotoServer, region: str) -> None:  # noqa: F811
+def test_powertools_underscore_variant(moto_server: MotoServer, region: str) -> None:
     (inst,) = moto_server.launch(region)
     message = event(
         "powertools-lambda-python/eventBridgeEvent.json",
@@ -265,10 +299,15 @@ def test_powertools_underscore_variant(moto_server: MotoServer, region: str) -> 
 
 
 # -- CloudTrail ---------------------------------------------------------------------
-def test_run_instances_call(moto_server: MotoServer, region: str) -> None:  # noqa: F811
+def test_run_instances_call(moto_server: MotoServer, region: str) -> None:
     instances = moto_server.launch(region, count=2, instance_type="t3.small")
-    items = [{"instanceId": i["InstanceId"], "instanceState": {"code": 0, "name": "pending"}} for i in instances]
-    message = api_event("RunInstances", region, {"responseElements": {"instancesSet": {"items": items}}})
+    items = [
+        {"instanceId": i["InstanceId"], "instanceState": {"code": 0, "name": "pending"}}
+        for i in instances
+    ]
+    message = api_event(
+        "RunInstances", region, {"responseElements": {"instancesSet": {"items": items}}}
+    )
     config = moto_server.config(region)
     calls = count_describe_instances(config)
     info = DRIVER.describe(message)
@@ -282,26 +321,37 @@ def test_run_instances_call(moto_server: MotoServer, region: str) -> None:  # no
     assert all(c.source == Source.EVENT and c.source_ref == message["id"] for c in result.changes)
 
 
-def test_tag_and_attribute_calls(moto_server: MotoServer, region: str) -> None:  # noqa: F811
+def test_tag_and_attribute_calls(moto_server: MotoServer, region: str) -> None:
     (inst,) = moto_server.launch(region)
     iid = inst["InstanceId"]
     config = moto_server.config(region)
-    moto_server.client("ec2", region).create_tags(Resources=[iid], Tags=[{"Key": "env", "Value": "prod"}])
+    moto_server.client("ec2", region).create_tags(
+        Resources=[iid], Tags=[{"Key": "env", "Value": "prod"}]
+    )
     resources = {"items": [{"resourceId": "vol-0123456789abcdef0"}, {"resourceId": iid}]}
     tags = api_event("CreateTags", region, {"requestParameters": {"resourcesSet": resources}})
     host = next(c for c in DRIVER.translate(tags, config).changes if c.kind == Kind.HOST)
     assert host.external_id == iid and host.fields["metadata"]["env"] == "prod"
-    modify = api_event("ModifyInstanceAttribute", region, {"requestParameters": {"instanceId": iid}})
+    modify = api_event(
+        "ModifyInstanceAttribute", region, {"requestParameters": {"instanceId": iid}}
+    )
     assert any(c.external_id == iid for c in DRIVER.translate(modify, config).changes)
     volume_only = api_event(
-        "CreateTags", region, {"requestParameters": {"resourcesSet": {"items": [{"resourceId": "vol-1"}]}}}
+        "CreateTags",
+        region,
+        {"requestParameters": {"resourcesSet": {"items": [{"resourceId": "vol-1"}]}}},
     )
     assert "names no instance" in DRIVER.translate(volume_only, config).ignored
 
 
-def test_terminate_call_for_a_vanished_instance(moto_server: MotoServer, region: str) -> None:  # noqa: F811
-    item = {"instanceId": "i-0aaaaaaaaaaaaaaaa", "currentState": {"code": 32, "name": "shutting-down"}}
-    message = api_event("TerminateInstances", region, {"responseElements": {"instancesSet": {"items": [item]}}})
+def test_terminate_call_for_a_vanished_instance(moto_server: MotoServer, region: str) -> None:
+    item = {
+        "instanceId": "i-0aaaaaaaaaaaaaaaa",
+        "currentState": {"code": 32, "name": "shutting-down"},
+    }
+    message = api_event(
+        "TerminateInstances", region, {"responseElements": {"instancesSet": {"items": [item]}}}
+    )
     (change,) = DRIVER.translate(message, moto_server.config(region)).changes
     assert (change.op, change.external_id, dict(change.fields)) == (
         Op.UPSERT,
@@ -310,7 +360,7 @@ def test_terminate_call_for_a_vanished_instance(moto_server: MotoServer, region:
     )
 
 
-def test_failed_and_read_only_calls_are_ignored(moto_server: MotoServer, region: str) -> None:  # noqa: F811
+def test_failed_and_read_only_calls_are_ignored(moto_server: MotoServer, region: str) -> None:
     config = moto_server.config(region)
     failed = api_event("TerminateInstances", region, {"errorCode": "Client.UnauthorizedOperation"})
     assert "failed" in DRIVER.translate(failed, config).ignored
@@ -330,21 +380,25 @@ def test_failed_and_read_only_calls_are_ignored(moto_server: MotoServer, region:
         ({"detail_type": ["EC2 Instance State-change Notification"]}, "detail-type"),
     ],
 )
-def test_malformed_state_events(changes: dict[str, Any], field: str, moto_server: MotoServer) -> None:  # noqa: F811
+def test_malformed_state_events(
+    changes: dict[str, Any], field: str, moto_server: MotoServer
+) -> None:
     message = event(STATE_SAMPLE, **changes)
     with pytest.raises(BadPayload, match=field):
         DRIVER.translate(message, moto_server.config("us-east-1"))
     assert DRIVER.describe(message).key
 
 
-def test_not_an_object(moto_server: MotoServer) -> None:  # noqa: F811
+def test_not_an_object(moto_server: MotoServer) -> None:
     (message,) = DRIVER.split([42])
     with pytest.raises(BadPayload, match="message"):
         DRIVER.translate(message, moto_server.config("us-east-1"))
     assert DRIVER.describe(message).key.startswith("sha256:")
 
 
-def test_unknown_state_maps_to_unknown(moto_server: MotoServer, region: str) -> None:  # noqa: F811
-    result = DRIVER.translate(state_event("i-0abcdef0123456789", "hibernating", region, T0), moto_server.config(region))
+def test_unknown_state_maps_to_unknown(moto_server: MotoServer, region: str) -> None:
+    result = DRIVER.translate(
+        state_event("i-0abcdef0123456789", "hibernating", region, T0), moto_server.config(region)
+    )
     (change,) = result.changes
     assert change.fields == {"status": "unknown"} and change.version == make_version(T0, 0)

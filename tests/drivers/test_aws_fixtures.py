@@ -18,7 +18,7 @@ import pytest
 from sync.changes import Change, Kind, Op, make_version, parse_timestamp
 from sync.drivers.aws import AwsEc2Driver
 from sync.drivers.base import BadPayload, Translation
-from tests.moto_server import MotoServer, moto_server  # noqa: F401
+from tests.moto_server import MotoServer, moto_server_fixture  # noqa: F401
 
 DRIVER = AwsEc2Driver()
 _BLOCK = re.compile(r"```(?:json|JSON)?[ \t]*\n(.*?)```", re.S)
@@ -81,7 +81,7 @@ def event(rel: str, index: int | None = None, **changes: Any) -> dict[str, Any]:
 
 
 # -- every sample --------------------------------------------------------------
-def test_every_aws_sample_goes_through(moto_server: MotoServer) -> None:  # noqa: F811
+def test_every_aws_sample_goes_through(moto_server: MotoServer) -> None:
     seen = {"changes": 0, "ignored": 0, "bad": 0}
     samples = all_samples()
     assert len(samples) > 100  # 7 JSON files and the JSON blocks of 8 docs
@@ -162,7 +162,7 @@ def _only(result: Translation) -> Change:
     ],
 )
 def test_state_change_samples(
-    moto_server: MotoServer,  # noqa: F811
+    moto_server: MotoServer,
     rel: str,
     index: int | None,
     instance: str,
@@ -183,13 +183,13 @@ def test_state_change_samples(
     assert dict(change.fields) == ({} if status is None else {"status": status})
 
 
-def test_sample_from_another_region_is_ignored(moto_server: MotoServer) -> None:  # noqa: F811
+def test_sample_from_another_region_is_ignored(moto_server: MotoServer) -> None:
     sample = load("aws-lambda-rust-runtime/example-eventbridge-event-obj.json")
     result = DRIVER.translate(sample, moto_server.config("eu-west-1"))
     assert result.changes == [] and "us-east-1" in result.ignored
 
 
-def test_non_ec2_samples_are_ignored(moto_server: MotoServer) -> None:  # noqa: F811
+def test_non_ec2_samples_are_ignored(moto_server: MotoServer) -> None:
     config = moto_server.config("us-east-1")
     docs = md_blocks("awsdocs-amazon-cloudwatch-events-user-guide/EventTypes.md")
     s3_call = next(d for d in docs if d.get("detail-type") == "AWS API Call via CloudTrail")
@@ -199,7 +199,7 @@ def test_non_ec2_samples_are_ignored(moto_server: MotoServer) -> None:  # noqa: 
     assert DRIVER.describe(scheduled).key == scheduled["id"]
 
 
-def test_event_patterns_are_bad_payloads(moto_server: MotoServer) -> None:  # noqa: F811
+def test_event_patterns_are_bad_payloads(moto_server: MotoServer) -> None:
     pattern = md_blocks("awsdocs-amazon-eventbridge-user-guide/eb-event-patterns.md")[1]
     with pytest.raises(BadPayload, match="detail-type"):
         DRIVER.translate(pattern, moto_server.config("us-east-1"))

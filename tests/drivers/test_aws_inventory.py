@@ -11,12 +11,12 @@ from sync.changes import Kind, Op, Source, make_version
 from sync.drivers.aws import AwsEc2Driver, ec2
 from sync.drivers.aws.inventory import list_inventory
 from sync.drivers.base import NetworkError
-from tests.moto_server import DEFAULT_ACCOUNT, MotoServer, fresh_region, moto_server  # noqa: F401
+from tests.moto_server import DEFAULT_ACCOUNT, MotoServer, fresh_region, moto_server_fixture  # noqa: F401
 
 DRIVER = AwsEc2Driver()
 
 
-def test_listing_paginates_and_streams(moto_server: MotoServer) -> None:  # noqa: F811
+def test_listing_paginates_and_streams(moto_server: MotoServer) -> None:
     region = fresh_region()
     launched = []
     for n in range(15):  # moto pages by reservation: 15 reservations of 2 instances
@@ -40,7 +40,9 @@ def test_listing_paginates_and_streams(moto_server: MotoServer) -> None:  # noqa
     assert len(calls) == 3  # 15 reservations / 5 per page
     version = make_version(snapshot.started_at, 0)
     assert {c.version for c in changes} == {version}
-    assert {c.source for c in changes} == {Source.FULL_SYNC} and {c.op for c in changes} == {Op.UPSERT}
+    assert {c.source for c in changes} == {Source.FULL_SYNC} and {c.op for c in changes} == {
+        Op.UPSERT
+    }
     assert Counter(c.kind for c in changes) == {
         Kind.PROJECT: 1,
         Kind.FLAVOR: 2,
@@ -53,19 +55,25 @@ def test_listing_paginates_and_streams(moto_server: MotoServer) -> None:  # noqa
     # a reference is emitted before the hosts that use it
     position = {(c.kind, c.external_id): n for n, c in enumerate(changes)}
     for host in hosts.values():
-        assert position[(Kind.FLAVOR, host.fields["flavor"])] < position[(Kind.HOST, host.external_id)]
-        assert position[(Kind.IMAGE, host.fields["image"])] < position[(Kind.HOST, host.external_id)]
+        assert (
+            position[(Kind.FLAVOR, host.fields["flavor"])] < position[(Kind.HOST, host.external_id)]
+        )
+        assert (
+            position[(Kind.IMAGE, host.fields["image"])] < position[(Kind.HOST, host.external_id)]
+        )
         assert host.fields["project"] == DEFAULT_ACCOUNT and host.fields["status"] == "active"
     flavors = {c.external_id: c.fields for c in changes if c.kind == Kind.FLAVOR}
     assert (flavors["m5.large"]["cores"], flavors["m5.large"]["memory"]) == (2, 8192)
     assert (flavors["t3.micro"]["cores"], flavors["t3.micro"]["memory"]) == (2, 1024)
     first = launched[0]
     assert hosts[first["InstanceId"]].fields["hostname"] == "node-0"
-    host_ip = next(c for c in changes if c.kind == Kind.HOST_IP and c.fields["host"] == first["InstanceId"])
+    host_ip = next(
+        c for c in changes if c.kind == Kind.HOST_IP and c.fields["host"] == first["InstanceId"]
+    )
     assert host_ip.external_id == first["NetworkInterfaces"][0]["NetworkInterfaceId"]
 
 
-def test_driver_listing_uses_the_default_page_size(moto_server: MotoServer) -> None:  # noqa: F811
+def test_driver_listing_uses_the_default_page_size(moto_server: MotoServer) -> None:
     region = fresh_region()
     moto_server.launch(region, name="solo")
     snapshot = DRIVER.list_inventory(moto_server.config(region))
@@ -73,7 +81,7 @@ def test_driver_listing_uses_the_default_page_size(moto_server: MotoServer) -> N
     assert kinds == [Kind.PROJECT, Kind.FLAVOR, Kind.IMAGE, Kind.HOST, Kind.HOST_IP]
 
 
-def test_empty_region_still_lists_the_account(moto_server: MotoServer) -> None:  # noqa: F811
+def test_empty_region_still_lists_the_account(moto_server: MotoServer) -> None:
     snapshot = DRIVER.list_inventory(moto_server.config(fresh_region()))
     assert [(c.kind, c.external_id) for c in snapshot.changes] == [(Kind.PROJECT, DEFAULT_ACCOUNT)]
 
@@ -95,7 +103,7 @@ def test_error_mid_listing_raises_from_the_generator(monkeypatch: pytest.MonkeyP
         list(changes)
 
 
-def test_connection_reports_what_it_saw(moto_server: MotoServer) -> None:  # noqa: F811
+def test_connection_reports_what_it_saw(moto_server: MotoServer) -> None:
     region = fresh_region()
     moto_server.launch(region, count=7)
     seen = DRIVER.test_connection(moto_server.config(region))
@@ -105,7 +113,7 @@ def test_connection_reports_what_it_saw(moto_server: MotoServer) -> None:  # noq
     assert len(seen["sample_instances"]) == 5
 
 
-def test_assume_role_reaches_the_role_account(moto_server: MotoServer) -> None:  # noqa: F811
+def test_assume_role_reaches_the_role_account(moto_server: MotoServer) -> None:
     region = fresh_region()
     config = moto_server.config(region, role_arn="arn:aws:iam::222222222222:role/cloudsync-reader")
     seen = DRIVER.test_connection(config)

@@ -1,10 +1,11 @@
 """The AWS EC2 driver (``aws.ec2``, alias ``aws``).
 
-Modules: ``config`` (client_config rules), ``events`` (EventBridge, CloudTrail,
-AWS Config and SNS shapes -> what happened), ``mapping`` (EC2 objects ->
-Changes; the id/status/tag rules live there), ``ec2`` (boto3 clients, calls
-and error classification), ``inventory`` (full sync, connection test),
-``sns`` (envelopes and subscription confirmation).
+Modules: ``config`` (client_config rules), ``events`` (EventBridge and
+CloudTrail shapes, split/describe, building Changes), ``awsconfig`` (AWS
+Config notifications), ``parsed`` (what a message means), ``mapping`` (EC2
+objects -> Changes; the id/status/tag rules live there), ``ec2`` (boto3
+clients, calls and error classification), ``inventory`` (full sync,
+connection test), ``sns`` (envelopes and subscription confirmation).
 """
 
 from __future__ import annotations

@@ -8,32 +8,30 @@ Handled shapes (see /shared/fixtures/aws):
   instance, and ``Tag Change on Resource`` for instances — the instance ids
   only; version = (event time, 0).
 * AWS Config ``ConfigurationItemChangeNotification`` for ``AWS::EC2::Instance``
-  (SNS-delivered, or the Config-rule Lambda form with ``invokingEvent`` as a
-  JSON string) — carries the configuration, mapped directly; the
-  ``Oversized`` variant only has a summary and is re-fetched.
+  (parsed in ``awsconfig``).
 * SNS envelopes (unwrapped in ``split``; confirmations handled in ``sns``).
 
 Thin events are completed by re-fetching the instances (``ec2.fetch_lookup``),
-which is why ``plan`` (what a message needs) is separate from ``build`` (the
-Changes): a worker can plan many messages, fetch once, and build each.
+which is why ``parse`` (what a message means and needs, ``Parsed.needs()``)
+is separate from ``build`` (the Changes): a worker can parse many messages,
+fetch once for all of them, and build each.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from sync.changes import Change, Kind, Op, make_version, parse_timestamp
 from sync.drivers.aws import mapping
+from sync.drivers.aws.awsconfig import config_item_changes, parse_config
 from sync.drivers.aws.ec2 import Lookup
+from sync.drivers.aws.parsed import Parsed, instance_id
 from sync.drivers.aws.sns import is_envelope, unwrap
 from sync.drivers.base import BadPayload, EventInfo, body_hash
 
-__all__ = ["Parsed", "build", "describe", "parse", "split"]
+__all__ = ["Parsed", "build", "describe", "needed_ids", "parse", "region_mismatch", "split"]
 
 STATE_CHANGE = "ec2 instance state-change notification"
 API_CALL = "aws api call via cloudtrail"
@@ -49,41 +47,9 @@ API_CALLS = frozenset(
         "DeleteTags",
     }
 )
-CONFIG_CHANGE = "ConfigurationItemChangeNotification"
-CONFIG_OVERSIZED = "OversizedConfigurationItemChangeNotification"
-CONFIG_DELETED = frozenset({"ResourceDeleted", "ResourceDeletedNotRecorded"})
-EC2_INSTANCE = "aws::ec2::instance"
 TERMINAL = frozenset({"shutting-down", "terminated"})  # states a lagging API cannot invent
 
-_INSTANCE_ID = re.compile(r"^i-[0-9a-f]{8,32}$")
 _ARN_INSTANCE = re.compile(r":instance/(i-[0-9a-zA-Z]+)\s*$")
-
-
-@dataclass(frozen=True, slots=True)
-class Parsed:
-    """One message, understood. ``kind``: state, fetch (re-fetch the ids),
-    config (map ``items`` directly), sns, or ignored (``reason``)."""
-
-    kind: str
-    key: str
-    event_type: str = ""
-    occurred_at: datetime | None = None
-    version: str = ""
-    region: str | None = None
-    instance_ids: tuple[str, ...] = ()
-    state: str | None = None  # state events
-    known_states: Mapping[str, str] = field(default_factory=dict)  # CloudTrail currentState
-    items: tuple[Mapping[str, Any], ...] = ()  # Config items
-    deleted: bool = False
-    reason: str = ""
-
-    def needs(self) -> tuple[str, ...]:
-        """Instance ids to re-fetch before ``build``."""
-        if self.kind == "state":
-            return () if self.state == "terminated" else self.instance_ids
-        if self.kind == "fetch" and not self.deleted:
-            return self.instance_ids
-        return ()
 
 
 # -- split / describe ----------------------------------------------------------
@@ -105,24 +71,23 @@ def describe(message: Any) -> EventInfo:
     """Dedup key: EventBridge ``id``, ``sns:<MessageId>``, ``config:<resource>:<state id>``."""
     try:
         parsed = parse(message)
-    except BadPayload:
-        if isinstance(message, Mapping) and isinstance(message.get("id"), str) and message["id"]:
-            dt = message.get("detail-type")
-            return EventInfo(key=message["id"], event_type=dt if isinstance(dt, str) else "")
+    except BadPayload:  # translate will say what is wrong; the inbox still needs a key
+        if isinstance(message, Mapping):
+            for id_key, prefix, type_key in (
+                ("id", "", "detail-type"),
+                ("MessageId", "sns:", "Type"),
+            ):
+                value = message.get(id_key)
+                if isinstance(value, str) and value:
+                    kind = message.get(type_key)
+                    return EventInfo(
+                        key=prefix + value, event_type=kind if isinstance(kind, str) else ""
+                    )
         return EventInfo(key=body_hash(message))
     return EventInfo(key=parsed.key, event_type=parsed.event_type, occurred_at=parsed.occurred_at)
 
 
 # -- parse ---------------------------------------------------------------------
-def instance_id(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise BadPayload(f"{where}: missing instance id")
-    text = value.strip().lower()
-    if not _INSTANCE_ID.match(text):
-        raise BadPayload(f"{where}: not an instance id: {value!r}")
-    return text
-
-
 def _norm(text: str) -> str:
     return " ".join(text.split()).lower()
 
@@ -158,7 +123,7 @@ def parse(message: Any) -> Parsed:
     if is_envelope(message):
         return _parse_sns(message)
     if "invokingEvent" in message or "messageType" in message:
-        return _parse_config(message)
+        return parse_config(message)
     if "detail-type" in message:
         return _parse_eventbridge(message)
     raise BadPayload("detail-type: missing (not an EventBridge, SNS or AWS Config message)")
@@ -272,72 +237,6 @@ def _cloudtrail_ids(name: str, detail: Mapping[str, Any]) -> tuple[list[str], di
     return list(dict.fromkeys(ids)), states
 
 
-def _parse_config(message: Mapping[str, Any]) -> Parsed:
-    inner: Any = message
-    if "invokingEvent" in message:
-        inner = message["invokingEvent"]
-        if isinstance(inner, str):
-            try:
-                inner = json.loads(inner)
-            except ValueError as exc:
-                raise BadPayload("invokingEvent: not a JSON document") from exc
-        if not isinstance(inner, Mapping):
-            raise BadPayload("invokingEvent: expected an object")
-    message_type = inner.get("messageType")
-    if not isinstance(message_type, str):
-        raise BadPayload("messageType: missing")
-    occurred = parse_timestamp(inner.get("notificationCreationTime"))
-    if message_type == CONFIG_OVERSIZED:
-        raw = inner.get("configurationItemSummary")
-        where = "configurationItemSummary"
-    elif message_type == CONFIG_CHANGE:
-        raw = inner.get("configurationItem")
-        where = "configurationItem"
-    else:
-        return Parsed(
-            kind="ignored",
-            key=body_hash(message),
-            event_type=message_type,
-            occurred_at=occurred,
-            reason=f"AWS Config {message_type} carries no inventory change",
-        )
-    items = raw if isinstance(raw, list) else [raw]
-    if not items or not all(isinstance(i, Mapping) for i in items):
-        raise BadPayload(f"{where}: expected an object")
-    instances = [i for i in items if str(i.get("resourceType", "")).lower() == EC2_INSTANCE]
-    first = instances[0] if instances else items[0]
-    capture = parse_timestamp(first.get("configurationItemCaptureTime"))
-    key = "config:{}:{}:{}".format(
-        first.get("resourceId"),
-        first.get("configurationStateId"),
-        first.get("configurationItemCaptureTime"),
-    )
-    base = {"key": key, "event_type": message_type, "occurred_at": capture or occurred}
-    base["region"] = first.get("awsRegion") if isinstance(first.get("awsRegion"), str) else None
-    if not instances:
-        return Parsed(
-            kind="ignored", reason=f"AWS Config item for {first.get('resourceType')}", **base
-        )
-    for item in instances:
-        if parse_timestamp(item.get("configurationItemCaptureTime")) is None:
-            raise BadPayload(f"{where}.configurationItemCaptureTime: missing or not a timestamp")
-        instance_id(item.get("resourceId"), f"{where}.resourceId")
-    status = first.get("configurationItemStatus")
-    if status == "ResourceNotRecorded":
-        return Parsed(kind="ignored", reason="AWS Config: resource not recorded", **base)
-    if message_type == CONFIG_OVERSIZED:
-        iid = instance_id(first.get("resourceId"), f"{where}.resourceId")
-        rank = mapping.state_rank("terminated") if status in CONFIG_DELETED else 0
-        return Parsed(
-            kind="fetch",
-            version=make_version(capture, rank),
-            instance_ids=(iid,),
-            deleted=status in CONFIG_DELETED,
-            **base,
-        )
-    return Parsed(kind="config", items=tuple(instances), **base)
-
-
 # -- build ---------------------------------------------------------------------
 def _status_only(iid: str, state: str, parsed: Parsed, version: str) -> Change:
     if state == "terminated":
@@ -404,34 +303,9 @@ def build(parsed: Parsed, lookup: Lookup | None) -> tuple[list[Change], str | No
     if parsed.kind == "config":
         changes = []
         for item in parsed.items:
-            changes.extend(_config_item(item, parsed))
+            changes.extend(config_item_changes(item, parsed))
         return changes, None
     return [], parsed.reason or "nothing to do"
-
-
-def _config_item(item: Mapping[str, Any], parsed: Parsed) -> list[Change]:
-    iid = instance_id(item.get("resourceId"), "configurationItem.resourceId")
-    capture = parse_timestamp(item.get("configurationItemCaptureTime"))
-    configuration = item.get("configuration")
-    configuration = configuration if isinstance(configuration, Mapping) else {}
-    if item.get("configurationItemStatus") in CONFIG_DELETED:
-        state: str | None = "terminated"
-    else:
-        state = mapping.normalize_state(mapping.g(mapping.g(configuration, "State"), "Name"))
-    version = make_version(capture, mapping.state_rank(state))
-    zone = item.get("availabilityZone")
-    owner = item.get("awsAccountId")
-    return mapping.instance_changes(
-        configuration,
-        instance_id=iid,
-        state=state,
-        version=version,
-        source_ref=parsed.key,
-        owner=owner if isinstance(owner, str) and owner else None,
-        item_tags=item.get("tags"),
-        availability_zone=zone if isinstance(zone, str) and zone != "Not Applicable" else None,
-        complete=False,
-    )
 
 
 def region_mismatch(parsed: Parsed, region: str | None) -> str | None:

@@ -1,0 +1,53 @@
+"""What a message means, independent of its wire shape (shared by the
+EventBridge/CloudTrail parser in ``events`` and the AWS Config one in
+``awsconfig``)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sync.drivers.base import BadPayload
+
+__all__ = ["Parsed", "instance_id"]
+
+_INSTANCE_ID = re.compile(r"^i-[0-9a-f]{8,32}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """One message, understood. ``kind``: state, fetch (re-fetch the ids),
+    config (map ``items`` directly), sns, or ignored (``reason``)."""
+
+    kind: str
+    key: str
+    event_type: str = ""
+    occurred_at: datetime | None = None
+    version: str = ""
+    region: str | None = None
+    instance_ids: tuple[str, ...] = ()
+    state: str | None = None  # state events
+    known_states: Mapping[str, str] = field(default_factory=dict)  # CloudTrail currentState
+    items: tuple[Mapping[str, Any], ...] = ()  # Config items
+    deleted: bool = False
+    reason: str = ""
+
+    def needs(self) -> tuple[str, ...]:
+        """Instance ids to re-fetch before ``build``."""
+        if self.kind == "state":
+            return () if self.state == "terminated" else self.instance_ids
+        if self.kind == "fetch" and not self.deleted:
+            return self.instance_ids
+        return ()
+
+
+def instance_id(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise BadPayload(f"{where}: missing instance id")
+    text = value.strip().lower()
+    if not _INSTANCE_ID.match(text):
+        raise BadPayload(f"{where}: not an instance id: {value!r}")
+    return text
