@@ -254,7 +254,14 @@ def request_replay(event_ids: Iterable[int]) -> list[int]:
     """Operator action: reopen failed/dead events and queue them again."""
     from sync.tasks import replay_events
 
-    ids = reopen(event_ids)
+    events = Event.objects.filter(pk__in=list(event_ids), status__in=(Status.FAILED, Status.DEAD))
+    before = dict(events.values_list("pk", "status"))
+    ids = reopen(before)
     if ids:
-        replay_events.apply_async(kwargs={"event_ids": ids})
+        try:
+            replay_events.apply_async(kwargs={"event_ids": ids}, retry=False)
+        except Exception:  # broker down: put them back as they were, nothing lost
+            for pk, status in before.items():
+                Event.objects.filter(pk=pk, status=Status.QUEUED).update(status=status)
+            raise
     return ids

@@ -18,6 +18,7 @@ from sync.models import CloudProvider, SyncRun
 
 __all__ = [
     "PlanNotApplicable",
+    "QueueUnavailable",
     "RunInProgress",
     "apply_stored_plan",
     "claim_run",
@@ -34,6 +35,10 @@ log = logging.getLogger(__name__)
 
 class RunInProgress(Exception):
     """A run of this provider is already running (the per-provider lock)."""
+
+
+class QueueUnavailable(Exception):
+    """The broker did not take the task; nothing was started."""
 
 
 class PlanNotApplicable(Exception):
@@ -62,7 +67,11 @@ def start_run(provider: CloudProvider, kind: str = RunKind.FULL, *, triggered_by
 
     _check_driver(provider, kind)
     run = claim_run(provider, kind, triggered_by=triggered_by)
-    transaction.on_commit(lambda: run_sync.apply_async(kwargs={"run_id": run.pk}))
+    try:
+        run_sync.apply_async(kwargs={"run_id": run.pk}, retry=False)
+    except Exception as exc:  # broker down: release the lock, say why
+        fail_run(run, f"could not queue the run: {exc}")
+        raise QueueUnavailable(f"could not queue the sync run: {exc}") from exc
     return run
 
 
@@ -95,7 +104,9 @@ def execute_run(run_id: int) -> SyncRun:
     """
     from sync.reconcile import reconcile
 
-    run = SyncRun.objects.select_related("cloudprovider").get(pk=run_id)
+    run = SyncRun.objects.select_related("cloudprovider").filter(pk=run_id).first()
+    if run is None:  # queued from inside a transaction that has not committed yet
+        raise TemporaryError(f"sync run #{run_id} is not visible yet")
     if run.status != RunStatus.RUNNING:
         return run
     provider = run.cloudprovider
@@ -155,7 +166,10 @@ def request_plan_apply(run: SyncRun, *, triggered_by: str = "") -> SyncRun:
 
     if run.status not in (RunStatus.NEEDS_APPROVAL, RunStatus.PLANNED) or not run.plan:
         raise PlanNotApplicable(f"run #{run.pk} has no stored plan to apply (status {run.status})")
-    apply_plan.apply_async(kwargs={"run_id": run.pk, "triggered_by": triggered_by})
+    try:
+        apply_plan.apply_async(kwargs={"run_id": run.pk, "triggered_by": triggered_by}, retry=False)
+    except Exception as exc:
+        raise QueueUnavailable(f"could not queue the plan: {exc}") from exc
     return run
 
 

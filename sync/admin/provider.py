@@ -17,7 +17,6 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
-from sync import crypto
 from sync.choices import SyncRunKindChoices as RunKind
 from sync.drivers.base import AuthError, ConfigError, DriverError, NetworkError
 from sync.drivers.registry import get_driver
@@ -35,7 +34,7 @@ from sync.models import (
 )
 from sync.runs import RunInProgress, start_run
 
-__all__ = ["CloudProviderAdmin", "check_provider_connection", "endpoint_url", "rotate_secret"]
+__all__ = ["CloudProviderAdmin", "check_provider_connection", "endpoint_url"]
 
 log = logging.getLogger(__name__)
 
@@ -54,19 +53,6 @@ STATUS_FIELDS = (
 def endpoint_url(request: HttpRequest, provider: CloudProvider) -> str:
     """The absolute webhook URL of a provider, as seen by this request."""
     return request.build_absolute_uri(provider.get_endpoint_path())
-
-
-def rotate_secret(provider: CloudProvider) -> str:
-    """Store a new endpoint secret and return it (to be shown once).
-
-    Not ``CloudProvider.rotate_secret()``: that method passes an already
-    encrypted value to ``update()``, which encrypts it again, so the stored
-    secret would no longer match the one shown. Switch back once fixed.
-    """
-    secret = crypto.new_secret()
-    CloudProvider.objects.filter(pk=provider.pk).update(endpoint_secret=secret)
-    provider.endpoint_secret = secret
-    return secret
 
 
 def _triggered_by(request: HttpRequest) -> str:
@@ -245,7 +231,7 @@ class CloudProviderAdmin(admin.ModelAdmin):
             raise PermissionDenied
         change_url = reverse(f"{self.admin_site.name}:sync_cloudprovider_change", args=[obj.pk])
         if request.method == "POST":
-            secret = rotate_secret(obj)
+            secret = obj.rotate_secret()
             self.log_change(request, obj, [{"changed": {"fields": ["endpoint secret"]}}])
             self._announce_secret(request, obj, secret, "Endpoint secret rotated")
             return HttpResponseRedirect(change_url)

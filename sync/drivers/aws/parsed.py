@@ -45,6 +45,9 @@ class Parsed:
 
 
 def instance_id(value: Any, where: str) -> str:
+    """A normalized instance id or ``BadPayload`` naming the field. Stripped
+    and lower-cased because real samples carry a leading space (AWS docs);
+    validated so that garbage never reaches an EC2 filter."""
     if not isinstance(value, str) or not value.strip():
         raise BadPayload(f"{where}: missing instance id")
     text = value.strip().lower()
