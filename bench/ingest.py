@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 QUEUE = "cloudsync.events"
 # A realistic small event (~120 bytes), like an OpenStack notification digest.
 EVENT = {
-    "message_id": "5b3e1f0c-8d2a-4c1e-9f6b-2a7d9e4c1b38",
+    "message_id": "5b3e1f0c-8d2a-4c1e",
     "event_type": "compute.instance.update",
     "payload": {"instance_id": "vm-0042", "state": "active"},
 }

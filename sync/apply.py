@@ -398,8 +398,24 @@ class _KindApplier:
             self.model.all_objects.filter(pk__in=self.seen).update(last_seen_at=self.now)
         if self.addresses:
             self._write_addresses(by_pk)
+        if self.kind == Kind.HOST:
+            self._detach_deleted_hosts([pk for pk, r in by_pk.items() if "deleted_at" in self.dirty.get(pk, ()) and r.deleted_at])
         if self.kind == Kind.HOST_IP:
             self._relink_ports(by_pk)
+
+    def _detach_deleted_hosts(self, pks: list[int]) -> None:
+        """A deleted host takes its ports' addresses with it (the ENI or port
+        died with the VM); floating IPs bound to it stay, unattached."""
+        if not pks:
+            return
+        ports = CloudPort.all_objects.filter(host_id__in=pks)
+        ports.exclude(parent_port_id="").update(host_id=None, modified_at=self.now)
+        ports.filter(parent_port_id="", deleted_at__isnull=True).update(
+            deleted_at=self.now, modified_at=self.now
+        )
+        ips = CloudHostIP.objects.filter(host_id__in=pks)
+        ips.filter(port__isnull=False).exclude(port__parent_port_id="").update(host_id=None)
+        ips.delete()
 
     def _write_addresses(self, by_pk: dict[int, SyncedModel]) -> None:
         pks = list(self.addresses)

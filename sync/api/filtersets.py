@@ -8,9 +8,11 @@ mode), never 500.
 from __future__ import annotations
 
 import ipaddress
+from datetime import UTC, datetime
 from typing import Any
 
 import django_filters
+import django_filters.fields
 from django import forms
 from django.db import models
 from django.db.models import Q, QuerySet
@@ -59,6 +61,24 @@ class IdInFilter(django_filters.BaseInFilter, django_filters.Filter):
     """Comma-separated database ids."""
 
     field_class = IdFormField
+
+
+class UTCIsoDateTimeFormField(django_filters.fields.IsoDateTimeField):
+    """ISO 8601, converted to UTC: databases reject some offsets Python accepts
+    (Postgres refuses +22:19)."""
+
+    def to_python(self, value: Any) -> datetime | None:
+        parsed = super().to_python(value)
+        if parsed is None:
+            return None
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:
+            raise forms.ValidationError("Date and time out of range.") from None
+
+
+class DateTimeSinceFilter(django_filters.IsoDateTimeFilter):
+    field_class = UTCIsoDateTimeFormField
 
 
 class IPAddressFormField(forms.CharField):
@@ -168,10 +188,10 @@ class SyncedFilterSet(FilterSet):
         method="filter_provider",
         label="Provider id or name (comma-separated for several)",
     )
-    created_since = django_filters.IsoDateTimeFilter(
+    created_since = DateTimeSinceFilter(
         field_name="created_at", lookup_expr="gte", label="Created at or after (ISO 8601)"
     )
-    modified_since = django_filters.IsoDateTimeFilter(
+    modified_since = DateTimeSinceFilter(
         field_name="modified_at", lookup_expr="gte", label="Modified at or after (ISO 8601)"
     )
     include_deleted = StrictBooleanFilter(
@@ -270,8 +290,8 @@ class EventFilterSet(FilterSet):
     provider = CharInFilter(method="filter_provider", label="Provider id or name")
     status = django_filters.MultipleChoiceFilter(choices=EventStatusChoices.choices)
     event_type = CharInFilter(field_name="event_type", label="Event type(s), comma-separated")
-    received_since = django_filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="gte")
-    received_before = django_filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="lt")
+    received_since = DateTimeSinceFilter(field_name="received_at", lookup_expr="gte")
+    received_before = DateTimeSinceFilter(field_name="received_at", lookup_expr="lt")
 
     class Meta:
         model = Event
@@ -285,8 +305,8 @@ class SyncRunFilterSet(FilterSet):
     provider = CharInFilter(method="filter_provider", label="Provider id or name")
     kind = django_filters.MultipleChoiceFilter(choices=SyncRunKindChoices.choices)
     status = django_filters.MultipleChoiceFilter(choices=SyncRunStatusChoices.choices)
-    started_since = django_filters.IsoDateTimeFilter(field_name="started_at", lookup_expr="gte")
-    started_before = django_filters.IsoDateTimeFilter(field_name="started_at", lookup_expr="lt")
+    started_since = DateTimeSinceFilter(field_name="started_at", lookup_expr="gte")
+    started_before = DateTimeSinceFilter(field_name="started_at", lookup_expr="lt")
 
     class Meta:
         model = SyncRun

@@ -22,7 +22,5 @@ class BrowsableAPIRenderer(renderers.BrowsableAPIRenderer):
         if isinstance(initial, dict) and any(
             field.write_only and name in initial for name, field in fields.items()
         ):
-            serializer = type(serializer)(
-                instance=serializer.instance, context=serializer.context
-            )
+            serializer = type(serializer)(instance=serializer.instance, context=serializer.context)
         return super().render_form_for_serializer(serializer)

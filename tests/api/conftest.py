@@ -14,7 +14,15 @@ from rest_framework.test import APIClient
 
 from sync.models import CloudFlavor, CloudHost, CloudHostIP, CloudImage, CloudProject, CloudProvider
 
-MODELS = ("cloudprovider", "cloudproject", "cloudflavor", "cloudimage", "cloudhost", "event", "syncrun")
+MODELS = (
+    "cloudprovider",
+    "cloudproject",
+    "cloudflavor",
+    "cloudimage",
+    "cloudhost",
+    "event",
+    "syncrun",
+)
 VIEW_PERMS = [f"view_{m}" for m in MODELS]
 ROLE_PERMS = {
     "reader": VIEW_PERMS,
@@ -83,22 +91,30 @@ def host_factory(db) -> Callable[..., CloudHost]:
         if with_refs:
             fields.setdefault(
                 "cloudflavor",
-                CloudFlavor.all_objects.create(cloudprovider=provider, flavor_id=f"f{n}", name=f"m1.{n}"),
+                CloudFlavor.all_objects.create(
+                    cloudprovider=provider, flavor_id=f"f{n}", name=f"m1.{n}"
+                ),
             )
             fields.setdefault(
                 "image",
-                CloudImage.all_objects.create(cloudprovider=provider, image_id=f"i{n}", name=f"img{n}"),
+                CloudImage.all_objects.create(
+                    cloudprovider=provider, image_id=f"i{n}", name=f"img{n}"
+                ),
             )
             fields.setdefault(
                 "project",
-                CloudProject.all_objects.create(cloudprovider=provider, project_id=f"p{n}", name=f"proj{n}"),
+                CloudProject.all_objects.create(
+                    cloudprovider=provider, project_id=f"p{n}", name=f"proj{n}"
+                ),
             )
         fields.setdefault("host_id", f"host-{n}")
         fields.setdefault("hostname", f"vm-{n}")
         fields.setdefault("status", "active")
         host = CloudHost.all_objects.create(cloudprovider=provider, **fields)
         for address in ips:
-            CloudHostIP.objects.create(host=host, address=address, version=6 if ":" in address else 4)
+            CloudHostIP.objects.create(
+                host=host, address=address, version=6 if ":" in address else 4
+            )
         return host
 
     return make

@@ -18,7 +18,9 @@ class ApiFakeDriver(Driver):
 
     def validate_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
         config = super().validate_config(config)
-        errors = {key: "this key is required" for key in ("auth_url", "password") if key not in config}
+        errors = {
+            key: "this key is required" for key in ("auth_url", "password") if key not in config
+        }
         if errors:
             raise ConfigError(errors)
         return config

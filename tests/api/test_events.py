@@ -22,8 +22,12 @@ def broker():
 
 def event(provider, key: str, status: str, **fields) -> Event:
     return Event.objects.create(
-        cloudprovider=provider, key=key, status=status, received_at=timezone.now(),
-        error="boom" if status in ("failed", "dead") else "", **fields,
+        cloudprovider=provider,
+        key=key,
+        status=status,
+        received_at=timezone.now(),
+        error="boom" if status in ("failed", "dead") else "",
+        **fields,
     )
 
 
@@ -62,7 +66,8 @@ def test_replay_matching_takes_filters(admin_api, provider_factory, broker):
     assert response.status_code == 202
     assert sorted(response.json()["replayed"]) == sorted([e_dead.pk, e_failed.pk])
     assert set(Event.objects.filter(cloudprovider=east).values_list("status", flat=True)) == {
-        "queued", "processed"
+        "queued",
+        "processed",
     }
     assert Event.objects.get(cloudprovider=west).status == "dead"
     assert broker.llen(QUEUE) == 1  # one task carries the ids

@@ -96,7 +96,7 @@ def test_filter_by_provider_id_project_flavor_image(admin_api, hosts):
     assert ids(admin_api.get(f"/api/cloud-hosts/?flavor_id={a.cloudflavor.flavor_id}")) == {a.pk}
     assert ids(admin_api.get(f"/api/cloud-hosts/?image={a.image_id}")) == {a.pk}
     assert ids(admin_api.get(f"/api/cloud-hosts/?image_id={a.image.image_id}")) == {a.pk}
-    assert ids(admin_api.get(f"/api/cloud-flavors/?provider=east")) == {
+    assert ids(admin_api.get("/api/cloud-flavors/?provider=east")) == {
         hosts["a"].cloudflavor_id,
         hosts["b"].cloudflavor_id,
     }
@@ -123,9 +123,14 @@ def test_modified_and_created_since(admin_api, hosts):
 def test_ordering_and_pagination(admin_api, hosts):
     rows = admin_api.get("/api/cloud-hosts/?ordering=-hostname&limit=2").json()
     assert rows["count"] == 5 and len(rows["results"]) == 2
-    names = [r["hostname"] for r in admin_api.get("/api/cloud-hosts/?ordering=-hostname").json()["results"]]
+    names = [
+        r["hostname"]
+        for r in admin_api.get("/api/cloud-hosts/?ordering=-hostname").json()["results"]
+    ]
     assert names == sorted(names, reverse=True)
-    assert admin_api.get("/api/cloud-hosts/?limit=100000").status_code == 200  # capped, not an error
+    assert (
+        admin_api.get("/api/cloud-hosts/?limit=100000").status_code == 200
+    )  # capped, not an error
 
 
 @pytest.mark.parametrize(
@@ -189,7 +194,10 @@ def test_event_and_run_filters(admin_api, hosts, url, query, expected):
     now = timezone.now()
     Event.objects.create(cloudprovider=east, key="1", status="dead", received_at=now)
     Event.objects.create(
-        cloudprovider=east, key="2", status="processed", received_at=now,
+        cloudprovider=east,
+        key="2",
+        status="processed",
+        received_at=now,
         event_type="compute.instance.create.end",
     )
     Event.objects.create(cloudprovider=west, key="3", status="failed", received_at=now)

@@ -25,9 +25,13 @@ READ_ENDPOINTS = [
 
 @pytest.fixture
 def objects(provider_factory, host_factory):
-    provider = provider_factory(cloud_sync_driver="api-fake", client_config={"auth_url": "u", "password": "p"})
+    provider = provider_factory(
+        cloud_sync_driver="api-fake", client_config={"auth_url": "u", "password": "p"}
+    )
     host = host_factory(provider, ips=("10.0.0.1",))
-    event = Event.objects.create(cloudprovider=provider, key="e1", status="dead", received_at=timezone.now())
+    event = Event.objects.create(
+        cloudprovider=provider, key="e1", status="dead", received_at=timezone.now()
+    )
     run = SyncRun.objects.create(
         cloudprovider=provider, kind="dry_run", status="planned", plan={"host": [{"op": "delete"}]}
     )
@@ -82,10 +86,18 @@ def test_authenticated_without_view_permission_is_403(client_for, objects, djang
 def test_provider_writes(client_for, objects, role):
     provider = objects[0]
     api = client_for(role)
-    body = {"name": f"new-{role}", "cloud_sync_driver": "api-fake", "client_config": {"auth_url": "u", "password": "p"}}
+    body = {
+        "name": f"new-{role}",
+        "cloud_sync_driver": "api-fake",
+        "client_config": {"auth_url": "u", "password": "p"},
+    }
     detail = f"/api/cloud-providers/{provider.pk}/"
-    assert api.post("/api/cloud-providers/", body, format="json").status_code == expect(role, {ADMIN}, 201)
-    assert api.patch(detail, {"name": "renamed"}, format="json").status_code == expect(role, {ADMIN}, 200)
+    assert api.post("/api/cloud-providers/", body, format="json").status_code == expect(
+        role, {ADMIN}, 201
+    )
+    assert api.patch(detail, {"name": "renamed"}, format="json").status_code == expect(
+        role, {ADMIN}, 200
+    )
     assert api.post(f"{detail}rotate-secret/").status_code == expect(role, {ADMIN}, 200)
     assert api.delete(detail).status_code == expect(role, {ADMIN}, 204)
 
@@ -94,7 +106,9 @@ def test_provider_writes(client_for, objects, role):
 def test_replays(client_for, objects, role):
     event = objects[1]
     api = client_for(role)
-    assert api.post(f"/api/events/{event.pk}/replay/").status_code == expect(role, {OPERATOR, ADMIN}, 202)
+    assert api.post(f"/api/events/{event.pk}/replay/").status_code == expect(
+        role, {OPERATOR, ADMIN}, 202
+    )
     Event.objects.filter(pk=event.pk).update(status="dead")
     assert api.post("/api/events/replay/").status_code == expect(role, {OPERATOR, ADMIN}, 202)
 
@@ -105,14 +119,18 @@ def test_sync_triggers(client_for, objects, role):
     api = client_for(role)
     start = api.post("/api/sync-runs/", {"provider": provider.pk, "kind": "full"}, format="json")
     assert start.status_code == expect(role, {OPERATOR, ADMIN}, 202)
-    assert api.post(f"/api/sync-runs/{run.pk}/apply/").status_code == expect(role, {OPERATOR, ADMIN}, 202)
+    assert api.post(f"/api/sync-runs/{run.pk}/apply/").status_code == expect(
+        role, {OPERATOR, ADMIN}, 202
+    )
 
 
 @pytest.mark.parametrize("endpoint", READ_ENDPOINTS[1:5])
 def test_inventory_is_read_only_even_for_admins(admin_api, objects, endpoint):
     ids = objects[3]
     assert admin_api.post(f"/api/{endpoint}/", {}, format="json").status_code == 405
-    assert admin_api.patch(f"/api/{endpoint}/{ids[endpoint]}/", {}, format="json").status_code == 405
+    assert (
+        admin_api.patch(f"/api/{endpoint}/{ids[endpoint]}/", {}, format="json").status_code == 405
+    )
     assert admin_api.delete(f"/api/{endpoint}/{ids[endpoint]}/").status_code == 405
 
 

@@ -90,8 +90,12 @@ def test_status_fields(admin_api, provider_factory):
     for i, status in enumerate(["queued", "queued", "failed", "dead", "processed"]):
         Event.objects.create(cloudprovider=provider, key=f"k{i}", status=status, received_at=now)
     Event.objects.create(cloudprovider=other, key="x", status="dead", received_at=now)
-    old = SyncRun.objects.create(cloudprovider=provider, kind="full", status="succeeded", drift_healed=9)
-    latest = SyncRun.objects.create(cloudprovider=provider, kind="full", status="succeeded", drift_healed=3)
+    old = SyncRun.objects.create(
+        cloudprovider=provider, kind="full", status="succeeded", drift_healed=9
+    )
+    latest = SyncRun.objects.create(
+        cloudprovider=provider, kind="full", status="succeeded", drift_healed=3
+    )
     SyncRun.objects.filter(pk=old.pk).update(started_at=now - timedelta(days=1))
     SyncRun.objects.create(cloudprovider=provider, kind="dry_run", status="planned", drift_healed=7)
     CloudProvider.objects.filter(pk=provider.pk).update(
@@ -162,7 +166,11 @@ def test_client_config_never_in_any_response(client, admin_api, provider_factory
     rotated = client.post(f"/api/cloud-providers/{pk}/rotate-secret/", HTTP_ACCEPT=accept)
     assert rotated.status_code == 200
     bodies.append(("rotate", rotated.content.decode()))
-    invalid = {"name": "waw1", "cloud_sync_driver": "api-fake", "client_config": {"password": SECRET}}
+    invalid = {
+        "name": "waw1",
+        "cloud_sync_driver": "api-fake",
+        "client_config": {"password": SECRET},
+    }
     for method, url in (
         ("patch", f"/api/cloud-providers/{pk}/"),
         ("put", f"/api/cloud-providers/{pk}/"),

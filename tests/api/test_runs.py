@@ -9,7 +9,9 @@ from sync.models import SyncRun
 
 @pytest.fixture
 def fake_provider(provider_factory):
-    return provider_factory(cloud_sync_driver="api-fake", client_config={"auth_url": "u", "password": "p"})
+    return provider_factory(
+        cloud_sync_driver="api-fake", client_config={"auth_url": "u", "password": "p"}
+    )
 
 
 def test_start_run(admin_api, fake_provider, django_capture_on_commit_callbacks):
@@ -68,8 +70,12 @@ def test_start_for_disabled_provider_is_409(admin_api, provider_factory):
 
 def test_list_and_detail(admin_api, fake_provider):
     run = SyncRun.objects.create(
-        cloudprovider=fake_provider, kind="full", status="needs_approval", drift_healed=4,
-        counts={"host": {"deleted": 30}}, plan={"host": [{"op": "delete", "external_id": "h1"}]},
+        cloudprovider=fake_provider,
+        kind="full",
+        status="needs_approval",
+        drift_healed=4,
+        counts={"host": {"deleted": 30}},
+        plan={"host": [{"op": "delete", "external_id": "h1"}]},
     )
     listed = admin_api.get("/api/sync-runs/").json()["results"][0]
     assert listed["has_plan"] is True and "plan" not in listed

@@ -159,3 +159,16 @@ def test_invalid_change_fields_are_rejected():
         Change(Kind.HOST, Op.UPSERT, "x", {"colour": "red"})
     with pytest.raises(ValueError, match="non-empty external id"):
         Change(Kind.HOST, Op.UPSERT, " ")
+
+
+def test_deleting_a_host_takes_its_ports_addresses(provider):
+    apply(provider, [port("eni-1", 1, host="vm-1", port_id="eni-1", addresses=[{"address": "10.0.0.9"}]),
+                     port("fip:9", 1, host=None, port_id="eni-1",
+                          addresses=[{"address": "198.51.100.9", "kind": "floating"}])])
+    assert CloudHostIP.objects.filter(host__host_id="vm-1").count() == 2
+    apply(provider, [host(version=2, op=Op.DELETE)])
+    assert not CloudHostIP.objects.filter(address="10.0.0.9").exists()
+    assert CloudPort.all_objects.get(port_id="eni-1").deleted_at is not None
+    fip = CloudPort.objects.get(port_id="fip:9")  # the floating IP still exists, unattached
+    assert fip.host is None
+    assert list(fip.ips.values_list("address", "host")) == [("198.51.100.9", None)]

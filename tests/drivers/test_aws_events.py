@@ -316,6 +316,13 @@ def test_run_instances_call(moto_server: MotoServer, region: str) -> None:
     assert calls == [1]
     hosts = [c for c in result.changes if c.kind == Kind.HOST]
     assert [h.external_id for h in hosts] == [i["InstanceId"] for i in instances]
+    kinds = [c.kind for c in result.changes]  # account, type and AMI once for both
+    assert (kinds.count(Kind.PROJECT), kinds.count(Kind.FLAVOR), kinds.count(Kind.IMAGE)) == (
+        1,
+        1,
+        1,
+    )
+    assert kinds.count(Kind.HOST_IP) == 2
     assert {h.fields["status"] for h in hosts} == {"active"}  # re-fetched: no state in the call
     assert {c.version for c in result.changes} == {make_version(T0, 0)}
     assert all(c.source == Source.EVENT and c.source_ref == message["id"] for c in result.changes)

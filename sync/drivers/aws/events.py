@@ -261,6 +261,19 @@ def _fetched(
     )
 
 
+def _dedupe(changes: list[Change]) -> list[Change]:
+    """Several instances of one message share their account, type and AMI:
+    keep one change per object."""
+    seen: set[tuple[Kind, Op, str]] = set()
+    out = []
+    for change in changes:
+        key = (change.kind, change.op, change.external_id)
+        if key not in seen:
+            seen.add(key)
+            out.append(change)
+    return out
+
+
 def build(parsed: Parsed, lookup: Lookup | None) -> tuple[list[Change], str | None]:
     """Changes for a parsed message, given the re-fetched ``lookup`` (which
     must cover ``parsed.needs()``); returns (changes, ignored reason)."""
@@ -298,13 +311,13 @@ def build(parsed: Parsed, lookup: Lookup | None) -> tuple[list[Change], str | No
                 missing.append(iid)
         if not changes:
             return [], "instance(s) not found: " + ", ".join(missing)
-        return changes, None
+        return _dedupe(changes), None
 
     if parsed.kind == "config":
         changes = []
         for item in parsed.items:
             changes.extend(config_item_changes(item, parsed))
-        return changes, None
+        return _dedupe(changes), None
     return [], parsed.reason or "nothing to do"
 
 
