@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from sync.endpoint import provider_endpoint
+from sync.schema_views import generic_schema
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -10,5 +11,6 @@ urlpatterns = [
         provider_endpoint,
         name="cloudsync-endpoint",
     ),
+    path("cloud-sync/schema/generic.json", generic_schema, name="cloudsync-generic-schema"),
     path("", include("sync.urls")),
 ]

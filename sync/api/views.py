@@ -1,6 +1,6 @@
 """API viewsets: they declare queryset, serializer and filterset; shared
 behaviour (permissions, pagination, error mapping, 202 answers) lives in
-``BaseViewSet`` and the service functions of ``sync``."""
+``sync.api.base.BaseViewSet`` and the service functions of ``sync``."""
 
 from __future__ import annotations
 
@@ -19,22 +19,17 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
-from kombu.exceptions import OperationalError
-from redis.exceptions import RedisError
-from rest_framework import mixins, status, viewsets
+from rest_framework import mixins
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException, ValidationError
-from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
 from sync import ingest, runs
 from sync.api import filtersets, serializers
-from sync.api.permissions import ModelPermissions
-from sync.api.renderers import BrowsableAPIRenderer, JSONRenderer
+from sync.api.base import ERROR_RESPONSES, Conflict, ReadOnlyViewSet
 from sync.choices import EventStatusChoices, SyncRunKindChoices, SyncRunStatusChoices
-from sync.drivers.base import DriverError
 from sync.models import (
     CloudFlavor,
     CloudHost,
@@ -57,61 +52,6 @@ __all__ = [
 ]
 
 REPLAY_BATCH = 5000
-
-ERROR_RESPONSES = {
-    400: OpenApiResponse(description="Invalid parameters or body (field errors)."),
-    401: OpenApiResponse(description="Not authenticated."),
-    403: OpenApiResponse(description="Missing model permission."),
-}
-
-
-class Conflict(APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "The request conflicts with the current state."
-    default_code = "conflict"
-
-
-class BrokerUnavailable(APIException):
-    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    default_detail = "The task queue (Redis) is unreachable; nothing was queued. Retry later."
-    default_code = "broker_unavailable"
-
-
-class Pagination(LimitOffsetPagination):
-    default_limit = 50
-    max_limit = 1000
-
-
-class BaseViewSet(viewsets.GenericViewSet):
-    """Shared behaviour: model permissions for reads and writes, capped
-    pagination, numeric ids only, service errors mapped to HTTP answers."""
-
-    permission_classes = [ModelPermissions]
-    renderer_classes = [JSONRenderer, BrowsableAPIRenderer]
-    pagination_class = Pagination
-    lookup_value_regex = r"[0-9]{1,18}"
-    ordering = ["id"]
-    # action -> permissions it needs beyond authentication (see ModelPermissions)
-    action_permissions: dict[str, list[str]] = {}
-
-    def handle_exception(self, exc: Exception) -> Response:
-        if isinstance(exc, runs.RunInProgress | runs.PlanNotApplicable):
-            exc = Conflict(str(exc))
-        elif isinstance(exc, OperationalError | RedisError):
-            exc = BrokerUnavailable()
-        elif isinstance(exc, DriverError):
-            exc = ValidationError({"detail": str(exc)})
-        return super().handle_exception(exc)
-
-    def accepted(self, serializer: BaseSerializer) -> Response:
-        return Response(serializer.data, status=status.HTTP_202_ACCEPTED)
-
-    def triggered_by(self) -> str:
-        return f"api:{self.request.user.get_username()}"
-
-
-class ReadOnlyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet):
-    pass
 
 
 # --- providers ----------------------------------------------------------------
@@ -196,6 +136,8 @@ class CloudProviderViewSet(
     def get_serializer_class(self) -> type[BaseSerializer]:
         if self.action == "create":
             return serializers.CloudProviderCreatedSerializer
+        if self.action == "rotate_secret":
+            return serializers.CloudProviderEndpointSerializer
         return super().get_serializer_class()
 
     def perform_create(self, serializer: BaseSerializer) -> None:
@@ -218,14 +160,7 @@ class CloudProviderViewSet(
     def rotate_secret(self, request: Request, pk: str | None = None) -> Response:
         provider = self.get_object()
         provider.rotate_secret()
-        return Response(
-            self.get_serializer_class_for_endpoint()(
-                provider, context=self.get_serializer_context()
-            ).data
-        )
-
-    def get_serializer_class_for_endpoint(self) -> type[BaseSerializer]:
-        return serializers.CloudProviderEndpointSerializer
+        return Response(self.get_serializer(provider).data)
 
 
 # --- inventory (read-only: the sync is the source of truth) ----------------------

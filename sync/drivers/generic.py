@@ -31,7 +31,7 @@ must use one form (a provider should too).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from functools import cache
 from pathlib import Path
@@ -216,19 +216,21 @@ class GenericDriver(Driver):
         if "taken_at" in document:
             taken_at = parse_timestamp(document["taken_at"])
 
-        def upserts() -> Iterator[Change]:
-            for item in document["objects"]:
-                yield Change(
-                    kind=Kind(item["kind"]),
-                    op=Op.UPSERT,
-                    external_id=item["id"],
-                    fields=dict(item.get("fields") or {}),
-                    version=to_version(item["version"]),
-                    source=Source.FULL_SYNC,
-                )
-
+        # Built eagerly (the document is in memory anyway): anything wrong
+        # surfaces here, in translate, never halfway through a reconcile.
+        upserts = [
+            Change(
+                kind=Kind(item["kind"]),
+                op=Op.UPSERT,
+                external_id=item["id"],
+                fields=dict(item.get("fields") or {}),
+                version=to_version(item["version"]),
+                source=Source.FULL_SYNC,
+            )
+            for item in document["objects"]
+        ]
         return Snapshot(
-            changes=list(upserts()),
+            changes=upserts,
             kinds=frozenset(Kind(k) for k in document["kinds"]),
             scopes=(
                 {Kind(k): frozenset(ids) for k, ids in scopes.items()}

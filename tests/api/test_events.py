@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
-import redis
 from django.utils import timezone
 
 from sync.models import Event
-from tests.conftest import TEST_REDIS_URL
 
 QUEUE = "cloudsync.events"
-
-
-@pytest.fixture
-def broker():
-    client = redis.Redis.from_url(TEST_REDIS_URL)
-    client.delete(QUEUE)
-    yield client
-    client.delete(QUEUE)
 
 
 def event(provider, key: str, status: str, **fields) -> Event:

@@ -139,3 +139,14 @@ def test_session_auth_works(client, objects, django_user_model):
     assert client.get("/api/cloud-hosts/").status_code == 401
     client.login(username="sess", password="pw-sess-123")
     assert client.get("/api/cloud-hosts/").status_code == 200
+
+
+@pytest.mark.parametrize("endpoint", READ_ENDPOINTS)
+def test_browsable_api_renders(client, objects, django_user_model, endpoint):
+    django_user_model.objects.create_superuser("browser", password="pw-browser-123")
+    client.login(username="browser", password="pw-browser-123")
+    ids = objects[3]
+    for url in (f"/api/{endpoint}/", f"/api/{endpoint}/{ids[endpoint]}/"):
+        response = client.get(url, HTTP_ACCEPT="text/html")
+        assert response.status_code == 200
+        assert b"<html" in response.content

@@ -14,18 +14,33 @@ def fake_provider(provider_factory):
     )
 
 
-def test_start_run(admin_api, fake_provider, django_capture_on_commit_callbacks):
+def test_start_run(admin_api, fake_provider, broker):
     # when
-    with django_capture_on_commit_callbacks() as callbacks:
-        response = admin_api.post(
-            "/api/sync-runs/", {"provider": fake_provider.pk, "kind": "dry_run"}, format="json"
-        )
+    response = admin_api.post(
+        "/api/sync-runs/", {"provider": fake_provider.pk, "kind": "dry_run"}, format="json"
+    )
     # then
     assert response.status_code == 202, response.content
     run = SyncRun.objects.get()
     assert response.json()["id"] == run.pk
     assert (run.kind, run.status, run.triggered_by) == ("dry_run", "running", "api:api-admin")
-    assert len(callbacks) == 1  # the task is queued once the run row is committed
+    assert broker.llen("cloudsync.sync") == 1
+    assert b"sync.tasks.run_sync" in broker.lindex("cloudsync.sync", 0)
+
+
+def test_start_run_broker_down_is_503(admin_api, fake_provider, monkeypatch):
+    from kombu.exceptions import OperationalError
+
+    from sync.tasks import run_sync
+
+    def down(*args, **kwargs):
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(run_sync, "apply_async", down)
+    response = admin_api.post("/api/sync-runs/", {"provider": fake_provider.pk}, format="json")
+    assert response.status_code == 503
+    assert response["Retry-After"] == "30"
+    assert SyncRun.objects.get().status == "failed"  # the lock is released
 
 
 def test_start_while_running_is_409(admin_api, fake_provider):
@@ -46,13 +61,17 @@ def test_start_while_running_is_409(admin_api, fake_provider):
         ({"provider": 999999, "kind": "full"}, 400),
         ({"kind": "full"}, 400),
         ({"provider": "x"}, 400),
-        ("PROVIDER", 400),
     ],
 )
 def test_start_bad_requests(admin_api, fake_provider, body, status):
-    if body == "PROVIDER":
-        body = {"provider": fake_provider.pk, "kind": "snapshot"}
     assert admin_api.post("/api/sync-runs/", body, format="json").status_code == status
+
+
+def test_snapshot_runs_cannot_be_started_here(admin_api, fake_provider):
+    body = {"provider": fake_provider.pk, "kind": "snapshot"}
+    response = admin_api.post("/api/sync-runs/", body, format="json")
+    assert response.status_code == 400
+    assert "kind" in response.json()
 
 
 def test_start_for_driver_without_full_sync_is_400(admin_api, provider):
@@ -84,13 +103,7 @@ def test_list_and_detail(admin_api, fake_provider):
     assert detail["plan"] == {"host": [{"op": "delete", "external_id": "h1"}]}
 
 
-def test_apply_stored_plan(admin_api, fake_provider):
-    import redis
-
-    from tests.conftest import TEST_REDIS_URL
-
-    broker = redis.Redis.from_url(TEST_REDIS_URL)
-    broker.delete("cloudsync.sync")
+def test_apply_stored_plan(admin_api, fake_provider, broker):
     run = SyncRun.objects.create(
         cloudprovider=fake_provider, kind="full", status="needs_approval", plan={"host": []}
     )
@@ -98,7 +111,7 @@ def test_apply_stored_plan(admin_api, fake_provider):
     assert response.status_code == 202
     assert response.json()["id"] == run.pk
     assert broker.llen("cloudsync.sync") == 1
-    broker.delete("cloudsync.sync")
+    assert b"sync.tasks.apply_plan" in broker.lindex("cloudsync.sync", 0)
 
 
 @pytest.mark.parametrize(

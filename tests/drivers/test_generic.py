@@ -49,7 +49,14 @@ FLAVOR = {
     "op": "upsert",
     "id": "m1.small",
     "version": "2024-04-01T00:00:00Z",
-    "fields": {"name": "m1.small", "cores": 2, "memory": 2048, "disk": 20, "extra_specs": {"hw:numa": "1"}, "is_public": True},
+    "fields": {
+        "name": "m1.small",
+        "cores": 2,
+        "memory": 2048,
+        "disk": 20,
+        "extra_specs": {"hw:numa": "1"},
+        "is_public": True,
+    },
 }
 
 
@@ -84,39 +91,126 @@ def test_schema_fields_match_the_change_contract():
 
 
 def test_changes_document_becomes_exact_changes():
-    doc = {"id": "batch-1", "changes": [FLAVOR, HOST, {"kind": "image", "op": "delete", "id": "img-0", "version": "2024-05-02T00:00:00Z"}]}
+    doc = {
+        "id": "batch-1",
+        "changes": [
+            FLAVOR,
+            HOST,
+            {"kind": "image", "op": "delete", "id": "img-0", "version": "2024-05-02T00:00:00Z"},
+        ],
+    }
     translation = driver.translate(doc, {})
     assert translation.snapshot is None and translation.ignored is None
     assert translation.changes == [
-        Change(Kind.FLAVOR, Op.UPSERT, "m1.small", FLAVOR["fields"], make_version(datetime(2024, 4, 1, tzinfo=UTC)), Source.EVENT, "batch-1"),
-        Change(Kind.HOST, Op.UPSERT, "vm-1", HOST["fields"], make_version(datetime(2024, 5, 1, 10, tzinfo=UTC)), Source.EVENT, "batch-1"),
-        Change(Kind.IMAGE, Op.DELETE, "img-0", {}, make_version(datetime(2024, 5, 2, tzinfo=UTC)), Source.EVENT, "batch-1"),
+        Change(
+            Kind.FLAVOR,
+            Op.UPSERT,
+            "m1.small",
+            FLAVOR["fields"],
+            make_version(datetime(2024, 4, 1, tzinfo=UTC)),
+            Source.EVENT,
+            "batch-1",
+        ),
+        Change(
+            Kind.HOST,
+            Op.UPSERT,
+            "vm-1",
+            HOST["fields"],
+            make_version(datetime(2024, 5, 1, 10, tzinfo=UTC)),
+            Source.EVENT,
+            "batch-1",
+        ),
+        Change(
+            Kind.IMAGE,
+            Op.DELETE,
+            "img-0",
+            {},
+            make_version(datetime(2024, 5, 2, tzinfo=UTC)),
+            Source.EVENT,
+            "batch-1",
+        ),
     ]
 
 
 def test_every_kind_and_null_clears_are_accepted():
     doc = {
         "changes": [
-            {"kind": "project", "op": "upsert", "id": "p-1", "version": 1, "fields": {"name": "Web", "domain": "default", "enabled": True}},
-            {"kind": "image", "op": "upsert", "id": "img-1", "version": 2, "fields": {"name": "Debian", "status": "active", "os_distro": "debian", "os_version": "12", "architecture": "x86_64", "min_disk": 2, "min_ram": 0, "visibility": "public"}},
-            {"kind": "host_ip", "op": "upsert", "id": "port-1", "version": 3, "fields": {"host": "vm-1", "addresses": [{"address": "10.0.0.7", "version": 4, "port_id": "port-1"}]}},
-            {"kind": "host_ip", "op": "upsert", "id": "fip:1", "version": 4, "fields": {"port_id": "port-1", "host": None}},
-            {"kind": "host", "op": "upsert", "id": "vm-1", "version": 5, "fields": {"flavor": None, "hostname": None, "status": None, "launched_at": None}},
+            {
+                "kind": "project",
+                "op": "upsert",
+                "id": "p-1",
+                "version": 1,
+                "fields": {"name": "Web", "domain": "default", "enabled": True},
+            },
+            {
+                "kind": "image",
+                "op": "upsert",
+                "id": "img-1",
+                "version": 2,
+                "fields": {
+                    "name": "Debian",
+                    "status": "active",
+                    "os_distro": "debian",
+                    "os_version": "12",
+                    "architecture": "x86_64",
+                    "min_disk": 2,
+                    "min_ram": 0,
+                    "visibility": "public",
+                },
+            },
+            {
+                "kind": "host_ip",
+                "op": "upsert",
+                "id": "port-1",
+                "version": 3,
+                "fields": {
+                    "host": "vm-1",
+                    "addresses": [{"address": "10.0.0.7", "version": 4, "port_id": "port-1"}],
+                },
+            },
+            {
+                "kind": "host_ip",
+                "op": "upsert",
+                "id": "fip:1",
+                "version": 4,
+                "fields": {"port_id": "port-1", "host": None},
+            },
+            {
+                "kind": "host",
+                "op": "upsert",
+                "id": "vm-1",
+                "version": 5,
+                "fields": {"flavor": None, "hostname": None, "status": None, "launched_at": None},
+            },
             {"kind": "host", "op": "delete", "id": "vm-2", "version": 6, "fields": {}},
         ]
     }
     changes = driver.translate(doc, {}).changes
     assert [c.version for c in changes] == [make_version(i) for i in range(1, 7)]
     assert changes[-1].op == Op.DELETE and changes[-1].fields == {}
-    assert changes[4].fields == {"flavor": None, "hostname": None, "status": None, "launched_at": None}
+    assert changes[4].fields == {
+        "flavor": None,
+        "hostname": None,
+        "status": None,
+        "launched_at": None,
+    }
 
 
 def test_empty_changes_document_is_ignored():
-    assert driver.translate({"id": "nothing", "changes": []}, {}).ignored == "the document holds no changes"
+    assert (
+        driver.translate({"id": "nothing", "changes": []}, {}).ignored
+        == "the document holds no changes"
+    )
 
 
 def test_versions_order_like_the_values_they_encode():
-    stamps = ["2024-05-01T10:00:00+02:00", "2024-05-01 08:30:00", "2024-05-01T09:00:00.000001Z", "2024-05-01T09:00:01Z", "2025-01-01"]
+    stamps = [
+        "2024-05-01T10:00:00+02:00",
+        "2024-05-01 08:30:00",
+        "2024-05-01T09:00:00.000001Z",
+        "2024-05-01T09:00:01Z",
+        "2025-01-01",
+    ]
     keys = [to_version(s) for s in stamps]
     assert keys == sorted(keys) and len(set(keys)) == len(keys)
     # 08:00 UTC written with a zone equals 08:00 written in UTC
@@ -137,36 +231,149 @@ def test_mixed_version_forms_in_one_document_are_rejected():
     [
         ("hello", "$: 'hello' is not of type 'object'"),
         ({}, "$: 'changes' is a required property"),
-        ({"changes": [], "extra": 1}, "Additional properties are not allowed ('extra' was unexpected)"),
+        (
+            {"changes": [], "extra": 1},
+            "Additional properties are not allowed ('extra' was unexpected)",
+        ),
         ({"changes": [dict(HOST, kind="vm")]}, "$.changes[0].kind: 'vm' is not one of"),
-        ({"changes": [dict(HOST, op="create")]}, "$.changes[0].op: 'create' is not one of ['upsert', 'delete']"),
+        (
+            {"changes": [dict(HOST, op="create")]},
+            "$.changes[0].op: 'create' is not one of ['upsert', 'delete']",
+        ),
         ({"changes": [dict(HOST, id="")]}, "$.changes[0].id: must be a non-blank string"),
         ({"changes": [dict(HOST, id="   ")]}, "$.changes[0].id: must be a non-blank string"),
-        ({"changes": [{k: v for k, v in HOST.items() if k != "version"}]}, "$.changes[0]: 'version' is a required property"),
-        ({"changes": [dict(HOST, version="yesterday")]}, "$.changes[0].version: must be an ISO 8601 timestamp (string) or an integer"),
-        ({"changes": [dict(HOST, version=-1)]}, "$.changes[0].version: must be an ISO 8601 timestamp"),
-        ({"changes": [dict(HOST, version=10**12)]}, "$.changes[0].version: must be an ISO 8601 timestamp"),
-        ({"changes": [dict(HOST, version=1.5)]}, "$.changes[0].version: must be an ISO 8601 timestamp"),
-        ({"changes": [dict(HOST, version=True)]}, "$.changes[0].version: must be an ISO 8601 timestamp"),
-        ({"changes": [dict(HOST, version="2024-02-30T00:00:00Z")]}, "$.changes[0].version: '2024-02-30T00:00:00Z' is not a valid date and time"),
-        ({"changes": [dict(FLAVOR, fields={"cores": "four"})]}, "$.changes[0].fields.cores: 'four' is not of type 'integer', 'null'"),
-        ({"changes": [dict(FLAVOR, fields={"memory": -1})]}, "$.changes[0].fields.memory: -1 is less than the minimum of 0"),
-        ({"changes": [dict(FLAVOR, fields={"cpus": 2})]}, "$.changes[0].fields: Additional properties are not allowed ('cpus' was unexpected)"),
-        ({"changes": [dict(HOST, fields={"status": "running"})]}, "$.changes[0].fields.status: 'running' is not one of ['building'"),
-        ({"changes": [dict(HOST, fields={"tags": "prod"})]}, "$.changes[0].fields.tags: 'prod' is not of type 'array'"),
-        ({"changes": [dict(HOST, fields={"metadata": {"n": 1}})]}, "$.changes[0].fields.metadata.n: 1 is not of type 'string'"),
-        ({"changes": [dict(HOST, fields={"flavor": ""})]}, "$.changes[0].fields.flavor: must be an external id"),
-        ({"changes": [dict(HOST, fields={"launched_at": "soon"})]}, "$.changes[0].fields.launched_at: must be an ISO 8601 timestamp"),
-        ({"changes": [dict(HOST, fields={"addresses": "10.0.0.1"})]}, "$.changes[0].fields.addresses: '10.0.0.1' is not of type 'array'"),
-        ({"changes": [dict(HOST, fields={"addresses": [{"address": "10.0.0.300"}]})]}, "$.changes[0].fields.addresses[0].address: must be an IPv4 or IPv6 address, got \"10.0.0.300\""),
-        ({"changes": [dict(HOST, fields={"addresses": [{"kind": "fixed"}]})]}, "$.changes[0].fields.addresses[0]: 'address' is a required property"),
-        ({"changes": [dict(HOST, fields={"addresses": [{"address": "10.0.0.1", "kind": "public"}]})]}, "$.changes[0].fields.addresses[0].kind: 'public' is not one of ['fixed', 'floating']"),
-        ({"changes": [dict(HOST, fields={"addresses": [{"address": "10.0.0.1", "mac": "nope"}]})]}, "$.changes[0].fields.addresses[0].mac: must be a MAC address"),
-        ({"changes": [dict(HOST, fields={"addresses": [{"address": "10.0.0.1", "version": 5}]})]}, "$.changes[0].fields.addresses[0].version: 5 is not one of [4, 6]"),
-        ({"changes": [dict(HOST, op="delete")]}, "$.changes[0].fields: must be empty or absent for a delete"),
-        ({"changes": [dict(FLAVOR, fields={"name": "x" * 256})]}, "$.changes[0].fields.name: 'xxxxxxxx"),
-        ({"changes": [{"kind": "image", "op": "upsert", "id": "i", "version": 1, "fields": {"min_ram": 2**31}}]}, "$.changes[0].fields.min_ram: 2147483648 is greater than the maximum"),
-        ({"changes": [{"kind": "project", "op": "upsert", "id": "p", "version": 1, "fields": {"enabled": "yes"}}]}, "$.changes[0].fields.enabled: 'yes' is not of type 'boolean', 'null'"),
+        (
+            {"changes": [{k: v for k, v in HOST.items() if k != "version"}]},
+            "$.changes[0]: 'version' is a required property",
+        ),
+        (
+            {"changes": [dict(HOST, version="yesterday")]},
+            "$.changes[0].version: must be an ISO 8601 timestamp (string) or an integer",
+        ),
+        (
+            {"changes": [dict(HOST, version=-1)]},
+            "$.changes[0].version: must be an ISO 8601 timestamp",
+        ),
+        (
+            {"changes": [dict(HOST, version=10**12)]},
+            "$.changes[0].version: must be an ISO 8601 timestamp",
+        ),
+        (
+            {"changes": [dict(HOST, version=1.5)]},
+            "$.changes[0].version: must be an ISO 8601 timestamp",
+        ),
+        (
+            {"changes": [dict(HOST, version=True)]},
+            "$.changes[0].version: must be an ISO 8601 timestamp",
+        ),
+        (
+            {"changes": [dict(HOST, version="2024-02-30T00:00:00Z")]},
+            "$.changes[0].version: '2024-02-30T00:00:00Z' is not a valid date and time",
+        ),
+        (
+            {"changes": [dict(FLAVOR, fields={"cores": "four"})]},
+            "$.changes[0].fields.cores: 'four' is not of type 'integer', 'null'",
+        ),
+        (
+            {"changes": [dict(FLAVOR, fields={"memory": -1})]},
+            "$.changes[0].fields.memory: -1 is less than the minimum of 0",
+        ),
+        (
+            {"changes": [dict(FLAVOR, fields={"cpus": 2})]},
+            "$.changes[0].fields: Additional properties are not allowed ('cpus' was unexpected)",
+        ),
+        (
+            {"changes": [dict(HOST, fields={"status": "running"})]},
+            "$.changes[0].fields.status: 'running' is not one of ['building'",
+        ),
+        (
+            {"changes": [dict(HOST, fields={"tags": "prod"})]},
+            "$.changes[0].fields.tags: 'prod' is not of type 'array'",
+        ),
+        (
+            {"changes": [dict(HOST, fields={"metadata": {"n": 1}})]},
+            "$.changes[0].fields.metadata.n: 1 is not of type 'string'",
+        ),
+        (
+            {"changes": [dict(HOST, fields={"flavor": ""})]},
+            "$.changes[0].fields.flavor: must be an external id",
+        ),
+        (
+            {"changes": [dict(HOST, fields={"launched_at": "soon"})]},
+            "$.changes[0].fields.launched_at: must be an ISO 8601 timestamp",
+        ),
+        (
+            {"changes": [dict(HOST, fields={"addresses": "10.0.0.1"})]},
+            "$.changes[0].fields.addresses: '10.0.0.1' is not of type 'array'",
+        ),
+        (
+            {"changes": [dict(HOST, fields={"addresses": [{"address": "10.0.0.300"}]})]},
+            '$.changes[0].fields.addresses[0].address: must be an IPv4 or IPv6 address, got "10.0.0.300"',
+        ),
+        (
+            {"changes": [dict(HOST, fields={"addresses": [{"kind": "fixed"}]})]},
+            "$.changes[0].fields.addresses[0]: 'address' is a required property",
+        ),
+        (
+            {
+                "changes": [
+                    dict(HOST, fields={"addresses": [{"address": "10.0.0.1", "kind": "public"}]})
+                ]
+            },
+            "$.changes[0].fields.addresses[0].kind: 'public' is not one of ['fixed', 'floating']",
+        ),
+        (
+            {
+                "changes": [
+                    dict(HOST, fields={"addresses": [{"address": "10.0.0.1", "mac": "nope"}]})
+                ]
+            },
+            "$.changes[0].fields.addresses[0].mac: must be a MAC address",
+        ),
+        (
+            {
+                "changes": [
+                    dict(HOST, fields={"addresses": [{"address": "10.0.0.1", "version": 5}]})
+                ]
+            },
+            "$.changes[0].fields.addresses[0].version: 5 is not one of [4, 6]",
+        ),
+        (
+            {"changes": [dict(HOST, op="delete")]},
+            "$.changes[0].fields: must be empty or absent for a delete",
+        ),
+        (
+            {"changes": [dict(FLAVOR, fields={"name": "x" * 256})]},
+            "$.changes[0].fields.name: 'xxxxxxxx",
+        ),
+        (
+            {
+                "changes": [
+                    {
+                        "kind": "image",
+                        "op": "upsert",
+                        "id": "i",
+                        "version": 1,
+                        "fields": {"min_ram": 2**31},
+                    }
+                ]
+            },
+            "$.changes[0].fields.min_ram: 2147483648 is greater than the maximum",
+        ),
+        (
+            {
+                "changes": [
+                    {
+                        "kind": "project",
+                        "op": "upsert",
+                        "id": "p",
+                        "version": 1,
+                        "fields": {"enabled": "yes"},
+                    }
+                ]
+            },
+            "$.changes[0].fields.enabled: 'yes' is not of type 'boolean', 'null'",
+        ),
     ],
 )
 def test_invalid_documents_say_where_and_what(doc, expected):
@@ -206,7 +413,9 @@ def snapshot_doc(**extra):
 
 
 def test_snapshot_document_becomes_a_snapshot_of_full_sync_upserts():
-    doc = snapshot_doc(id="snap-7", taken_at="2024-05-01T12:00:00Z", scopes={"host": ["p-1", "p-2"]})
+    doc = snapshot_doc(
+        id="snap-7", taken_at="2024-05-01T12:00:00Z", scopes={"host": ["p-1", "p-2"]}
+    )
     translation = driver.translate(doc, {})
     assert translation.changes == [] and translation.ignored is None
     snapshot = translation.snapshot
@@ -215,8 +424,22 @@ def test_snapshot_document_becomes_a_snapshot_of_full_sync_upserts():
     assert snapshot.scopes == {Kind.HOST: frozenset({"p-1", "p-2"})}
     assert snapshot.started_at == datetime(2024, 5, 1, 12, tzinfo=UTC)
     assert list(snapshot.changes) == [
-        Change(Kind.FLAVOR, Op.UPSERT, "m1.small", FLAVOR["fields"], make_version(datetime(2024, 4, 1, tzinfo=UTC)), Source.FULL_SYNC),
-        Change(Kind.HOST, Op.UPSERT, "vm-1", HOST["fields"], make_version(datetime(2024, 5, 1, 10, tzinfo=UTC)), Source.FULL_SYNC),
+        Change(
+            Kind.FLAVOR,
+            Op.UPSERT,
+            "m1.small",
+            FLAVOR["fields"],
+            make_version(datetime(2024, 4, 1, tzinfo=UTC)),
+            Source.FULL_SYNC,
+        ),
+        Change(
+            Kind.HOST,
+            Op.UPSERT,
+            "vm-1",
+            HOST["fields"],
+            make_version(datetime(2024, 5, 1, 10, tzinfo=UTC)),
+            Source.FULL_SYNC,
+        ),
     ]
 
 
@@ -238,15 +461,53 @@ def test_an_empty_snapshot_is_valid():
         ({"snapshot": True, "objects": []}, "$: 'kinds' is a required property"),
         ({"snapshot": True, "kinds": [], "objects": []}, "$.kinds: [] should be non-empty"),
         ({"snapshot": False, "kinds": ["host"], "objects": []}, "$.snapshot: True was expected"),
-        ({"snapshot": True, "kinds": ["host", "host"], "objects": []}, "$.kinds: ['host', 'host'] has non-unique elements"),
-        ({"snapshot": True, "kinds": ["host"], "scopes": {"flavor": ["p"]}, "objects": []}, "$.scopes: names a kind whose deletions cannot be scoped"),
-        ({"snapshot": True, "kinds": ["host"], "scopes": {"project": ["p"]}, "objects": []}, "$.scopes.project: 'project' is not one of the listed kinds"),
-        ({"snapshot": True, "kinds": ["host"], "scopes": {"host": "p"}, "objects": []}, "$.scopes.host: 'p' is not of type 'array'"),
-        ({"snapshot": True, "kinds": ["host"], "taken_at": "noon", "objects": []}, "$.taken_at: must be an ISO 8601 timestamp"),
-        ({"snapshot": True, "kinds": ["host"], "objects": [dict(HOST)]}, "$.objects[0]: Additional properties are not allowed ('op' was unexpected)"),
-        ({"snapshot": True, "kinds": ["host"], "objects": [{"kind": "host", "id": "a", "version": 1}, {"kind": "host", "id": "b", "version": "2024-01-01T00:00:00Z"}]}, "$.objects[1].version: is a timestamp but $.objects[0].version is an integer"),
-        ({"snapshot": True, "kinds": ["host"], "objects": [{"kind": "host", "id": "a", "version": 1, "fields": {"cores": 2}}]}, "$.objects[0].fields: Additional properties are not allowed ('cores' was unexpected)"),
-        ({"snapshot": True, "kinds": ["host"], "objects": [], "changes": []}, "Additional properties are not allowed ('changes' was unexpected)"),
+        (
+            {"snapshot": True, "kinds": ["host", "host"], "objects": []},
+            "$.kinds: ['host', 'host'] has non-unique elements",
+        ),
+        (
+            {"snapshot": True, "kinds": ["host"], "scopes": {"flavor": ["p"]}, "objects": []},
+            "$.scopes: names a kind whose deletions cannot be scoped",
+        ),
+        (
+            {"snapshot": True, "kinds": ["host"], "scopes": {"project": ["p"]}, "objects": []},
+            "$.scopes.project: 'project' is not one of the listed kinds",
+        ),
+        (
+            {"snapshot": True, "kinds": ["host"], "scopes": {"host": "p"}, "objects": []},
+            "$.scopes.host: 'p' is not of type 'array'",
+        ),
+        (
+            {"snapshot": True, "kinds": ["host"], "taken_at": "noon", "objects": []},
+            "$.taken_at: must be an ISO 8601 timestamp",
+        ),
+        (
+            {"snapshot": True, "kinds": ["host"], "objects": [dict(HOST)]},
+            "$.objects[0]: Additional properties are not allowed ('op' was unexpected)",
+        ),
+        (
+            {
+                "snapshot": True,
+                "kinds": ["host"],
+                "objects": [
+                    {"kind": "host", "id": "a", "version": 1},
+                    {"kind": "host", "id": "b", "version": "2024-01-01T00:00:00Z"},
+                ],
+            },
+            "$.objects[1].version: is a timestamp but $.objects[0].version is an integer",
+        ),
+        (
+            {
+                "snapshot": True,
+                "kinds": ["host"],
+                "objects": [{"kind": "host", "id": "a", "version": 1, "fields": {"cores": 2}}],
+            },
+            "$.objects[0].fields: Additional properties are not allowed ('cores' was unexpected)",
+        ),
+        (
+            {"snapshot": True, "kinds": ["host"], "objects": [], "changes": []},
+            "Additional properties are not allowed ('changes' was unexpected)",
+        ),
     ],
 )
 def test_invalid_snapshots_say_where_and_what(doc, expected):
@@ -305,3 +566,32 @@ def test_docs_publish_the_same_schema():
     block = text.split("<!-- schema:begin -->", 1)[1].split("<!-- schema:end -->", 1)[0]
     block = block.strip().removeprefix("```json").removesuffix("```")
     assert json.loads(block) == load_schema()
+
+
+def test_documented_examples_are_valid():
+    """Every example document in docs/generic.md passes the driver."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "generic.md").read_text()
+    text = text.split("<!-- schema:begin -->", 1)[0]
+    examples = [json.loads(b) for b in re.findall(r"```json\n(.*?)```", text, re.S)]
+    documents = [e for e in examples if "changes" in e or "snapshot" in e]
+    assert len(documents) == 2
+    for document in documents:
+        translation = driver.translate(document, {})
+        assert translation.changes or translation.snapshot
+
+
+def test_documented_error_example_is_what_the_driver_says():
+    doc = {
+        "changes": [
+            dict(FLAVOR, version=1, fields={"cores": "four"}),
+            dict(HOST, version="yesterday"),
+        ]
+    }
+    assert errors_of(doc) == (
+        "invalid generic document: $.changes[0].fields.cores: 'four' is not of type 'integer', 'null'; "
+        "$.changes[1].version: must be an ISO 8601 timestamp (string) or an integer from 0 to 999999999999, "
+        'got "yesterday"'
+    )

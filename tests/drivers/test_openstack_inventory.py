@@ -11,10 +11,16 @@ import pytest
 
 from sync.changes import Change, Kind, Op, Source, make_version, parse_timestamp
 from sync.drivers.base import AuthError, DriverError, NetworkError
-from sync.drivers.openstack import connection, inventory, pages
+from sync.drivers.openstack import OpenStackDriver, connection, inventory, pages
 from tests.fake_openstack import BASE_TIME, FakeOpenStack, fake_openstack_server
 
 SERVERS_PATH = "/compute/v2.1/servers/detail"
+
+# openstacksdk's own deprecation noise, not ours.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Support for InfluxDB:PendingDeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:The 'service_type' parameter:PendingDeprecationWarning"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +94,15 @@ def test_full_listing_paginates_servers_and_gives_exact_changes(fake: FakeOpenSt
 
 def test_flavors_private_and_extra_specs(fake: FakeOpenStack) -> None:
     data = fake.data
-    data.add_flavor(name="gpu", flavor_id="gpu-1", vcpus=8, ram=65536, disk=100,
-                    extra_specs={"pci_passthrough:alias": "a100:1"}, is_public=False)  # fmt: skip
+    data.add_flavor(
+        name="gpu",
+        flavor_id="gpu-1",
+        vcpus=8,
+        ram=65536,
+        disk=100,
+        extra_specs={"pci_passthrough:alias": "a100:1"},
+        is_public=False,
+    )
     data.add_flavor(name="tiny", flavor_id="1", vcpus=1, ram=512, disk=1)
     data.add_server(flavor=data.flavors.records["gpu-1"])
 
@@ -97,9 +110,13 @@ def test_flavors_private_and_extra_specs(fake: FakeOpenStack) -> None:
 
     flavors = {c.external_id: c for c in changes[Kind.FLAVOR]}
     assert flavors["gpu-1"].fields == {
-        "name": "gpu", "cores": 8, "memory": 65536, "disk": 100, "is_public": False,
+        "name": "gpu",
+        "cores": 8,
+        "memory": 65536,
+        "disk": 100,
+        "is_public": False,
         "extra_specs": {"pci_passthrough:alias": "a100:1"},
-    }  # fmt: skip
+    }
     assert flavors["1"].fields["extra_specs"] == {}
     assert changes[Kind.HOST][0].fields["flavor"] == "gpu-1"
     assert "is_public=None" in fake.requests("/compute/v2.1/flavors/detail")[0][2]
@@ -143,10 +160,15 @@ def test_images_paginated_hidden_included(fake: FakeOpenStack) -> None:
 
     assert set(found) == {i["id"] for i in images} | {hidden["id"]}
     assert found[images[0]["id"]].fields == {
-        "name": images[0]["name"], "status": "active", "os_distro": "debian",
-        "os_version": "22.04", "architecture": "x86_64", "min_disk": 10, "min_ram": 0,
+        "name": images[0]["name"],
+        "status": "active",
+        "os_distro": "debian",
+        "os_version": "22.04",
+        "architecture": "x86_64",
+        "min_disk": 10,
+        "min_ram": 0,
         "visibility": "public",
-    }  # fmt: skip
+    }
     assert found[images[0]["id"]].version.startswith(
         parse_timestamp(images[0]["updated_at"]).strftime("%Y-%m-%dT%H:%M:%S")
     )
@@ -205,10 +227,22 @@ def test_projects_forbidden_leaves_project_out_of_kinds(fake: FakeOpenStack) -> 
     assert changes[Kind.PROJECT] == [] and len(changes[Kind.HOST]) == 1
 
 
+def test_through_the_driver_class(fake: FakeOpenStack) -> None:
+    fake.data.add_servers(2)
+    driver = OpenStackDriver()
+    config = driver.validate_config(fake.client_config())
+    assert len(by_kind(driver.list_inventory(config).changes)[Kind.HOST]) == 2
+    assert len(by_kind(driver.list_changes_since(config, BASE_TIME).changes)[Kind.HOST]) == 2
+    assert driver.test_connection(config)["counts"]["host"] == 2
+
+
 def test_application_credential_auth(fake: FakeOpenStack) -> None:
     fake.data.add_server()
-    config = {"auth_url": fake.auth_url, "application_credential_id": "app-cred-id",
-              "application_credential_secret": "app-cred-secret"}  # fmt: skip
+    config = {
+        "auth_url": fake.auth_url,
+        "application_credential_id": "app-cred-id",
+        "application_credential_secret": "app-cred-secret",
+    }
     hosts = by_kind(inventory.list_inventory(config).changes)[Kind.HOST]
     assert len(hosts) == 1
 
@@ -288,6 +322,27 @@ def test_slow_answer_times_out_as_network_error(fake: FakeOpenStack, monkeypatch
     snapshot = inventory.list_inventory(fake.client_config())
     with pytest.raises(NetworkError, match="listing images failed"):
         list(snapshot.changes)
+
+
+@pytest.mark.timeout(20)
+def test_auth_url_of_another_service_fails_fast(fake: FakeOpenStack) -> None:
+    # The generic keystoneauth plugin would hang forever here (a 401 during
+    # auth_url discovery re-enters its auth lock); the v3 plugin just fails.
+    config = fake.client_config(auth_url=f"{fake.url}/compute/v2.1")
+    with pytest.raises(DriverError, match="check auth_url"):
+        inventory.list_inventory(config)
+
+
+def test_unknown_region_is_a_missing_catalog_entry(fake: FakeOpenStack) -> None:
+    with pytest.raises(DriverError, match="missing service catalog entry.*Nowhere"):
+        inventory.list_inventory(fake.client_config(region_name="Nowhere"))
+
+
+def test_tls_failure_is_a_config_problem(fake: FakeOpenStack) -> None:
+    config = fake.client_config(auth_url=fake.auth_url.replace("http:", "https:"))
+    with pytest.raises(DriverError, match="TLS error") as err:
+        inventory.list_inventory(config)
+    assert not isinstance(err.value, NetworkError)
 
 
 def test_unreachable_cloud_is_a_network_error() -> None:

@@ -58,7 +58,7 @@ def dispatch(
     if method == "GET" and p in _DISCOVERY:
         return _DISCOVERY[p](fake)
     if method != "GET":
-        return error(405, "method not allowed in the fake", path)
+        return error(404, f"fake has no route for {method} {path}", path)
     token = headers.get("X-Auth-Token")
     if not token or token not in fake.tokens:
         return error(401, "The request you have made requires authentication.", path)

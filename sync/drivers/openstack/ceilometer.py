@@ -133,7 +133,10 @@ def raw_notification(event: Mapping[str, Any]) -> Mapping[str, Any] | None:
 def is_instance_payload(message: Any) -> bool:
     """A bare Nova instance payload (what ``raw_only`` posts): legacy
     ``info_from_instance`` dicts have ``instance_id`` next to instance
-    fields; versioned ones are an ``Instance*Payload`` object."""
+    fields; versioned ones are an ``Instance*Payload`` object. ``state``
+    alone is not enough: the scheduler's ``scheduler.run_instance`` payload
+    has ``instance_id`` and ``state`` but describes a request, not the
+    instance (and is ignored when it arrives as a notification)."""
     if not isinstance(message, Mapping):
         return False
     if any(key in message for key in ("event_type", "payload", "traits", *OSLO_KEYS)):
@@ -148,11 +151,13 @@ def is_instance_payload(message: Any) -> bool:
             and "uuid" in data
         )
     return isinstance(message.get("instance_id"), str) and any(
-        key in message for key in ("state", "display_name", "tenant_id", "instance_type")
+        key in message for key in ("display_name", "tenant_id", "instance_type")
     )
 
 
-def wrap_raw_only(payload: Mapping[str, Any], received_at: datetime | None = None) -> dict[str, Any]:
+def wrap_raw_only(
+    payload: Mapping[str, Any], received_at: datetime | None = None
+) -> dict[str, Any]:
     """Mark a raw_only payload and stamp it with the time it was received."""
     when = received_at or datetime.now(UTC)
     return {RAW_ONLY: dict(payload), RECEIVED_AT: when.isoformat()}

@@ -82,6 +82,11 @@ def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
         parts = urlsplit(auth_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             errors["auth_url"] = f"must be an http(s) URL, got {auth_url!r}"
+        elif parts.path.rstrip("/").endswith(("/v2.0", "/v2")):
+            errors["auth_url"] = (
+                "points at the Keystone v2.0 API, which is gone; "
+                "use the unversioned URL or the /v3 one"
+            )
         out["auth_url"] = auth_url.rstrip("/")
 
     version = config.get("version", "3")

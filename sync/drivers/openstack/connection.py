@@ -56,7 +56,12 @@ def build_connection(config: Mapping[str, Any]) -> openstack.connection.Connecti
             "application_credential_secret": config["application_credential_secret"],
         }
     else:
-        auth_type = "password"
+        # Not the generic "password" plugin: it GETs auth_url for version
+        # discovery, and when that answers 401 (auth_url pointing at another
+        # service) keystoneauth 5.x retries "authenticated" inside its own
+        # auth lock and hangs forever. v3 plugins POST straight to
+        # <auth_url>/v3/auth/tokens (openstacksdk adds the /v3).
+        auth_type = "v3password"
         auth = {
             key: config[key]
             for key in (
@@ -140,12 +145,20 @@ def _classify(exc: BaseException, what: str) -> DriverError:
         if status == 401 or isinstance(err, ks_exc.Unauthorized):
             return AuthError(f"authentication failed while {what}: {err}")
     for err in _chain(exc):
+        if isinstance(err, ks_exc.SSLError | requests.exceptions.SSLError):
+            return DriverError(f"{what} failed: TLS error (check cacert/verify): {err}")
+    for err in _chain(exc):
         if isinstance(err, ks_exc.ConnectionError | requests.ConnectionError | requests.Timeout):
             return NetworkError(f"{what} failed: cannot reach the cloud: {err}")
         status = getattr(err, "http_status", None) or getattr(err, "status_code", None)
         if isinstance(status, int) and (status >= 500 or status in (408, 429)):
             return NetworkError(f"{what} failed: {err}")
-    if isinstance(exc, ks_exc.EndpointNotFound):
+    statuses = {
+        getattr(e, "http_status", None) or getattr(e, "status_code", None) for e in _chain(exc)
+    }
+    if what.startswith("authenticating") and 404 in statuses:
+        return DriverError(f"{what} failed: no Keystone v3 API there (check auth_url): {exc}")
+    if isinstance(exc, ks_exc.EndpointNotFound | openstack.exceptions.ServiceDisabledException):
         return DriverError(f"{what} failed: missing service catalog entry: {exc}")
     if isinstance(exc, ks_exc.DiscoveryFailure):
         return DriverError(f"{what} failed: API version discovery failed (check auth_url): {exc}")

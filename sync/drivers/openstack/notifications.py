@@ -8,7 +8,10 @@ Three steps, called by ``OpenStackDriver``:
   "<json>"}`` (``messagingv2`` driver), possibly nested under ``"request"``
   (sg-core / AMQP 1.0). Bare v1 messages (``_context_*`` keys) and the
   listener shape (``{ctxt, publisher_id, event_type, payload, metadata}``)
-  pass through unchanged.
+  pass through unchanged. Ceilometer HTTP-publisher events are replaced by
+  their ``raw`` notification when they carry one; bare Nova instance
+  payloads (Ceilometer ``raw_only``) are wrapped as timestamped snapshots
+  (see ``ceilometer``).
 * ``describe``: dedup key (oslo ``message_id``), event type, timestamp.
 * ``translate``: dispatch on the event type to ``nova``, ``glance``,
   ``neutron`` or the Keystone handler below. Anything else is *ignored*
@@ -25,6 +28,7 @@ from typing import Any
 
 from sync.changes import Kind, Op, parse_timestamp
 from sync.drivers.base import BadPayload, EventInfo, Translation, body_hash
+from sync.drivers.openstack import ceilometer
 from sync.drivers.openstack.common import Msg, ignored, req_str
 from sync.drivers.openstack.glance import translate_image
 from sync.drivers.openstack.neutron import translate_network
@@ -56,10 +60,14 @@ def _split(message: Any, depth: int) -> Iterator[Any]:
             yield from _split(item, depth + 1)
         return
     inner = _unwrap(message)
-    if inner is None:
-        yield message
-    else:
+    if inner is not None:
         yield from _split(inner, depth + 1)
+    elif ceilometer.is_event(message) and (raw := ceilometer.raw_notification(message)):
+        yield from _split(raw, depth + 1)  # store_raw: the notification itself
+    elif ceilometer.is_instance_payload(message):
+        yield ceilometer.wrap_raw_only(message)  # raw_only: a timestamped snapshot
+    else:
+        yield message
 
 
 def _unwrap(message: Any) -> Any | None:
@@ -111,6 +119,10 @@ def describe(message: Any) -> EventInfo:
         message = inner
     if not isinstance(message, Mapping):
         return EventInfo(key=body_hash(message))
+    if ceilometer.is_event(message):
+        return ceilometer.describe_event(message)
+    if ceilometer.is_raw_only(message):
+        return ceilometer.describe_raw_only(message)
     meta = message.get("metadata")
     meta = meta if isinstance(meta, Mapping) else {}
     key = message.get("message_id") or meta.get("message_id")
@@ -150,6 +162,11 @@ def translate(message: Any) -> Translation:
         message = inner
     if not isinstance(message, Mapping):
         raise BadPayload(f"a notification must be a JSON object, not {type(message).__name__}")
+    if ceilometer.is_event(message):
+        raw = ceilometer.raw_notification(message)
+        return translate(raw) if raw is not None else ceilometer.translate_event(message)
+    if ceilometer.is_raw_only(message):
+        return ceilometer.translate_raw_only(message)
     info = describe(message)
     event_type = message.get("event_type")
     if not isinstance(event_type, str) or not event_type.strip():

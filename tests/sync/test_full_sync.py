@@ -1,0 +1,252 @@
+"""Full sync against a fake OpenStack over HTTP, with the real openstacksdk,
+reconciled through the same apply() as events."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.utils import timezone
+
+from sync import runs
+from sync.apply import apply
+from sync.changes import Change, Kind, Op, Source, make_version
+from sync.choices import SyncRunKindChoices as RunKind
+from sync.choices import SyncRunStatusChoices as RunStatus
+from sync.drivers.openstack import connection
+from sync.drivers.registry import get_driver
+from sync.models import CloudFlavor, CloudHost, CloudHostIP, CloudImage, CloudPort, SyncRun
+from sync.reconcile import reconcile
+from tests.fake_openstack import FakeOpenStack, fake_openstack_server
+
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.filterwarnings("ignore::PendingDeprecationWarning"),
+]
+
+
+@pytest.fixture(scope="module")
+def server():
+    with fake_openstack_server() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake(server: FakeOpenStack, monkeypatch) -> FakeOpenStack:
+    server.reset()
+    monkeypatch.setattr(connection, "RETRY_DELAY", 0.01)
+    return server
+
+
+@pytest.fixture
+def provider(fake, provider_factory):
+    return provider_factory(cloud_sync_driver="openstack.ocata", client_config=fake.client_config())
+
+
+def seed(fake: FakeOpenStack, servers: int = 10) -> list[dict]:
+    fake.data.add_projects(2)
+    fake.data.add_flavors(3)
+    fake.data.add_image()
+    return fake.data.add_servers(servers)
+
+
+def full_sync(provider, kind=RunKind.FULL) -> SyncRun:
+    run = runs.claim_run(provider, kind)
+    return runs.execute_run(run.pk)
+
+
+def hosts(provider) -> dict[str, CloudHost]:
+    return {h.host_id: h for h in CloudHost.objects.filter(cloudprovider=provider)}
+
+
+def test_empty_database_then_a_second_run_changes_nothing(fake, provider):
+    # given
+    servers = seed(fake, 12)
+    # when
+    run = full_sync(provider)
+    # then
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert set(hosts(provider)) == {s["id"] for s in servers}
+    host = CloudHost.objects.select_related("cloudflavor", "image", "project").get(host_id=servers[0]["id"])
+    assert host.hostname == servers[0]["name"] and host.status == "active"
+    assert host.cloudflavor.cores and host.cloudflavor.memory and host.image.name
+    assert host.hypervisor == servers[0]["OS-EXT-SRV-ATTR:host"]
+    assert CloudHostIP.objects.filter(host__cloudprovider=provider).count() == 12
+    assert run.counts["host"] == {"created": 12}
+    assert run.drift_healed == sum(sum(c.values()) for c in run.counts.values())
+    provider.refresh_from_db()
+    assert provider.last_full_sync_status == RunStatus.SUCCEEDED
+    # when: nothing changed in the cloud
+    again = full_sync(provider)
+    # then
+    assert again.status == RunStatus.SUCCEEDED
+    assert again.drift_healed == 0
+    assert {o for counts in again.counts.values() for o in counts} == {"unchanged"}
+
+
+def test_one_run_heals_drift_and_counts_it_exactly(fake, provider):
+    servers = seed(fake, 10)
+    assert full_sync(provider).status == RunStatus.SUCCEEDED
+    # events were lost while: one server was deleted, two renamed, one added, one stopped
+    gone, renamed, stopped = servers[0], servers[1:3], servers[3]
+    old_names = {s["id"]: s["name"] for s in renamed}
+    fake.data.delete_server(gone["id"])
+    for s in renamed:
+        fake.data.update_server(s["id"], name=old_names[s["id"]] + "-renamed")
+    fake.data.update_server(stopped["id"], status="SHUTOFF")
+    added = fake.data.add_server()
+    # and an event got one host wrong in the database (older than the cloud's state)
+    apply(provider, [Change(Kind.HOST, Op.UPSERT, servers[4]["id"], {"hypervisor": "wrong"}, make_version(1))])
+    CloudHost.objects.filter(host_id=servers[4]["id"]).update(hypervisor="wrong")
+    run = full_sync(provider)
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert run.drift["host"]["counts"] == {"deleted": 1, "updated": 4, "created": 1}
+    assert run.drift["host_ip"]["counts"] == {"created": 1}
+    assert run.drift_healed == 7
+    assert set(run.drift["host"]["sample"]["updated"]) == {s["id"] for s in [*renamed, stopped, servers[4]]}
+    now = hosts(provider)
+    assert gone["id"] not in now and added["id"] in now
+    assert now[renamed[0]["id"]].hostname.endswith("-renamed")
+    assert now[stopped["id"]].status == "stopped"
+    assert now[servers[4]["id"]].hypervisor == servers[4]["OS-EXT-SRV-ATTR:host"]
+    assert CloudHost.all_objects.get(host_id=gone["id"]).deleted_at is not None
+
+
+def test_events_racing_with_a_full_sync_never_regress_a_host(fake, provider):
+    servers = seed(fake, 6)
+    target = servers[0]
+    future = timezone.now() + timedelta(minutes=5)
+    driver = get_driver("openstack.ocata")
+    run = runs.claim_run(provider, RunKind.FULL)
+    snapshot = driver.list_inventory(provider.client_config)
+
+    def with_events_midway(changes):
+        for n, change in enumerate(changes):
+            if n == 3:  # events arrive while the listing streams in
+                apply(provider, [
+                    Change(Kind.HOST, Op.UPSERT, target["id"], {"status": "stopped"},
+                           make_version(future, future)),
+                    Change(Kind.HOST, Op.UPSERT, "created-during-listing", {"hostname": "new"},
+                           make_version(future, future)),
+                ])
+            yield change
+
+    snapshot.changes = with_events_midway(snapshot.changes)
+    snapshot.started_at = run.started_at
+    reconcile(run, snapshot)
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED
+    now = hosts(provider)
+    assert now[target["id"]].status == "stopped"  # the newer event wins over the listing
+    assert now[target["id"]].hostname == target["name"]  # while the listing filled the rest
+    assert "created-during-listing" in now  # not deleted: it changed after the listing began
+
+
+def test_listing_failure_mid_pagination_fails_the_run_and_deletes_nothing(fake, provider):
+    seed(fake, 30)
+    assert full_sync(provider).status == RunStatus.SUCCEEDED
+    fake.nova_max_limit = 10
+    fake.fail(500, "/compute/v2.1/servers/detail", after=1, times=100)
+    with pytest.raises(CommandError, match="network error: listing servers failed"):
+        call_command("cloudsync_sync", str(provider.pk))
+    run = SyncRun.objects.filter(cloudprovider=provider).order_by("-pk").first()
+    assert run.status == RunStatus.FAILED
+    assert CloudHost.objects.filter(cloudprovider=provider).count() == 30
+    assert not SyncRun.objects.filter(cloudprovider=provider, status=RunStatus.RUNNING).exists()
+
+
+def test_mass_delete_guard_holds_deletions_and_the_plan_can_be_applied(fake, provider, settings):
+    settings.CLOUDSYNC_MASS_DELETE_RATIO = 0.2
+    settings.CLOUDSYNC_MASS_DELETE_MIN_COUNT = 2
+    servers = seed(fake, 10)
+    full_sync(provider)
+    for s in servers[:4]:
+        fake.data.delete_server(s["id"])
+    run = full_sync(provider)
+    assert run.status == RunStatus.NEEDS_APPROVAL
+    assert "mass-delete guard" in run.error and "4 of 10 hosts" in run.error
+    assert len(hosts(provider)) == 10  # nothing deleted yet
+    assert {p["external_id"] for p in run.plan if p["kind"] == "host"} == {s["id"] for s in servers[:4]}
+    call_command("cloudsync_apply_plan", str(run.pk))
+    run.refresh_from_db()
+    assert run.status == RunStatus.APPLIED
+    assert len(hosts(provider)) == 6
+    with pytest.raises(CommandError, match="no stored plan"):
+        call_command("cloudsync_apply_plan", str(run.pk))
+
+
+def test_dry_run_stores_a_field_by_field_plan_and_applies_nothing(fake, provider):
+    servers = seed(fake, 5)
+    full_sync(provider)
+    old_name = servers[0]["name"]
+    fake.data.update_server(servers[0]["id"], name="renamed")
+    fake.data.delete_server(servers[1]["id"])
+    run = full_sync(provider, RunKind.DRY_RUN)
+    assert run.status == RunStatus.PLANNED
+    by_id = {(p["kind"], p["external_id"]): p for p in run.plan}
+    assert by_id[("host", servers[0]["id"])]["diff"]["hostname"] == [old_name, "renamed"]
+    assert by_id[("host", servers[1]["id"])]["op"] == "delete"
+    assert hosts(provider)[servers[0]["id"]].hostname == old_name  # untouched
+    assert servers[1]["id"] in hosts(provider)
+    runs.apply_stored_plan(run.pk)
+    assert hosts(provider)[servers[0]["id"]].hostname == "renamed"
+    assert servers[1]["id"] not in hosts(provider)
+
+
+def test_deletes_stay_inside_what_was_listed(fake, provider, provider_factory):
+    seed(fake, 3)
+    full_sync(provider)
+    other = provider_factory(cloud_sync_driver="noop")
+    apply(other, [Change(Kind.HOST, Op.UPSERT, "elsewhere", {"hostname": "x"}, "1")])
+    fake.projects_forbidden = True  # projects cannot be listed: none is deleted
+    run = full_sync(provider)
+    assert run.status == RunStatus.SUCCEEDED
+    assert CloudHost.objects.filter(cloudprovider=other).count() == 1
+    assert "project" not in {k for k, c in run.counts.items() if c.get("deleted")}
+
+
+def test_catch_up_applies_changes_since_the_last_run_including_deletes(fake, provider):
+    servers = seed(fake, 5)
+    full_sync(provider)
+    fake.data.clock = timezone.now()  # the cloud's clock: changes happen after that run
+    fake.data.delete_server(servers[0]["id"])
+    fake.data.update_server(servers[1]["id"], name="caught-up")
+    run = full_sync(provider, RunKind.CATCH_UP)
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    now = hosts(provider)
+    assert servers[0]["id"] not in now
+    assert now[servers[1]["id"]].hostname == "caught-up"
+    assert len(now) == 4
+
+
+def test_one_run_per_provider_at_a_time(fake, provider):
+    runs.claim_run(provider, RunKind.FULL)
+    with pytest.raises(runs.RunInProgress, match="already running"):
+        runs.claim_run(provider, RunKind.DRY_RUN)
+    with pytest.raises(CommandError, match="already running"):
+        call_command("cloudsync_sync", str(provider.pk))
+
+
+def test_auth_failure_is_reported_as_such_and_deletes_nothing(fake, provider):
+    seed(fake, 3)
+    full_sync(provider)
+    fake.reject_tokens = True
+    with pytest.raises(CommandError, match="authentication failed"):
+        call_command("cloudsync_sync", provider.name)
+    run = SyncRun.objects.filter(cloudprovider=provider).order_by("-pk").first()
+    assert run.status == RunStatus.FAILED and run.error.startswith("authentication failed")
+    assert len(hosts(provider)) == 3
+
+
+def test_management_commands_print_what_they_saw(fake, provider, capsys):
+    seed(fake, 2)
+    call_command("cloudsync_sync", provider.name)
+    out = capsys.readouterr().out
+    assert "succeeded" in out and "host: created 2" in out
+    call_command("cloudsync_test_connection", str(provider.pk))
+    assert "connection OK" in capsys.readouterr().out
+    fake.reject_tokens = True
+    with pytest.raises(CommandError, match="authentication failed"):
+        call_command("cloudsync_test_connection", str(provider.pk))
