@@ -175,12 +175,20 @@ SPECTACULAR_SETTINGS = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"redact_token": {"()": "project.logfilters.RedactTokenFilter"}},
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact_token"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
-        # gunicorn/runserver access logs would print query strings (which may
-        # carry a ?token=); sync.endpoint logs requests itself, redacted.
-        "django.server": {"level": "WARNING"},
+        # Access lines carry query strings, and ?token= is a secret: redacted
+        # by a filter on the logger itself, so any handler gets the clean line.
+        "django.server": {"filters": ["redact_token"]},
+        "gunicorn.access": {"filters": ["redact_token"]},
     },
 }

@@ -140,7 +140,7 @@ def provider_endpoint(request: HttpRequest, provider_id: int) -> HttpResponse:
         return _error(413, f"body larger than {settings.CLOUDSYNC_MAX_BODY_BYTES} bytes")
     if not _authenticated(request, info.secret, body):
         return _error(
-            401, "missing or invalid credentials", WWW_Authenticate='Bearer realm="cloudsync"'
+            401, "missing or invalid credentials", WWW_Authenticate='Bearer realm="cloudsync", Basic realm="cloudsync"'
         )
     if not info.enabled:
         return _error(409, "cloud sync is disabled for this provider; nothing was queued")

@@ -38,11 +38,15 @@ NOT_JSON = {
 
 # (file, message label) -> expected BadPayload reason: samples that really lack
 # required data. The StackTach schema samples are payloads without an
-# envelope; as they are, they have no event_type (the sweep also runs them
-# wrapped with the event type the README documents).
+# envelope (the sweep also runs them wrapped with the event type the README
+# documents). As they are, the Nova instance payloads among them are what
+# Ceilometer's ``raw_only`` publisher posts and go through as instance
+# snapshots (sync/drivers/openstack/ceilometer.py); the scheduler payloads
+# describe a request, not an instance, and have no event_type to go by.
 EXPECTED_BAD = {
     (f"nova-legacy/stacktach-notification-schemas-samples/{name}", "raw"): "no event_type"
     for name in stacktach_event_types()
+    if not name.startswith("compute-instance-")
 }
 
 # Versioned Nova event types that must produce changes; all others are ignored.

@@ -209,12 +209,6 @@ def _leaks(records: list[logging.LogRecord], secret: str) -> list[str]:
     return found
 
 
-TOKEN_LEAK = pytest.mark.xfail(
-    strict=True,
-    reason="django.server's access line is the request line, query string included "
-    "(WSGIRequestHandler.log_message); the lead's fix: a filter on django.server "
-    "that redacts token= (see docs/producers.md)",
-)
 
 
 @pytest.mark.parametrize(
@@ -226,9 +220,9 @@ TOKEN_LEAK = pytest.mark.xfail(
         ("basic", False),
         ("userinfo", True),
         ("userinfo", False),
-        pytest.param("token", True, marks=TOKEN_LEAK),
-        pytest.param("token", False, marks=TOKEN_LEAK),
-        pytest.param("token+other", False, marks=TOKEN_LEAK),
+        ("token", True),
+        ("token", False),
+        ("token+other", False),
     ],
 )
 def test_no_secret_in_any_log(runserver, provider_factory, caplog, form, valid):
@@ -271,13 +265,6 @@ def test_no_secret_in_the_log_of_a_503(runserver, provider_factory, caplog):
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(
-    strict=True,
-    reason="SNS answers a 401 challenge with the URL's credentials only when the "
-    "challenge offers Basic (AWS: the endpoint must support the 401 response); the "
-    "401 advertises only Bearer. Lead's fix in sync/endpoint.py: also send "
-    "'Basic realm=\"cloudsync\"'",
-)
 def test_401_challenge_offers_basic_for_sns(client, provider):
     response = client.post(
         url(provider),
