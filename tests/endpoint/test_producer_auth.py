@@ -1,4 +1,4 @@
-"""The endpoint as real producers call it (docs/producers.md), and that no
+"""The endpoint as real producers call it (README "Connecting a producer"), and that no
 secret ever reaches a log.
 
 * SNS HTTP(S) subscriptions: JSON sent as ``text/plain; charset=UTF-8`` with
