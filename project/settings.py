@@ -25,6 +25,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served locally, no CDN
     "django_celery_beat",
     "sync",
 ]
@@ -161,6 +162,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Cloud inventory (hosts, flavors, images, projects) kept in sync with OpenStack, AWS and custom clouds.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     # One enum name per choice list (several models have a "status"/"kind").
     "ENUM_NAME_OVERRIDES": {
         "HostStatusEnum": "sync.choices.HostStatusChoices",

@@ -15,7 +15,6 @@ from rest_framework.test import APIClient
 
 from project.celery import app as celery_app
 from sync.models import CloudFlavor, CloudHost, CloudHostIP, CloudImage, CloudProject, CloudProvider
-from tests.conftest import TEST_REDIS_URL
 
 MODELS = (
     "cloudprovider",
@@ -34,32 +33,13 @@ ROLE_PERMS = {
 ROLES = ("anonymous", "reader", "operator", "admin")
 
 
-def _api_redis_url() -> str:
-    """A Redis DB of the API tests' own (1-7; the shared conftest uses 8-15):
-    a Celery worker started by a concurrently running e2e test consumes from
-    the shared test DB and would take the messages these tests count."""
-    base, _, db = TEST_REDIS_URL.rpartition("/")
-    return f"{base}/{1 + int(db) % 7}"
-
-
-def _use_broker(url: str) -> None:
-    celery_app.conf.broker_url = url
-    # Rebuilt lazily from broker_url (as after a fork). Not closed: kombu keeps
-    # pools in a global registry keyed by URL and would hand back a closed one.
-    celery_app._pool = None
-    celery_app.amqp._producer_pool = None
-
-
 @pytest.fixture(autouse=True)
 def broker():
-    """Every API test publishes to the API tests' Redis DB; yields a client to inspect it."""
-    url = _api_redis_url()
-    previous = celery_app.conf.broker_url
-    client = redis.Redis.from_url(url)
+    """The test process's own Redis (tests/conftest.py), emptied around each test;
+    yields a client to inspect the queues."""
+    client = redis.Redis.from_url(celery_app.conf.broker_url)
     client.flushdb()
-    _use_broker(url)
     yield client
-    _use_broker(previous)
     client.flushdb()
 
 

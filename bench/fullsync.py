@@ -1,0 +1,404 @@
+"""Full sync of an OpenStack cloud: time, peak RSS and SQL queries (DESIGN §8).
+
+    python -m bench.fullsync [--sizes 1k,10k,100k] [--profile DIR] [--json FILE]
+
+For each size: a fake OpenStack (``bench.fake_cloud_process``, its own
+process) with N servers, one port each, ~20 flavors, N/100 images (at least
+3) and 50 projects (+ the admin project); an empty inventory and a provider
+with the ``openstack.ocata`` driver pointing at it; then two measurements,
+each in a fresh Python process so each peak RSS is its own:
+
+* full sync from empty: ``runs.claim_run`` + ``runs.execute_run`` (no Celery);
+* no-change re-sync: the same again, nothing changed in the cloud.
+
+Queries are counted with ``connection.execute_wrapper`` (a bulk insert or
+update is one query); rows written are the summed rowcounts of INSERT, UPDATE
+and DELETE. Objects = every synced row: servers + ports + flavors + images +
+projects. Phases: "listing" is the time spent inside the driver's snapshot
+generator (HTTP, JSON, mapping to Changes), "db" the time inside SQL
+statements, the rest of the run is Python in apply/reconcile.
+
+Postgres: a throwaway database (``--database-url``, default
+``postgres://postgres@127.0.0.1:5432/cloudsync_bench_fullsync``; DATABASE_URL
+is used when set and the option is not) created, migrated and dropped at the
+end (``--keep-db`` keeps it). Never part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/cloudsync_bench_fullsync"
+PROVIDER = "bench-fullsync"
+
+
+# -- helpers -----------------------------------------------------------------------
+def parse_size(text: str) -> int:
+    text = text.strip().lower().replace("_", "")
+    factor = 1
+    if text.endswith("k"):
+        factor, text = 1000, text[:-1]
+    elif text.endswith("m"):
+        factor, text = 1_000_000, text[:-1]
+    return int(float(text) * factor)
+
+
+def label(n: int) -> str:
+    if n % 1000 == 0 and n >= 1000:
+        return f"{n // 1000}k"
+    return str(n)
+
+
+def _child_env(database_url: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=database_url,
+        DJANGO_SETTINGS_MODULE="project.settings",
+        DJANGO_DEBUG="0",  # DEBUG would keep every query in connection.queries
+        PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
+    )
+    return env
+
+
+def _admin_dsn(database_url: str) -> tuple[str, str]:
+    parts = urlsplit(database_url)
+    name = parts.path.lstrip("/")
+    admin = urlunsplit(parts._replace(scheme="postgresql", path="/postgres"))
+    return admin, name
+
+
+def _admin_exec(database_url: str, *statements: str) -> None:
+    import psycopg
+
+    admin, _ = _admin_dsn(database_url)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement)
+
+
+def create_database(database_url: str) -> None:
+    _, name = _admin_dsn(database_url)
+    _admin_exec(database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"')
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+        cwd=ROOT, env=_child_env(database_url), check=True,
+    )
+
+
+def drop_database(database_url: str) -> None:
+    _, name = _admin_dsn(database_url)
+    _admin_exec(database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def run_child(database_url: str, *args: str) -> dict[str, Any]:
+    """Run ``python -m bench.fullsync --child ...``; its last stdout line is JSON."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.fullsync", "--child", *args],
+        cwd=ROOT, env=_child_env(database_url), stdout=subprocess.PIPE, text=True,
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"child {args} failed with exit status {proc.returncode}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+class FakeCloudProcess:
+    def __init__(self, servers: int) -> None:
+        self.servers = servers
+        self.proc: subprocess.Popen | None = None
+        self.info: dict[str, Any] = {}
+
+    def __enter__(self) -> FakeCloudProcess:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.fake_cloud_process", "--servers", str(self.servers)],
+            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.wait()
+            raise SystemExit("the fake cloud process did not start")
+        self.info = json.loads(line)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.proc is not None
+        try:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.terminate()
+            self.proc.wait()
+
+
+# -- child side (inside Django) ---------------------------------------------------------
+class QueryCounter:
+    """execute_wrapper: statements, rows written and time per statement type."""
+
+    def __init__(self) -> None:
+        self.queries = 0
+        self.by_type: dict[str, int] = {}
+        self.rows: dict[str, int] = {}
+        self.seconds = 0.0
+
+    def __call__(self, execute, sql, params, many, context):
+        verb = sql.lstrip().split(None, 1)[0].upper() if sql else "?"
+        start = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            self.seconds += time.perf_counter() - start
+            self.queries += 1
+            self.by_type[verb] = self.by_type.get(verb, 0) + 1
+            if verb in ("INSERT", "UPDATE", "DELETE"):
+                rowcount = getattr(context["cursor"], "rowcount", -1)
+                if rowcount and rowcount > 0:
+                    self.rows[verb] = self.rows.get(verb, 0) + rowcount
+
+
+def child_prepare(client_config: dict[str, Any]) -> dict[str, Any]:
+    """Empty inventory, one provider pointing at the fake."""
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    from sync.models import CloudProvider
+
+    tables = [
+        "sync_cloudhostip", "sync_cloudport", "sync_cloudhost", "sync_cloudimage",
+        "sync_cloudflavor", "sync_cloudproject", "sync_syncrun",
+    ]
+    with connection.cursor() as cursor:
+        existing = set(connection.introspection.table_names(cursor))
+        wanted = [t for t in tables if t in existing]
+        cursor.execute(f"TRUNCATE {', '.join(wanted)} RESTART IDENTITY CASCADE")
+    CloudProvider.objects.filter(name=PROVIDER).delete()
+    provider = CloudProvider(
+        name=PROVIDER, cloud_sync_enabled=True, cloud_sync_driver="openstack.ocata",
+        client_config=client_config,
+    )
+    provider.full_clean()
+    provider.save()
+    return {"provider_id": provider.pk}
+
+
+def child_analyze() -> dict[str, Any]:
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE")
+    return {}
+
+
+def child_sync(provider_id: int, profile: str | None) -> dict[str, Any]:
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    from sync import reconcile, runs
+    from sync.drivers.base import Snapshot
+    from sync.drivers.openstack import OpenStackDriver
+    from sync.models import CloudProvider, SyncRun
+
+    provider = CloudProvider.objects.get(pk=provider_id)
+    connection.ensure_connection()
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    phases = {"listing": 0.0, "deletions": 0.0}
+    original_list = OpenStackDriver.list_inventory
+
+    def timed(changes):
+        iterator = iter(changes)
+        while True:
+            start = time.perf_counter()
+            try:
+                change = next(iterator)
+            except StopIteration:
+                phases["listing"] += time.perf_counter() - start
+                return
+            phases["listing"] += time.perf_counter() - start
+            yield change
+
+    def list_inventory(self, config):
+        start = time.perf_counter()
+        snap = original_list(self, config)
+        phases["listing"] += time.perf_counter() - start
+        return Snapshot(snap.changes and timed(snap.changes), snap.kinds, snap.scopes, snap.started_at)
+
+    original_deletions = reconcile._deletions
+
+    def deletions(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return original_deletions(*args, **kwargs)
+        finally:
+            phases["deletions"] += time.perf_counter() - start
+
+    OpenStackDriver.list_inventory = list_inventory
+    reconcile._deletions = deletions
+
+    counter = QueryCounter()
+    profiler = None
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+    start = time.perf_counter()
+    with connection.execute_wrapper(counter):
+        run = runs.claim_run(provider, "full", triggered_by="bench")
+        if profiler:
+            profiler.enable()
+        run = runs.execute_run(run.pk)
+        if profiler:
+            profiler.disable()
+    seconds = time.perf_counter() - start
+    if profiler:
+        profiler.dump_stats(profile)
+    run = SyncRun.objects.get(pk=run.pk)
+    counts = run.counts or {}
+    objects = sum(n for per_kind in counts.values() for n in per_kind.values())
+    return {
+        "status": run.status,
+        "error": run.error,
+        "seconds": seconds,
+        "listing": phases["listing"],
+        "deletions": phases["deletions"],
+        "db": counter.seconds,
+        "queries": counter.queries,
+        "by_type": counter.by_type,
+        "rows_written": counter.rows,
+        "counts": counts,
+        "objects": objects,
+        "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_before_mb": rss_before / 1024,
+    }
+
+
+# -- orchestration ---------------------------------------------------------------------
+def measure(database_url: str, servers: int, profile_dir: str | None) -> dict[str, Any]:
+    print(f"\n== {label(servers)} servers: seeding the fake cloud ...", file=sys.stderr, flush=True)
+    with FakeCloudProcess(servers) as fake:
+        print(f"   seeded in {fake.info['seconds']} s: {fake.info['counts']}", file=sys.stderr, flush=True)
+        config = json.dumps(fake.info["client_config"])
+        provider_id = run_child(database_url, "prepare", "--config", config)["provider_id"]
+        out: dict[str, Any] = {"servers": servers, "fake": fake.info["counts"]}
+        for name in ("full", "resync"):
+            if name == "resync":
+                run_child(database_url, "analyze")  # what autovacuum would do after a bulk load
+            args = ["sync", "--provider-id", str(provider_id)]
+            if profile_dir:
+                args += ["--profile-out", str(Path(profile_dir) / f"{label(servers)}-{name}.pstats")]
+            result = run_child(database_url, *args)
+            if result["status"] != "succeeded":
+                raise SystemExit(f"{name} sync of {servers} servers: {result['status']} {result['error']}")
+            print(f"   {name}: {_summary(result)}", file=sys.stderr, flush=True)
+            out[name] = result
+    return out
+
+
+def _summary(r: dict[str, Any]) -> str:
+    return (
+        f"{r['seconds']:.2f} s (listing {r['listing']:.2f}, db {r['db']:.2f}, "
+        f"deletions {r['deletions']:.2f}), {r['maxrss_mb']:.0f} MB, {r['queries']} queries "
+        f"{r['by_type']}, rows written {r['rows_written']}, objects {r['objects']}"
+    )
+
+
+def per_1k(r: dict[str, Any]) -> float:
+    return 1000 * r["queries"] / max(1, r["objects"])
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    lines = [
+        "| servers | objects | full sync (s) | peak RSS (MB) | queries/1k obj "
+        "| re-sync (s) | peak RSS (MB) | queries/1k obj | re-sync rows written |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for res in results:
+        f, r = res["full"], res["resync"]
+        lines.append(
+            f"| {label(res['servers'])} | {f['objects']:,} | {f['seconds']:.1f} | {f['maxrss_mb']:.0f} "
+            f"| {per_1k(f):.1f} | {r['seconds']:.1f} | {r['maxrss_mb']:.0f} | {per_1k(r):.1f} "
+            f"| {sum(r['rows_written'].values()):,} |"
+        )
+    lines += [
+        "",
+        "| servers | run | total (s) | listing (s) | SQL (s) | other Python (s) | deletions (s) "
+        "| RSS before sync (MB) |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for res in results:
+        for name in ("full", "resync"):
+            x = res[name]
+            other = x["seconds"] - x["listing"] - x["db"]
+            lines.append(
+                f"| {label(res['servers'])} | {name} | {x['seconds']:.1f} | {x['listing']:.1f} "
+                f"| {x['db']:.1f} | {other:.1f} | {x['deletions']:.2f} | {x['rss_before_mb']:.0f} |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1k,10k,100k", help="servers per run, e.g. 1k,10k,100k")
+    parser.add_argument("--database-url", default=None)
+    parser.add_argument("--keep-db", action="store_true")
+    parser.add_argument("--profile", metavar="DIR", help="cProfile each sync into DIR/<size>-<run>.pstats")
+    parser.add_argument("--json", metavar="FILE", help="also write the raw results as JSON")
+    # internal: the measured child processes
+    parser.add_argument("--child", choices=["prepare", "analyze", "sync"], help=argparse.SUPPRESS)
+    parser.add_argument("--config", help=argparse.SUPPRESS)
+    parser.add_argument("--provider-id", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--profile-out", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.child:
+        if args.child == "prepare":
+            out = child_prepare(json.loads(args.config))
+        elif args.child == "analyze":
+            out = child_analyze()
+        else:
+            out = child_sync(args.provider_id, args.profile_out)
+        print(json.dumps(out))
+        return 0
+
+    database_url = args.database_url or os.environ.get("DATABASE_URL") or DEFAULT_DB
+    if not database_url.startswith(("postgres://", "postgresql://")):
+        raise SystemExit("bench.fullsync needs a Postgres DATABASE_URL")
+    if database_url == os.environ.get("DATABASE_URL") and not args.database_url:
+        print(f"using DATABASE_URL {database_url} (it is dropped at the end)", file=sys.stderr)
+    sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
+    if args.profile:
+        Path(args.profile).mkdir(parents=True, exist_ok=True)
+    create_database(database_url)
+    results = []
+    try:
+        for servers in sizes:
+            results.append(measure(database_url, servers, args.profile))
+    finally:
+        if not args.keep_db:
+            drop_database(database_url)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
