@@ -18,10 +18,10 @@ projects. Phases: "listing" is the time spent inside the driver's snapshot
 generator (HTTP, JSON, mapping to Changes), "db" the time inside SQL
 statements, the rest of the run is Python in apply/reconcile.
 
-Postgres: a throwaway database (``--database-url``, default
-``postgres://postgres@127.0.0.1:5432/cloudsync_bench_fullsync``; DATABASE_URL
-is used when set and the option is not) created, migrated and dropped at the
-end (``--keep-db`` keeps it). Never part of the test suite.
+Postgres: a throwaway database ``cloudsync_bench_fullsync`` on the server of
+DATABASE_URL (default ``postgres://postgres@127.0.0.1:5432``), or exactly
+``--database-url``; created, migrated and dropped at the end (``--keep-db``
+keeps it). Never part of the test suite.
 """
 
 from __future__ import annotations
@@ -239,7 +239,10 @@ def child_sync(provider_id: int, profile: str | None) -> dict[str, Any]:
         start = time.perf_counter()
         snap = original_list(self, config)
         phases["listing"] += time.perf_counter() - start
-        return Snapshot(snap.changes and timed(snap.changes), snap.kinds, snap.scopes, snap.started_at)
+        return Snapshot(
+            changes=timed(snap.changes), kinds=snap.kinds, scopes=snap.scopes,
+            started_at=snap.started_at,
+        )
 
     original_deletions = reconcile._deletions
 
@@ -378,11 +381,13 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(out))
         return 0
 
-    database_url = args.database_url or os.environ.get("DATABASE_URL") or DEFAULT_DB
+    database_url = args.database_url
+    if not database_url:  # DATABASE_URL's server, but always our own throwaway database
+        base = os.environ.get("DATABASE_URL") or DEFAULT_DB
+        database_url = urlunsplit(urlsplit(base)._replace(path="/" + DEFAULT_DB.rsplit("/", 1)[1]))
     if not database_url.startswith(("postgres://", "postgresql://")):
-        raise SystemExit("bench.fullsync needs a Postgres DATABASE_URL")
-    if database_url == os.environ.get("DATABASE_URL") and not args.database_url:
-        print(f"using DATABASE_URL {database_url} (it is dropped at the end)", file=sys.stderr)
+        raise SystemExit("bench.fullsync needs Postgres (DATABASE_URL or --database-url)")
+    print(f"database {database_url} (created now, dropped at the end)", file=sys.stderr)
     sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
     if args.profile:
         Path(args.profile).mkdir(parents=True, exist_ok=True)
