@@ -8,7 +8,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from sync.changes import Change, Kind, Op, make_version
-from sync.drivers.base import BadPayload, ConfigError, Driver, NetworkError, Translation
+from sync.drivers.base import (
+    AuthError,
+    BadPayload,
+    ConfigError,
+    Driver,
+    NetworkError,
+    Snapshot,
+    Translation,
+)
 
 
 class HostDriver(Driver):
@@ -40,3 +48,36 @@ class HostDriver(Driver):
             changes=[Change(Kind.HOST, op, message["host"], fields, make_version(int(message.get("v", 1))),
                             source_ref=str(message.get("id", "")))]
         )
+
+
+class ConfiguredDriver(Driver):
+    """Requires ``auth_url`` and ``password``; full sync of nothing;
+    ``test_connection`` fails as ``config["mode"]`` says (admin and API tests)."""
+
+    name = "fake.configured"
+    description = "tests: config validation, runs, test connection"
+    supports_full_sync = True
+    supports_catch_up = True
+
+    def validate_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        config = super().validate_config(config)
+        errors = {
+            key: "this key is required" for key in ("auth_url", "password") if key not in config
+        }
+        if errors:
+            raise ConfigError(errors)
+        return config
+
+    def translate(self, message: Any, config: Mapping[str, Any]) -> Translation:
+        return Translation(changes=[])
+
+    def list_inventory(self, config: Mapping[str, Any]) -> Snapshot:
+        return Snapshot(changes=[], kinds=frozenset())
+
+    def test_connection(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        mode = config.get("mode")
+        if mode == "auth":
+            raise AuthError("401 from keystone: The request you have made requires authentication")
+        if mode == "network":
+            raise NetworkError("connect timeout to https://keystone.example:5000")
+        return {"servers": 3, "flavors": 2}

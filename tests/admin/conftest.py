@@ -10,12 +10,12 @@ from django.contrib.messages import get_messages
 
 from sync.drivers.registry import reset_registry
 
-FAKE = "admin-fake"
+FAKE = "fake.configured"
 
 
 @pytest.fixture
 def fake_driver(settings):
-    settings.CLOUDSYNC_DRIVERS = ["tests.admin.fake_driver.FakeDriver"]
+    settings.CLOUDSYNC_DRIVERS = ["tests.test_drivers.ConfiguredDriver"]
     reset_registry()
     yield FAKE
     reset_registry()

@@ -47,7 +47,7 @@ def broker():
 def api_fake_driver(settings):
     from sync.drivers.registry import reset_registry
 
-    settings.CLOUDSYNC_DRIVERS = ["tests.api.drivers.ApiFakeDriver"]
+    settings.CLOUDSYNC_DRIVERS = ["tests.test_drivers.ConfiguredDriver"]
     reset_registry()
     yield
     reset_registry()

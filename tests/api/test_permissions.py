@@ -26,7 +26,7 @@ READ_ENDPOINTS = [
 @pytest.fixture
 def objects(provider_factory, host_factory):
     provider = provider_factory(
-        cloud_sync_driver="api-fake", client_config={"auth_url": "u", "password": "p"}
+        cloud_sync_driver="fake.configured", client_config={"auth_url": "u", "password": "p"}
     )
     host = host_factory(provider, ips=("10.0.0.1",))
     event = Event.objects.create(
@@ -88,7 +88,7 @@ def test_provider_writes(client_for, objects, role):
     api = client_for(role)
     body = {
         "name": f"new-{role}",
-        "cloud_sync_driver": "api-fake",
+        "cloud_sync_driver": "fake.configured",
         "client_config": {"auth_url": "u", "password": "p"},
     }
     detail = f"/api/cloud-providers/{provider.pk}/"

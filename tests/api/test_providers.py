@@ -18,7 +18,7 @@ def create(api, **overrides):
     body = {
         "name": "waw1",
         "cloud_sync_enabled": True,
-        "cloud_sync_driver": "api-fake",
+        "cloud_sync_driver": "fake.configured",
         "client_config": CONFIG,
         **overrides,
     }
@@ -52,7 +52,7 @@ def test_invalid_client_config_is_a_400_with_field_errors(admin_api):
 
 
 def test_update_replaces_config_and_validates(admin_api, provider_factory):
-    provider = provider_factory(cloud_sync_driver="api-fake", client_config=CONFIG)
+    provider = provider_factory(cloud_sync_driver="fake.configured", client_config=CONFIG)
     url = f"/api/cloud-providers/{provider.pk}/"
     bad = admin_api.patch(url, {"client_config": {"password": "x"}}, format="json")
     assert bad.status_code == 400
@@ -130,7 +130,7 @@ def test_client_config_never_in_any_response(client, admin_api, provider_factory
     assert created.status_code == 201
     assert SECRET not in created.content.decode()
     pk = created.json()["id"]
-    provider_factory(name="second", cloud_sync_driver="api-fake", client_config=CONFIG)
+    provider_factory(name="second", cloud_sync_driver="fake.configured", client_config=CONFIG)
     User.objects.create_superuser("html-admin", password="pw-html-admin")
     client.login(username="html-admin", password="pw-html-admin")
     urls = [
@@ -157,7 +157,7 @@ def test_client_config_never_in_any_response(client, admin_api, provider_factory
     for method in ("patch", "put"):
         response = getattr(client, method)(
             f"/api/cloud-providers/{pk}/",
-            {"name": "waw1", "client_config": CONFIG, "cloud_sync_driver": "api-fake"},
+            {"name": "waw1", "client_config": CONFIG, "cloud_sync_driver": "fake.configured"},
             content_type="application/json",
             HTTP_ACCEPT=accept,
         )
@@ -168,7 +168,7 @@ def test_client_config_never_in_any_response(client, admin_api, provider_factory
     bodies.append(("rotate", rotated.content.decode()))
     invalid = {
         "name": "waw1",
-        "cloud_sync_driver": "api-fake",
+        "cloud_sync_driver": "fake.configured",
         "client_config": {"password": SECRET},
     }
     for method, url in (

@@ -10,7 +10,7 @@ from sync.models import SyncRun
 @pytest.fixture
 def fake_provider(provider_factory):
     return provider_factory(
-        cloud_sync_driver="api-fake", client_config={"auth_url": "u", "password": "p"}
+        cloud_sync_driver="fake.configured", client_config={"auth_url": "u", "password": "p"}
     )
 
 

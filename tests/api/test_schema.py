@@ -64,7 +64,7 @@ def test_swagger_ui(admin_api):
 @pytest.fixture
 def inventory(provider_factory, host_factory):
     provider = provider_factory(
-        cloud_sync_driver="api-fake", client_config={"auth_url": "u", "password": "p"}
+        cloud_sync_driver="fake.configured", client_config={"auth_url": "u", "password": "p"}
     )
     for i in range(3):
         host_factory(provider, ips=(f"10.0.0.{i + 1}", f"2001:db8::{i + 1}"))

@@ -12,12 +12,12 @@ from django.utils import timezone
 
 from sync import runs
 from sync.apply import apply
-from sync.changes import Change, Kind, Op, Source, make_version
+from sync.changes import Change, Kind, Op, make_version
 from sync.choices import SyncRunKindChoices as RunKind
 from sync.choices import SyncRunStatusChoices as RunStatus
 from sync.drivers.openstack import connection
 from sync.drivers.registry import get_driver
-from sync.models import CloudFlavor, CloudHost, CloudHostIP, CloudImage, CloudPort, SyncRun
+from sync.models import CloudHost, CloudHostIP, SyncRun
 from sync.reconcile import reconcile
 from tests.fake_openstack import FakeOpenStack, fake_openstack_server
 
