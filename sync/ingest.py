@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, OperationalError, transaction
 from django.utils import timezone
 
 from sync.apply import apply
@@ -145,13 +145,18 @@ def process_events(provider: CloudProvider, events: Iterable[Event]) -> IngestRe
             continue
         try:
             outcome = process_event(provider, driver, event)
-        except TemporaryError as exc:
+        except (TemporaryError, OperationalError) as exc:
+            # The cloud, or the database (deadlock, lost connection), may be
+            # fine on the next try: retried with backoff, then dead-lettered.
             Event.objects.filter(pk=event.pk, status__in=OPEN_STATUSES).update(
                 error=f"{type(exc).__name__}: {exc}"[:2000]
             )
             report.retry.append(event.pk)
-            report.last_error = exc
+            report.last_error = exc if isinstance(exc, TemporaryError) else TemporaryError(str(exc))
             continue
+        except DatabaseError as exc:  # a value the database refuses: retrying won't help
+            log.exception("event %s could not be applied", event.pk)
+            outcome = _finish(event, Status.FAILED, error=f"apply error: {type(exc).__name__}: {exc}")
         setattr(report, outcome, getattr(report, outcome) + 1)
     return report
 

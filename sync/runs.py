@@ -5,8 +5,9 @@ all end in ``sync.apply.apply`` through ``sync.reconcile``."""
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -46,7 +47,20 @@ class PlanNotApplicable(Exception):
 
 
 def claim_run(provider: CloudProvider, kind: str, *, triggered_by: str = "") -> SyncRun:
-    """Create the run row in status running; the partial unique index is the lock."""
+    """Create the run row in status running; the partial unique index is the lock.
+
+    A run still "running" long after any task could (its worker died, its
+    message was lost) is failed first, so a lost run never locks a provider
+    for good.
+    """
+    stale = timezone.now() - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 600)
+    SyncRun.objects.filter(
+        cloudprovider=provider, status=RunStatus.RUNNING, started_at__lt=stale
+    ).update(
+        status=RunStatus.FAILED,
+        finished_at=timezone.now(),
+        error="abandoned: still running after the task time limit (worker lost?)",
+    )
     try:
         with transaction.atomic():
             return SyncRun.objects.create(
@@ -110,7 +124,12 @@ def execute_run(run_id: int) -> SyncRun:
     if run.status != RunStatus.RUNNING:
         return run
     provider = run.cloudprovider
-    driver = get_driver(provider.cloud_sync_driver)
+    try:
+        driver = get_driver(provider.cloud_sync_driver)
+    except KeyError:
+        fail_run(run, f"driver {provider.cloud_sync_driver!r} is not installed on this worker")
+        run.refresh_from_db()
+        return run
     config = provider.client_config
     try:
         if run.kind == RunKind.CATCH_UP:

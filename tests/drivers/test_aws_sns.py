@@ -21,7 +21,7 @@ REAL = {"region_name": "us-east-1"}
 class Subscriber:
     """Records the GETs SNS's SubscribeURL would receive; answers ``status``."""
 
-    def __init__(self, status: int = 200) -> None:
+    def __init__(self, status: int = 200, location: str = "") -> None:
         self.requests: list[tuple[str, str]] = []
         owner = self
 
@@ -30,6 +30,8 @@ class Subscriber:
                 owner.requests.append((self.command, self.path))
                 body = b"<ConfirmSubscriptionResponse/>"
                 self.send_response(status)
+                if location:
+                    self.send_header("Location", location)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -48,8 +50,8 @@ class Subscriber:
 def subscriber() -> Iterator[type[Subscriber]]:
     made: list[Subscriber] = []
 
-    def make(status: int = 200) -> Subscriber:
-        made.append(Subscriber(status))
+    def make(status: int = 200, location: str = "") -> Subscriber:
+        made.append(Subscriber(status, location))
         return made[-1]
 
     yield make  # type: ignore[misc]
@@ -97,6 +99,15 @@ def test_confirmation_failures(subscriber, status: int, error: type) -> None:
         DRIVER.translate(confirmation(f"{sub.url}/confirm"), LOCAL)
 
 
+def test_redirects_are_not_followed(subscriber) -> None:
+    target = subscriber()
+    redirecting = subscriber(302, location=f"{target.url}/latest/meta-data/")
+    with pytest.raises(BadPayload, match="HTTP 302"):
+        DRIVER.translate(confirmation(f"{redirecting.url}/confirm"), LOCAL)
+    assert len(redirecting.requests) == 1
+    assert target.requests == []
+
+
 def test_missing_subscribe_url() -> None:
     message = confirmation("x")
     del message["SubscribeURL"]
@@ -108,7 +119,9 @@ def test_missing_subscribe_url() -> None:
     ("url", "config", "allowed"),
     [
         ("https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription", REAL, True),
-        ("https://sns.cn-north-1.amazonaws.com.cn/?Action=ConfirmSubscription", REAL, False),
+        ("https://sns.cn-north-1.amazonaws.com.cn/?Action=ConfirmSubscription", REAL, True),
+        ("https://attacker-bucket.s3.amazonaws.com/confirm", REAL, False),
+        ("https://abc123.execute-api.us-east-1.amazonaws.com/x", REAL, False),
         ("http://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription", REAL, False),
         ("https://sns.us-east-1.amazonaws.com.evil.example/", REAL, False),
         ("https://evil.example/?x=.amazonaws.com", REAL, False),

@@ -250,3 +250,21 @@ def test_management_commands_print_what_they_saw(fake, provider, capsys):
     fake.reject_tokens = True
     with pytest.raises(CommandError, match="authentication failed"):
         call_command("cloudsync_test_connection", str(provider.pk))
+
+
+def test_a_run_whose_driver_vanished_fails_and_releases_the_lock(fake, provider):
+    run = runs.claim_run(provider, RunKind.FULL)
+    type(provider).objects.filter(pk=provider.pk).update(cloud_sync_driver="gone.driver")
+    done = runs.execute_run(run.pk)
+    assert done.status == RunStatus.FAILED and "gone.driver" in done.error
+    runs.claim_run(provider, RunKind.FULL)  # not locked
+
+
+def test_an_abandoned_running_run_does_not_lock_the_provider_forever(fake, provider, settings):
+    run = runs.claim_run(provider, RunKind.FULL)
+    SyncRun.objects.filter(pk=run.pk).update(
+        started_at=timezone.now() - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 3600))
+    fresh = runs.claim_run(provider, RunKind.FULL)
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED and "abandoned" in run.error
+    assert fresh.status == RunStatus.RUNNING

@@ -13,6 +13,7 @@ providers whose ``endpoint_url`` is itself local (tests, private setups).
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -49,15 +50,26 @@ def unwrap(message: Mapping[str, Any]) -> list[Any] | None:
     return None
 
 
+_SNS_HOST = re.compile(r"sns(-fips)?\.[a-z0-9-]+\.amazonaws\.com(\.cn)?")
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A confirmation URL that redirects is not SNS's: never follow it."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
 def confirm_allowed(url: str, config: Mapping[str, Any]) -> bool:
-    """https on ``*.amazonaws.com`` always; http(s) on localhost only for a
-    provider whose endpoint_url is local."""
+    """https on SNS's own hosts (``sns.<region>.amazonaws.com[.cn]``) always;
+    http(s) on localhost only for a provider whose endpoint_url is local.
+    Not any ``*.amazonaws.com``: S3 buckets and API gateways live there too."""
     try:
         parts = urlsplit(url)
         host = (parts.hostname or "").lower()
     except ValueError:
         return False
-    if parts.scheme == "https" and host.endswith(".amazonaws.com"):
+    if parts.scheme == "https" and _SNS_HOST.fullmatch(host):
         return True
     return parts.scheme in ("http", "https") and host in LOCAL_HOSTS and is_local_endpoint(config)
 
@@ -71,7 +83,7 @@ def confirm_subscription(message: Mapping[str, Any], config: Mapping[str, Any]) 
     url = url.strip()
     if not confirm_allowed(url, config):
         raise BadPayload(f"SubscribeURL: not an AWS SNS URL: {urlsplit(url).hostname!r}")
-    handlers: list[Any] = []
+    handlers: list[Any] = [_NoRedirects()]
     if urlsplit(url).hostname in LOCAL_HOSTS:
         handlers.append(urllib.request.ProxyHandler({}))  # never send local URLs to a proxy
     opener = urllib.request.build_opener(*handlers)
