@@ -151,6 +151,7 @@ class QueryCounter:
         self.by_type: dict[str, int] = {}
         self.rows: dict[str, int] = {}
         self.seconds = 0.0
+        self.by_statement: dict[str, list] = {}  # statement head -> [count, seconds]
 
     def __call__(self, execute, sql, params, many, context):
         verb = sql.lstrip().split(None, 1)[0].upper() if sql else "?"
@@ -158,8 +159,12 @@ class QueryCounter:
         try:
             return execute(sql, params, many, context)
         finally:
-            self.seconds += time.perf_counter() - start
+            took = time.perf_counter() - start
+            self.seconds += took
             self.queries += 1
+            entry = self.by_statement.setdefault(" ".join(sql.split())[:90], [0, 0.0])
+            entry[0] += 1
+            entry[1] += took
             self.by_type[verb] = self.by_type.get(verb, 0) + 1
             if verb in ("INSERT", "UPDATE", "DELETE"):
                 rowcount = getattr(context["cursor"], "rowcount", -1)
@@ -286,6 +291,9 @@ def child_sync(provider_id: int, profile: str | None) -> dict[str, Any]:
         "queries": counter.queries,
         "by_type": counter.by_type,
         "rows_written": counter.rows,
+        "top_sql": sorted(
+            ([round(t, 3), n, head] for head, (n, t) in counter.by_statement.items()), reverse=True
+        )[:8],
         "counts": counts,
         "objects": objects,
         "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -294,7 +302,9 @@ def child_sync(provider_id: int, profile: str | None) -> dict[str, Any]:
 
 
 # -- orchestration ---------------------------------------------------------------------
-def measure(database_url: str, servers: int, profile_dir: str | None) -> dict[str, Any]:
+def measure(
+    database_url: str, servers: int, profile_dir: str | None, verbose: bool = False
+) -> dict[str, Any]:
     print(f"\n== {label(servers)} servers: seeding the fake cloud ...", file=sys.stderr, flush=True)
     with FakeCloudProcess(servers) as fake:
         print(f"   seeded in {fake.info['seconds']} s: {fake.info['counts']}", file=sys.stderr, flush=True)
@@ -311,6 +321,9 @@ def measure(database_url: str, servers: int, profile_dir: str | None) -> dict[st
             if result["status"] != "succeeded":
                 raise SystemExit(f"{name} sync of {servers} servers: {result['status']} {result['error']}")
             print(f"   {name}: {_summary(result)}", file=sys.stderr, flush=True)
+            if verbose:
+                for seconds, count, head in result["top_sql"]:
+                    print(f"      {seconds:7.3f} s {count:4d}x {head}", file=sys.stderr)
             out[name] = result
     return out
 
@@ -364,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-db", action="store_true")
     parser.add_argument("--profile", metavar="DIR", help="cProfile each sync into DIR/<size>-<run>.pstats")
     parser.add_argument("--json", metavar="FILE", help="also write the raw results as JSON")
+    parser.add_argument("-v", "--verbose", action="store_true", help="the slowest SQL statements")
     # internal: the measured child processes
     parser.add_argument("--child", choices=["prepare", "analyze", "sync"], help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
@@ -395,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     try:
         for servers in sizes:
-            results.append(measure(database_url, servers, args.profile))
+            results.append(measure(database_url, servers, args.profile, args.verbose))
     finally:
         if not args.keep_db:
             drop_database(database_url)

@@ -23,13 +23,14 @@ Work is done per kind in bulk: a handful of queries per batch, not per change.
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import models, transaction
+from django.db import connections, models, transaction
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
@@ -138,22 +139,101 @@ def _ensure_rows(
     rows = {getattr(r, idf): r for r in qs.filter(**{f"{idf}__in": ids})}
     missing = [i for i in ids if i not in rows]
     if missing:
-        model.all_objects.bulk_create(
-            [model(cloudprovider=provider, **{idf: i}) for i in missing],
-            ignore_conflicts=True,
-        )
+        _insert_placeholders(provider, model, missing)
         rows.update({getattr(r, idf): r for r in qs.filter(**{f"{idf}__in": missing})})
     return rows
+
+
+def _insert_placeholders(
+    provider: CloudProvider, model: type[SyncedModel], ids: Sequence[str]
+) -> None:
+    """``bulk_create(..., ignore_conflicts=True)`` of placeholder rows. On
+    Postgres one ``INSERT ... SELECT ... FROM unnest(ids) ON CONFLICT DO
+    NOTHING``: every row but its id has the same (default) values, so they
+    are prepared once instead of once per row and field."""
+    idf = model.external_id_field
+    connection = connections[model.all_objects.db]
+    if connection.vendor != "postgresql":
+        model.all_objects.bulk_create(
+            [model(cloudprovider=provider, **{idf: i}) for i in ids], ignore_conflicts=True
+        )
+        return
+    template = model(cloudprovider=provider, **{idf: ""})
+    qn = connection.ops.quote_name
+    columns, values, params = [], [], []
+    for f in model._meta.concrete_fields:
+        if f.primary_key or f.attname == idf:
+            continue
+        columns.append(qn(f.column))
+        values.append(f"%s::{_cast_type(f, connection)}")
+        params.append(f.get_db_prep_save(f.pre_save(template, True), connection))
+    id_field = model._meta.get_field(idf)
+    sql = (
+        f"INSERT INTO {qn(model._meta.db_table)} ({', '.join(columns)}, {qn(id_field.column)}) "
+        f"SELECT {', '.join(values)}, x FROM unnest(%s::text[]) AS x ON CONFLICT DO NOTHING"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, list(ids)])
+
+
+def _cast_type(f: models.Field, connection: Any) -> str:
+    # varchar(n) casts would truncate silently: cast to text, the column
+    # assignment then still rejects an over-long value.
+    db_type = f.db_type(connection) or "text"
+    return "text" if db_type.startswith("varchar") else db_type
 
 
 def _ref_ids(
     provider: CloudProvider, model: type[SyncedModel], ids: set[str]
 ) -> dict[str, int]:
-    """Primary keys of referenced objects, creating placeholders (unlocked)."""
+    """Primary keys of referenced objects, creating placeholders (unlocked).
+    Only (external id, pk) pairs are read: no model instances."""
     if not ids:
         return {}
-    rows = _ensure_rows(provider, model, sorted(ids), lock=False)
-    return {ext: row.pk for ext, row in rows.items()}
+    idf = model.external_id_field
+    qs = model.all_objects.filter(cloudprovider=provider)
+    found = dict(qs.filter(**{f"{idf}__in": list(ids)}).values_list(idf, "pk"))
+    missing = sorted(i for i in ids if i not in found)
+    if missing:
+        _insert_placeholders(provider, model, missing)
+        found.update(qs.filter(**{f"{idf}__in": missing}).values_list(idf, "pk"))
+    return found
+
+
+def _bulk_update(model: type[SyncedModel], rows: list[SyncedModel], fields: list[str]) -> None:
+    """``bulk_update`` without its CASE WHEN per row and field (which costs
+    ~1 ms of ORM expression building per row): on Postgres one
+    ``UPDATE ... FROM unnest(<one array per column>)``, a short statement
+    whatever the number of rows."""
+    connection = connections[model.all_objects.db]
+    if connection.vendor != "postgresql":
+        model.all_objects.bulk_update(rows, fields)
+        return
+    meta = model._meta
+    cols = [meta.pk, *(meta.get_field(name) for name in fields)]
+    qn = connection.ops.quote_name
+    arrays, sets, args = [], [], []
+    for n, f in enumerate(cols):
+        if isinstance(f, models.JSONField):  # sent as text, cast per value
+            values = (getattr(r, f.attname) for r in rows)  # None is SQL NULL, as in Django
+            arrays.append(
+                [None if v is None else json.dumps(f.get_prep_value(v), cls=f.encoder) for v in values]
+            )
+            args.append("%s::text[]")
+            value = f"v.c{n}::jsonb"
+        else:
+            arrays.append([f.get_db_prep_save(getattr(r, f.attname), connection) for r in rows])
+            args.append(f"%s::{_cast_type(f, connection)}[]")
+            value = f"v.c{n}"
+        if n:
+            sets.append(f"{qn(f.column)} = {value}")
+    names = ", ".join(f"c{n}" for n in range(len(cols)))
+    sql = (
+        f"UPDATE {qn(meta.db_table)} AS t SET {', '.join(sets)} "
+        f"FROM unnest({', '.join(args)}) AS v({names}) WHERE t.{qn(meta.pk.column)} = v.c0"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, arrays)
 
 
 def _address_rows(addresses: Any) -> list[tuple[str, int, str, str]]:
@@ -174,6 +254,8 @@ def _address_rows(addresses: Any) -> list[tuple[str, int, str, str]]:
 
 
 _BOOKKEEPING = frozenset({"source_version", "field_versions", "last_synced_by", "last_event_at"})
+# Changed on every row a sync touches; alone, they do not make a row "modified".
+_SYNC_MARKS = frozenset({"last_synced_by"})
 
 
 # What a late upsert may not change on a tombstone: it stays deleted, addressless.
@@ -388,14 +470,30 @@ class _KindApplier:
     # -- write -------------------------------------------------------------
     def _flush(self, rows: dict[str, SyncedModel]) -> None:
         by_pk = {r.pk: r for r in rows.values()}
-        dirty_rows = [by_pk[pk] for pk in self.dirty]
-        fields = sorted(set().union(*self.dirty.values())) if self.dirty else []
+        # Rows whose only change is who synced them last (a no-change full
+        # sync: same versions, same values, same addresses) are not rewritten
+        # field by field: one UPDATE per ref sets that and last_seen_at, and
+        # their modified_at stays (nothing about the object changed).
+        seen_only: dict[str, list[int]] = defaultdict(list)
+        dirty_rows, fields = [], set()
+        for pk, attrs in self.dirty.items():
+            if attrs <= _SYNC_MARKS and pk not in self.addresses:
+                seen_only[by_pk[pk].last_synced_by].append(pk)
+            else:
+                dirty_rows.append(by_pk[pk])
+                fields |= attrs
         if dirty_rows:
             for row in dirty_rows:
                 row.modified_at = self.now
-            self.model.all_objects.bulk_update(dirty_rows, [*fields, "modified_at"])
-        if self.seen:
-            self.model.all_objects.filter(pk__in=self.seen).update(last_seen_at=self.now)
+                row.last_seen_at = self.now  # every dirty row was seen
+            _bulk_update(self.model, dirty_rows, [*sorted(fields), "modified_at", "last_seen_at"])
+        rest = self.seen.difference(row.pk for row in dirty_rows)
+        qs = self.model.all_objects
+        for ref, pks in seen_only.items():
+            rest.difference_update(pks)
+            qs.filter(pk__in=pks).update(last_seen_at=self.now, last_synced_by=ref)
+        if rest:
+            qs.filter(pk__in=rest).update(last_seen_at=self.now)
         if self.addresses:
             self._write_addresses(by_pk)
         if self.kind == Kind.HOST:
@@ -453,6 +551,21 @@ class _KindApplier:
         if fip_pks:
             CloudPort.all_objects.filter(pk__in=fip_pks).update(host_id=parent_host)
         all_pks = [*by_pk, *fip_pks]
+        connection = connections[CloudHostIP.objects.db]
+        if connection.vendor == "postgresql":
+            # The same, but only rows whose host changes are rewritten (a
+            # no-change full sync rewrote every address row).
+            qn = connection.ops.quote_name
+            ip, port = qn(CloudHostIP._meta.db_table), qn(CloudPort._meta.db_table)
+            alive_host = "CASE WHEN p.deleted_at IS NULL THEN p.host_id END"
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"UPDATE {ip} AS i SET host_id = {alive_host} FROM {port} AS p "
+                    f"WHERE p.id = i.port_id AND i.port_id = ANY(%s) "
+                    f"AND i.host_id IS DISTINCT FROM {alive_host}",
+                    [all_pks],
+                )
+            return
         CloudHostIP.objects.filter(port_id__in=all_pks).update(
             host_id=Subquery(
                 CloudPort.all_objects.filter(pk=OuterRef("port_id"), deleted_at__isnull=True)

@@ -79,8 +79,8 @@ def _restamp(changes: Iterable[Change], source: Source, ref: str) -> Iterator[Ch
 
 
 def _apply_chunk(provider: CloudProvider, chunk: list[Change], *, dry_run: bool) -> ApplyResult:
-    if not dry_run:
-        return apply(provider, chunk, record_diffs=True)
+    if not dry_run:  # diffs feed only a dry run's plan: not computed otherwise
+        return apply(provider, chunk)
     holder: list[ApplyResult] = []
     try:
         with transaction.atomic():
