@@ -104,10 +104,14 @@ def apply(
     now: datetime | None = None,
     keep_outcomes: bool = True,
     record_diffs: bool = False,
+    listed_at: datetime | None = None,
 ) -> ApplyResult:
     """Apply changes to one provider's inventory in one transaction.
 
     ``record_diffs`` also reports, per object, each field's old and new value.
+    ``listed_at`` (full syncs): when the listing began. A listed object whose
+    tombstone is older than that exists after all and comes back, whatever
+    the versions say (a cloud's ``updated_at`` may predate our deletion).
     """
     now = now or timezone.now()
     by_kind: dict[Kind, list[Change]] = defaultdict(list)
@@ -118,7 +122,9 @@ def apply(
         for kind in KIND_ORDER:
             group = by_kind.get(kind)
             for start in range(0, len(group or ()), CHUNK):
-                _KindApplier(provider, kind, group[start : start + CHUNK], now, result).run()
+                _KindApplier(
+                    provider, kind, group[start : start + CHUNK], now, result, listed_at
+                ).run()
     if not keep_outcomes:
         result.outcomes.clear()
     return result
@@ -137,7 +143,8 @@ def _ensure_rows(
     if lock:
         qs = qs.select_for_update().order_by("pk")
     rows = {getattr(r, idf): r for r in qs.filter(**{f"{idf}__in": ids})}
-    missing = [i for i in ids if i not in rows]
+    # Sorted: concurrent transactions insert overlapping new ids in one order.
+    missing = sorted(i for i in ids if i not in rows)
     if missing:
         _insert_placeholders(provider, model, missing)
         rows.update({getattr(r, idf): r for r in qs.filter(**{f"{idf}__in": missing})})
@@ -291,8 +298,10 @@ class _KindApplier:
         changes: list[Change],
         now: datetime,
         result: ApplyResult,
+        listed_at: datetime | None = None,
     ) -> None:
         self.provider = provider
+        self.listed_at = listed_at
         self.kind = kind
         self.model = MODEL_FOR_KIND[kind]
         self.changes = changes
@@ -344,7 +353,10 @@ class _KindApplier:
             return self._delete(row, change)
         is_new = row.is_placeholder
         tombstoned = row.deleted_at is not None
-        if tombstoned and change.source == Source.FULL_SYNC and change.version > row.source_version:
+        if tombstoned and change.source == Source.FULL_SYNC and (
+            change.version > row.source_version
+            or (self.listed_at is not None and row.deleted_at < self.listed_at)
+        ):
             self._set(row, "deleted_at", None)  # a full sync found it alive again
             row.field_versions = {}
             is_new, tombstoned = True, False

@@ -78,13 +78,15 @@ def _restamp(changes: Iterable[Change], source: Source, ref: str) -> Iterator[Ch
         yield c
 
 
-def _apply_chunk(provider: CloudProvider, chunk: list[Change], *, dry_run: bool) -> ApplyResult:
+def _apply_chunk(
+    provider: CloudProvider, chunk: list[Change], *, dry_run: bool, listed_at: Any = None
+) -> ApplyResult:
     if not dry_run:  # diffs feed only a dry run's plan: not computed otherwise
-        return apply(provider, chunk)
+        return apply(provider, chunk, listed_at=listed_at)
     holder: list[ApplyResult] = []
     try:
         with transaction.atomic():
-            holder.append(apply(provider, chunk, record_diffs=True))
+            holder.append(apply(provider, chunk, record_diffs=True, listed_at=listed_at))
             raise _Rollback
     except _Rollback:
         pass
@@ -133,7 +135,7 @@ def reconcile(run: SyncRun, snapshot: Snapshot, *, dry_run: bool = False) -> Syn
             yield change
 
     for chunk in _chunks(_restamp(tracked(snapshot.changes), source, ref), CHUNK):
-        result = _apply_chunk(provider, chunk, dry_run=dry_run)
+        result = _apply_chunk(provider, chunk, dry_run=dry_run, listed_at=started)
         drift.add(result)
         if dry_run:
             plan += _planned(chunk, result)
@@ -250,7 +252,8 @@ def apply_plan_of(run: SyncRun, *, triggered_by: str = "") -> SyncRun:
     """Apply a stored plan (dry run or held-back deletions) through apply()."""
     provider = run.cloudprovider
     source, ref = Source.FULL_SYNC, str(run.pk)
-    changes = [plan_to_change(item, source, ref) for item in run.plan or ()]
+    _check_not_superseded(run)
+    changes = _still_valid(run, [plan_to_change(item, source, ref) for item in run.plan or ()])
     totals, drift = ApplyResult(), _Drift()
     for chunk in _chunks(changes, CHUNK):
         result = apply(provider, chunk)
@@ -267,3 +270,46 @@ def apply_plan_of(run: SyncRun, *, triggered_by: str = "") -> SyncRun:
     run.error = (run.error + f"\nplan applied by {triggered_by or 'operator'} at {timezone.now():%Y-%m-%d %H:%M:%S} UTC").strip()
     run.save(update_fields=["status", "counts", "drift_healed", "error"])
     return run
+
+
+def _check_not_superseded(run: SyncRun) -> None:
+    """A plan describes the cloud as one listing saw it: once a later listing
+    of the provider completed, the plan is stale and must not be applied."""
+    from sync.runs import PlanNotApplicable
+
+    newer = (
+        SyncRun.objects.filter(
+            cloudprovider_id=run.cloudprovider_id,
+            started_at__gt=run.started_at,
+            kind__in=(RunKind.FULL, RunKind.SNAPSHOT),
+            status__in=(RunStatus.SUCCEEDED, RunStatus.APPLIED, RunStatus.NEEDS_APPROVAL),
+        )
+        .order_by("started_at")
+        .first()
+    )
+    if newer is not None:
+        raise PlanNotApplicable(
+            f"run #{run.pk}'s plan is superseded by run #{newer.pk} "
+            f"({newer.get_kind_display().lower()}, {newer.status}); start a new dry run instead"
+        )
+
+
+def _still_valid(run: SyncRun, changes: list[Change]) -> list[Change]:
+    """Drop planned deletions of objects an event touched after the listing."""
+    deletes = [c for c in changes if c.op == Op.DELETE]
+    if not deletes:
+        return changes
+    touched: set[tuple[Kind, str]] = set()
+    for kind in {c.kind for c in deletes}:
+        model = MODEL_FOR_KIND[kind]
+        idf = model.external_id_field
+        ids = [c.external_id for c in deletes if c.kind == kind]
+        touched.update(
+            (kind, ext)
+            for ext in model.all_objects.filter(
+                cloudprovider_id=run.cloudprovider_id,
+                last_event_at__gte=run.started_at,
+                **{f"{idf}__in": ids},
+            ).values_list(idf, flat=True)
+        )
+    return [c for c in changes if c.op != Op.DELETE or (c.kind, c.external_id) not in touched]

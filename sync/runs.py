@@ -8,7 +8,7 @@ import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 
 from sync.choices import SyncRunKindChoices as RunKind
@@ -144,6 +144,9 @@ def execute_run(run_id: int) -> SyncRun:
         if snapshot.started_at is None:
             snapshot.started_at = run.started_at
         reconcile(run, snapshot, dry_run=run.kind == RunKind.DRY_RUN)
+    except OperationalError as exc:  # deadlock, lost connection: retry the run
+        SyncRun.objects.filter(pk=run.pk).update(error=f"database error: {exc}"[:5000])
+        raise NetworkError(f"database error: {exc}") from exc
     except TemporaryError as exc:
         SyncRun.objects.filter(pk=run.pk).update(error=_describe(exc))
         raise

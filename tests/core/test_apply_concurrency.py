@@ -68,3 +68,16 @@ def test_concurrent_delete_and_late_update_never_resurrect():
     assert _run_in_threads(work, 6) == []
     assert not CloudHost.objects.filter(cloudprovider=provider).exists()
     assert CloudHost.all_objects.get(cloudprovider=provider).deleted_at is not None
+
+
+@pytest.mark.skipif(connection.vendor == "sqlite", reason="SQLite serializes writers itself")
+def test_overlapping_new_objects_in_opposite_orders_do_not_deadlock():
+    provider = CloudProvider.objects.create(name="conc3")
+    ids = [f"vm-{n:04d}" for n in range(400)]
+
+    def work(i: int) -> None:
+        order = ids if i % 2 == 0 else list(reversed(ids))
+        apply(provider, [Change(Kind.HOST, Op.UPSERT, ext, {"hostname": ext}, make_version(1)) for ext in order])
+
+    assert _run_in_threads(work, 4) == []
+    assert CloudHost.objects.filter(cloudprovider=provider).count() == 400

@@ -268,3 +268,51 @@ def test_an_abandoned_running_run_does_not_lock_the_provider_forever(fake, provi
     run.refresh_from_db()
     assert run.status == RunStatus.FAILED and "abandoned" in run.error
     assert fresh.status == RunStatus.RUNNING
+
+
+def test_a_later_listing_brings_back_what_a_full_sync_deleted(fake, provider, settings):
+    settings.CLOUDSYNC_MASS_DELETE_MIN_COUNT = 100
+    servers = seed(fake, 4)
+    full_sync(provider)
+    hidden = servers[0]
+    fake.data.servers.records[hidden["id"]]["_deleted"] = True  # a listing that missed it
+    fake.data.servers.touch()
+    assert full_sync(provider).status == RunStatus.SUCCEEDED
+    assert hidden["id"] not in hosts(provider)
+    fake.data.servers.records[hidden["id"]]["_deleted"] = False  # listed again, same updated_at
+    fake.data.servers.touch()
+    run = full_sync(provider)
+    assert hidden["id"] in hosts(provider)
+    assert run.drift["host"]["counts"] == {"created": 1}
+
+
+def test_a_stored_plan_is_refused_once_a_later_listing_completed(fake, provider, settings):
+    settings.CLOUDSYNC_MASS_DELETE_MIN_COUNT = 2
+    servers = seed(fake, 10)
+    full_sync(provider)
+    for s in servers[:6]:
+        fake.data.servers.records[s["id"]]["_deleted"] = True
+    fake.data.servers.touch()
+    held = full_sync(provider)
+    assert held.status == RunStatus.NEEDS_APPROVAL
+    for s in servers[:6]:
+        fake.data.servers.records[s["id"]]["_deleted"] = False
+    fake.data.servers.touch()
+    assert full_sync(provider).status == RunStatus.SUCCEEDED
+    with pytest.raises(runs.PlanNotApplicable, match="superseded"):
+        runs.apply_stored_plan(held.pk)
+    assert len(hosts(provider)) == 10
+
+
+def test_planned_deletions_skip_objects_an_event_touched_since(fake, provider, settings):
+    settings.CLOUDSYNC_MASS_DELETE_MIN_COUNT = 2
+    servers = seed(fake, 10)
+    full_sync(provider)
+    for s in servers[:4]:
+        fake.data.delete_server(s["id"])
+    held = full_sync(provider)
+    assert held.status == RunStatus.NEEDS_APPROVAL
+    apply(provider, [Change(Kind.HOST, Op.UPSERT, servers[0]["id"], {"hostname": "still-here"},
+                            make_version(timezone.now(), timezone.now()))])
+    runs.apply_stored_plan(held.pk)
+    assert set(hosts(provider)) == {s["id"] for s in servers[4:]} | {servers[0]["id"]}
