@@ -266,7 +266,7 @@ _SYNC_MARKS = frozenset({"last_synced_by"})
 
 
 # What a late upsert may not change on a tombstone: it stays deleted, addressless.
-_TOMBSTONE_FIXED = frozenset({"status", "addresses"})
+_TOMBSTONE_FIXED = frozenset({"status", "addresses", "port_ids"})
 
 
 def _plain(value: Any) -> Any:
@@ -310,6 +310,8 @@ class _KindApplier:
         self.dirty: dict[int, set[str]] = defaultdict(set)
         self.seen: set[int] = set()
         self.addresses: dict[int, list] = {}  # row pk -> new address rows
+        self.port_sets: dict[int, tuple[list[str], str]] = {}  # host pk -> (port ids, version)
+        self.version = ""  # of the change being applied
         self.refs: dict[str, dict[str, int]] = {}
         self.row_pks: list[int] = []
 
@@ -349,6 +351,7 @@ class _KindApplier:
     # -- one change --------------------------------------------------------
     def _apply_one(self, row: SyncedModel, change: Change) -> str:
         self.seen.add(row.pk)
+        self.version = change.version
         if change.op == Op.DELETE:
             return self._delete(row, change)
         is_new = row.is_placeholder
@@ -412,11 +415,14 @@ class _KindApplier:
 
     def _set(self, row: SyncedModel, attr: str, value: Any) -> None:
         if self.result.diffs is not None and attr not in _BOOKKEEPING:
-            old = self._current_addresses(row) if attr == "addresses" else getattr(row, attr)
+            old = self._current(row, attr)
             diff = self.result.diffs.setdefault(self.kind.value, {})
             diff.setdefault(row.external_id, {})[attr] = [_plain(old), _plain(value)]
         if attr == "addresses":
             self.addresses[row.pk] = value
+            return
+        if attr == "port_ids":
+            self.port_sets[row.pk] = (value, self.version)
             return
         setattr(row, attr, value)
         self.dirty[row.pk].add(attr)
@@ -436,6 +442,8 @@ class _KindApplier:
                     values["image_ref"] = str(value or "")
             elif name == "addresses":
                 values["addresses"] = _address_rows(value)
+            elif name == "port_ids":
+                values["port_ids"] = sorted({str(p) for p in value or ()})
             elif name == "port_id":
                 values["parent_port_id"] = _parent_port(change)
             elif name == "launched_at":
@@ -474,10 +482,28 @@ class _KindApplier:
             loaded[ip[0]].append(tuple(ip[1:]))
         return {k: sorted(v) for k, v in loaded.items()}
 
-    def _differs(self, row: SyncedModel, attr: str, value: Any) -> bool:
+    def _current_ports(self, row: SyncedModel) -> list[str]:
+        if row.pk in self.port_sets:
+            return self.port_sets[row.pk][0]
+        if row.is_placeholder:
+            return []
+        if not hasattr(self, "_loaded_ports"):
+            loaded: dict[int, list[str]] = defaultdict(list)
+            ports = CloudPort.objects.filter(host_id__in=self.row_pks, parent_port_id="")
+            for host_id, port_id in ports.values_list("host_id", "port_id"):
+                loaded[host_id].append(port_id)
+            self._loaded_ports = {k: sorted(v) for k, v in loaded.items()}
+        return self._loaded_ports.get(row.pk, [])
+
+    def _current(self, row: SyncedModel, attr: str) -> Any:
         if attr == "addresses":
-            return self._current_addresses(row) != value
-        return getattr(row, attr) != value
+            return self._current_addresses(row)
+        if attr == "port_ids":
+            return self._current_ports(row)
+        return getattr(row, attr)
+
+    def _differs(self, row: SyncedModel, attr: str, value: Any) -> bool:
+        return self._current(row, attr) != value
 
     # -- write -------------------------------------------------------------
     def _flush(self, rows: dict[str, SyncedModel]) -> None:
@@ -489,7 +515,7 @@ class _KindApplier:
         seen_only: dict[str, list[int]] = defaultdict(list)
         dirty_rows, fields = [], set()
         for pk, attrs in self.dirty.items():
-            if attrs <= _SYNC_MARKS and pk not in self.addresses:
+            if attrs <= _SYNC_MARKS and pk not in self.addresses and pk not in self.port_sets:
                 seen_only[by_pk[pk].last_synced_by].append(pk)
             else:
                 dirty_rows.append(by_pk[pk])
@@ -508,10 +534,38 @@ class _KindApplier:
             qs.filter(pk__in=rest).update(last_seen_at=self.now)
         if self.addresses:
             self._write_addresses(by_pk)
+        if self.port_sets:
+            self._detach_missing_ports()
         if self.kind == Kind.HOST:
             self._detach_deleted_hosts([pk for pk, r in by_pk.items() if "deleted_at" in self.dirty.get(pk, ()) and r.deleted_at])
         if self.kind == Kind.HOST_IP:
             self._relink_ports(by_pk)
+
+    def _detach_missing_ports(self) -> None:
+        """A host's complete port list (``port_ids``) detaches the ports it no
+        longer names, unless a newer change attached them."""
+        detached: list[int] = []
+        for host_pk, (ids, version) in self.port_sets.items():
+            ports = CloudPort.objects.filter(host_id=host_pk, parent_port_id="").exclude(
+                port_id__in=ids
+            )
+            for port in ports.only("pk", "field_versions"):
+                versions = dict(port.field_versions or {})
+                if versions.get("host_id", "") > version:
+                    continue
+                versions["host_id"] = version
+                CloudPort.all_objects.filter(pk=port.pk).update(
+                    host_id=None, field_versions=versions, modified_at=self.now
+                )
+                detached.append(port.pk)
+        if detached:
+            port_ids = CloudPort.all_objects.filter(pk__in=detached).values("port_id")
+            fips = CloudPort.all_objects.filter(
+                cloudprovider=self.provider, parent_port_id__in=port_ids
+            )
+            fip_pks = list(fips.values_list("pk", flat=True))
+            fips.update(host_id=None, modified_at=self.now)
+            CloudHostIP.objects.filter(port_id__in=[*detached, *fip_pks]).update(host_id=None)
 
     def _detach_deleted_hosts(self, pks: list[int]) -> None:
         """A deleted host takes its ports' addresses with it (the ENI or port

@@ -59,7 +59,8 @@ FIELDS: dict[Kind, frozenset[str]] = {
             "hypervisor",  # compute host name
             "tags",  # list[str]
             "metadata",  # dict[str, str]
-            "addresses",  # list of address dicts: the host's whole IP set
+            "addresses",  # list of address dicts: the host's port-less IP set
+            "port_ids",  # list[str]: the host's complete set of ports (others detach)
             "launched_at",  # ISO timestamp or None
         }
     ),

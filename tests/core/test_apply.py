@@ -172,3 +172,22 @@ def test_deleting_a_host_takes_its_ports_addresses(provider):
     fip = CloudPort.objects.get(port_id="fip:9")  # the floating IP still exists, unattached
     assert fip.host is None
     assert list(fip.ips.values_list("address", "host")) == [("198.51.100.9", None)]
+
+
+def test_a_complete_port_set_detaches_ports_it_no_longer_names(provider):
+    apply(provider, [port("p1", 1, host="vm-1", port_id="p1", addresses=[{"address": "10.0.0.1"}]),
+                     port("p2", 1, host="vm-1", port_id="p2", addresses=[{"address": "10.0.0.2"}]),
+                     port("fip:1", 1, port_id="p2", addresses=[{"address": "203.0.113.2", "kind": "floating"}])])
+    vm = CloudHost.all_objects.get(host_id="vm-1")
+    assert sorted(vm.ips.values_list("address", flat=True)) == ["10.0.0.1", "10.0.0.2", "203.0.113.2"]
+    # an older complete set does not undo a newer attachment
+    apply(provider, [host(version=0, port_ids=["p1"])])
+    assert vm.ips.count() == 3
+    # interface_detach: the host now names only p1
+    result = apply(provider, [host(version=2, port_ids=["p1"])], record_diffs=True)
+    assert result.diffs["host"]["vm-1"]["port_ids"] == [["p1", "p2"], ["p1"]]
+    assert list(vm.ips.values_list("address", flat=True)) == ["10.0.0.1"]
+    assert CloudPort.objects.get(port_id="p2").host is None
+    assert CloudPort.objects.get(port_id="fip:1").host is None
+    # the same set again changes nothing
+    assert dict(apply(provider, [host(version=2, port_ids=["p1"])]).counts["host"]) == {"unchanged": 1}

@@ -76,6 +76,7 @@ def test_versioned_create_end():
         "tags": ["tag"],
         "metadata": {},
         "launched_at": "2012-10-29T13:42:11+00:00",
+        "port_ids": [PORT],  # the complete port set: ports not named get detached
     }
     # IPs with a port id are host_ip objects keyed by the port, not host addresses
     assert port.fields == {"host": UUID, "port_id": PORT, "addresses": [PORT_ADDRESS]}
@@ -176,23 +177,30 @@ def test_versioned_shelve_offload_clears_the_hypervisor():
     }
 
 
-def test_versioned_interface_attach_and_detach_touch_only_ports():
+def test_versioned_interface_attach_and_detach_name_the_complete_port_set():
     attach = changes(versioned("instance-interface_attach-end.json"))
+    second = "88dae9fa-0dc6-49e3-8c29-3abc41e99ac9"
     assert [(c.kind, c.external_id) for c in attach] == [
+        (Kind.PROJECT, TENANT),
+        (Kind.HOST, UUID),
         (Kind.HOST_IP, PORT),
-        (Kind.HOST_IP, "88dae9fa-0dc6-49e3-8c29-3abc41e99ac9"),
+        (Kind.HOST_IP, second),
     ]
-    assert attach[1].fields == {
+    assert attach[1].fields == {"port_ids": sorted([PORT, second]), "project": TENANT}
+    assert attach[3].fields == {
         "host": UUID,
-        "port_id": "88dae9fa-0dc6-49e3-8c29-3abc41e99ac9",
+        "port_id": second,
         "addresses": [
             {"address": "192.168.1.30", "kind": "fixed", "mac": "00:0c:29:0d:11:74", "version": 4}
         ],
     }
     detach = changes(versioned("instance-interface_detach-end.json"))
-    assert [(c.kind, c.external_id, c.fields["host"]) for c in detach] == [
-        (Kind.HOST_IP, PORT, UUID)
+    assert [(c.kind, c.external_id) for c in detach] == [
+        (Kind.PROJECT, TENANT),
+        (Kind.HOST, UUID),
+        (Kind.HOST_IP, PORT),
     ]
+    assert detach[1].fields == {"port_ids": [PORT], "project": TENANT}
 
 
 @pytest.mark.parametrize(

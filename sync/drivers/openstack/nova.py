@@ -211,6 +211,8 @@ def _host_changes(inst: Instance, wanted: tuple[str, ...]) -> Translation:
             )
         if portless or not inst.versioned:
             fields["addresses"] = portless
+        if inst.versioned:  # versioned ip_addresses name every port: the complete set
+            fields["port_ids"] = sorted(ports)
     if not fields and not host_ips:
         return ignored(f"{msg.event_type}: the payload carries none of {', '.join(wanted)}")
     if fields:  # an interface event may only touch the ports
