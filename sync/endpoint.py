@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db import connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -52,6 +53,11 @@ def _provider(provider_id: int) -> _ProviderInfo | None:
     hit = _cache.get(provider_id)
     if hit and hit[0] > now:
         return hit[1]
+    # The fast path sends no request signals (sync.webhook_wsgi): recycle a
+    # stale or expired connection here, as Django's request_started would.
+    conn = connections[CloudProvider.objects.db]
+    if not conn.in_atomic_block:
+        conn.close_if_unusable_or_obsolete()
     row = (
         CloudProvider.objects.filter(pk=provider_id)
         .only("cloud_sync_enabled", "cloud_sync_driver", "endpoint_secret")

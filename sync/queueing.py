@@ -40,7 +40,7 @@ from redis.exceptions import RedisError
 
 from project.celery import app as celery_app
 
-__all__ = ["BrokerUnavailable", "INGEST_QUEUE", "enqueue_ingest"]
+__all__ = ["BrokerUnavailable", "INGEST_QUEUE", "broker_url", "enqueue_ingest", "reset_broker"]
 
 INGEST_TASK = "sync.tasks.ingest"
 INGEST_QUEUE = "cloudsync.events"
@@ -290,6 +290,22 @@ def _client(url: str) -> redis.Redis:
 _LPUSH = b"*3\r\n$5\r\nLPUSH\r\n$%d\r\n%s\r\n$%%d\r\n" % (len(INGEST_QUEUE), INGEST_QUEUE.encode())
 
 
+_broker: list[str] = []
+
+
+def broker_url() -> str:
+    """Celery's broker URL, read once per process (Celery's lazy settings
+    lookup costs more than the LPUSH it is for)."""
+    if not _broker:
+        _broker.append(celery_app.conf.broker_url)
+    return _broker[0]
+
+
+def reset_broker() -> None:
+    """Read the broker URL again (tests that point Celery elsewhere)."""
+    _broker.clear()
+
+
 def enqueue_ingest(provider_id: int, body: str, received_at: datetime) -> str:
     """Queue one webhook body for ``sync.tasks.ingest``; returns the task id."""
     task_id = str(uuid.uuid4())
@@ -298,7 +314,7 @@ def enqueue_ingest(provider_id: int, body: str, received_at: datetime) -> str:
     message = _fast_message(
         task_id, provider_id, body, received_at.isoformat(), kwargsrepr, str(uuid.uuid4())
     )
-    url = celery_app.conf.broker_url
+    url = broker_url()
     try:
         conn = _resp(url)
         if conn is None:

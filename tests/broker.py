@@ -14,12 +14,16 @@ from project.celery import app as celery_app
 @contextlib.contextmanager
 def broker_at(url: str) -> Iterator[None]:
     """Publish to another broker URL (e.g. one where nothing listens)."""
+    from sync.queueing import reset_broker
+
     old = celery_app.conf.broker_url
     celery_app.conf.broker_url = url
+    reset_broker()
     try:
         yield
     finally:
         celery_app.conf.broker_url = old
+        reset_broker()
 
 
 def queued_messages(queue: str = "cloudsync.events") -> list[dict]:

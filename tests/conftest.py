@@ -62,7 +62,10 @@ TEST_REDIS_URL = _redis_url()
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_broker():
     """Point Celery at this worker's Redis DB and start from an empty queue."""
+    from sync.queueing import reset_broker
+
     celery_app.conf.broker_url = TEST_REDIS_URL
+    reset_broker()
     redis.Redis.from_url(TEST_REDIS_URL).flushdb()
     yield
 
