@@ -139,7 +139,6 @@ CLOUDSYNC_MASS_DELETE_MIN_COUNT = env.int("CLOUDSYNC_MASS_DELETE_MIN_COUNT", def
 CLOUDSYNC_SYNC_RETRY_MAX = env.int("CLOUDSYNC_SYNC_RETRY_MAX", default=4)
 CLOUDSYNC_FULL_SYNC_CRONTAB = env.str("CLOUDSYNC_FULL_SYNC_CRONTAB", default="30 2 * * *")
 CLOUDSYNC_CATCH_UP_CRONTAB = env.str("CLOUDSYNC_CATCH_UP_CRONTAB", default="5 * * * *")
-CLOUDSYNC_STORE_RAW_BODY = env.bool("CLOUDSYNC_STORE_RAW_BODY", default=True)
 
 # --- DRF ------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -103,7 +103,9 @@ def test_event_with_raw_is_the_notification_itself(path):
     message = load_json(path)
     event = published(message, store_raw=True)
     [inner] = list(split(event))
-    assert inner == to_listener(message)
+    expected = to_listener(message)
+    expected["ctxt"] = {k: v for k, v in expected["ctxt"].items() if k != "auth_token"}
+    assert inner == expected  # Keystone tokens are never stored
     assert describe(inner) == describe(message)
     assert changes(event) == changes(message)
 

@@ -67,7 +67,23 @@ def _split(message: Any, depth: int) -> Iterator[Any]:
     elif ceilometer.is_instance_payload(message):
         yield ceilometer.wrap_raw_only(message)  # raw_only: a timestamped snapshot
     else:
-        yield message
+        yield _scrub(message)
+
+
+# Keystone tokens that legacy notifications carry in their request context:
+# never needed for the inventory, and the inbox stores what split() yields.
+_SECRET_KEYS = frozenset({"_context_auth_token", "auth_token", "_context_auth_token_info"})
+
+
+def _scrub(message: Any) -> Any:
+    if not isinstance(message, Mapping) or not (
+        _SECRET_KEYS & message.keys() or isinstance(message.get("ctxt"), Mapping)
+    ):
+        return message
+    out = {k: v for k, v in message.items() if k not in _SECRET_KEYS}
+    if isinstance(out.get("ctxt"), Mapping):
+        out["ctxt"] = {k: v for k, v in out["ctxt"].items() if k not in _SECRET_KEYS}
+    return out
 
 
 def _unwrap(message: Any) -> Any | None:
