@@ -22,7 +22,14 @@ from django.utils import timezone
 
 from sync.apply import apply
 from sync.choices import EventStatusChoices as Status
-from sync.drivers.base import BadPayload, Driver, EventInfo, TemporaryError, body_hash
+from sync.drivers.base import (
+    BadPayload,
+    Driver,
+    EventInfo,
+    TemporaryError,
+    Translation,
+    body_hash,
+)
 from sync.drivers.registry import get_driver
 from sync.models import CloudProvider, Event
 
@@ -131,6 +138,7 @@ def process_events(provider: CloudProvider, events: Iterable[Event]) -> IngestRe
     report = IngestReport()
     driver = _driver_for(provider)
     seen: set[int] = set()
+    todo: list[Event] = []
     for event in events:
         if event.pk in seen:  # the same message twice in one body
             report.duplicates += 1
@@ -139,12 +147,18 @@ def process_events(provider: CloudProvider, events: Iterable[Event]) -> IngestRe
         report.events += 1
         if event.status in DONE_STATUSES:
             report.duplicates += 1
-            continue
-        if driver is None or (event.status == Status.FAILED and event.error.startswith("bad payload")):
+        elif driver is None or (
+            event.status == Status.FAILED and event.error.startswith("bad payload")
+        ):
             report.failed += 1
-            continue
+        else:
+            todo.append(event)
+    if not todo:
+        return report
+    translated = _translate_together(provider, driver, todo)
+    for event in todo:
         try:
-            outcome = process_event(provider, driver, event)
+            outcome = process_event(provider, driver, event, translated.get(event.pk))
         except (TemporaryError, OperationalError) as exc:
             # The cloud, or the database (deadlock, lost connection), may be
             # fine on the next try: retried with backoff, then dead-lettered.
@@ -161,11 +175,36 @@ def process_events(provider: CloudProvider, events: Iterable[Event]) -> IngestRe
     return report
 
 
-def process_event(provider: CloudProvider, driver: Driver, event: Event) -> str:
-    """One event: translate (outside the transaction: drivers may call the
-    cloud), then claim + apply + mark in one transaction."""
+def _translate_together(
+    provider: CloudProvider, driver: Driver, events: list[Event]
+) -> dict[int, Translation | BadPayload]:
+    """Translate a body's events in one driver call, so drivers that re-fetch
+    from the cloud (AWS) make one API call for all of them. On any failure
+    each event is translated on its own instead, which isolates the culprit."""
+    if len(events) < 2:
+        return {}
     try:
-        translation = driver.translate(event.body, provider.client_config)
+        results = driver.translate_batch([e.body for e in events], provider.client_config)
+    except Exception:  # temporary errors and bugs: per-event handling decides
+        return {}
+    if len(results) != len(events):
+        return {}
+    return {event.pk: result for event, result in zip(events, results, strict=True)}
+
+
+def process_event(
+    provider: CloudProvider,
+    driver: Driver,
+    event: Event,
+    translation: Translation | BadPayload | None = None,
+) -> str:
+    """One event: translate (outside the transaction: drivers may call the
+    cloud) unless already done, then claim + apply + mark in one transaction."""
+    try:
+        if translation is None:
+            translation = driver.translate(event.body, provider.client_config)
+        elif isinstance(translation, BadPayload):
+            raise translation
     except TemporaryError:
         raise
     except BadPayload as exc:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
@@ -160,6 +160,21 @@ class Driver:
         """Turn one message into Changes. Raise ``BadPayload`` for garbage,
         ``AuthError``/``NetworkError`` if a cloud call needed for it failed."""
         raise NotImplementedError
+
+    def translate_batch(
+        self, messages: Sequence[Any], config: Mapping[str, Any]
+    ) -> list[Translation | BadPayload]:
+        """Translate the messages of one body together: one slot per message,
+        a ``BadPayload`` in the slot of a message that cannot be understood.
+        Drivers that call the cloud per message (AWS re-fetches) override it
+        to coalesce those calls; temporary errors raise for the whole batch."""
+        out: list[Translation | BadPayload] = []
+        for message in messages:
+            try:
+                out.append(self.translate(message, config))
+            except BadPayload as exc:
+                out.append(exc)
+        return out
 
     # -- full sync ---------------------------------------------------------
     def list_inventory(self, config: Mapping[str, Any]) -> Snapshot:
