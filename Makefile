@@ -34,7 +34,7 @@ migrate: venv
 # Ctrl-C stops all of them.
 run: venv check-redis migrate
 	@echo "cloudsync: web http://127.0.0.1:$(PORT)/admin/  API http://127.0.0.1:$(PORT)/api/docs/  Flower http://127.0.0.1:$(FLOWER_PORT)/"
-	@trap 'kill 0' INT TERM EXIT; \
+	@trap 'trap - INT TERM EXIT; kill 0 2>/dev/null' INT TERM EXIT; \
 	export REDIS_URL=$(REDIS_URL); \
 	$(BIN)/celery -A project worker -Q cloudsync.events,cloudsync.sync -l info & \
 	$(BIN)/celery -A project beat -l info & \
