@@ -22,20 +22,25 @@ Work is done per kind in bulk: a handful of queries per batch, not per change.
 
 from __future__ import annotations
 
-import ipaddress
-import json
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import connections, models, transaction
-from django.db.models import OuterRef, Subquery
+from django.db import models, transaction
 from django.utils import timezone
 
+from sync import bulk
+from sync.addresses import (
+    address_rows,
+    detach_deleted_hosts,
+    detach_missing_ports,
+    relink_ports,
+    write_addresses,
+)
 from sync.changes import Change, Kind, Op, Source, parse_timestamp
-from sync.choices import HostIPKindChoices, HostStatusChoices
+from sync.choices import HostStatusChoices
 from sync.models import (
     CloudFlavor,
     CloudHost,
@@ -134,132 +139,6 @@ def _is_empty(value: Any) -> bool:
     return value is None or value == "" or value == [] or value == {}
 
 
-def _ensure_rows(
-    provider: CloudProvider, model: type[SyncedModel], ids: Sequence[str], *, lock: bool
-) -> dict[str, SyncedModel]:
-    """Rows for these external ids, inserting placeholders for missing ones."""
-    idf = model.external_id_field
-    qs = model.all_objects.filter(cloudprovider=provider)
-    if lock:
-        qs = qs.select_for_update().order_by("pk")
-    rows = {getattr(r, idf): r for r in qs.filter(**{f"{idf}__in": ids})}
-    # Sorted: concurrent transactions insert overlapping new ids in one order.
-    missing = sorted(i for i in ids if i not in rows)
-    if missing:
-        _insert_placeholders(provider, model, missing)
-        rows.update({getattr(r, idf): r for r in qs.filter(**{f"{idf}__in": missing})})
-    return rows
-
-
-def _insert_placeholders(
-    provider: CloudProvider, model: type[SyncedModel], ids: Sequence[str]
-) -> None:
-    """``bulk_create(..., ignore_conflicts=True)`` of placeholder rows. On
-    Postgres one ``INSERT ... SELECT ... FROM unnest(ids) ON CONFLICT DO
-    NOTHING``: every row but its id has the same (default) values, so they
-    are prepared once instead of once per row and field."""
-    idf = model.external_id_field
-    connection = connections[model.all_objects.db]
-    if connection.vendor != "postgresql":
-        model.all_objects.bulk_create(
-            [model(cloudprovider=provider, **{idf: i}) for i in ids], ignore_conflicts=True
-        )
-        return
-    template = model(cloudprovider=provider, **{idf: ""})
-    qn = connection.ops.quote_name
-    columns, values, params = [], [], []
-    for f in model._meta.concrete_fields:
-        if f.primary_key or f.attname == idf:
-            continue
-        columns.append(qn(f.column))
-        values.append(f"%s::{_cast_type(f, connection)}")
-        params.append(f.get_db_prep_save(f.pre_save(template, True), connection))
-    id_field = model._meta.get_field(idf)
-    sql = (
-        f"INSERT INTO {qn(model._meta.db_table)} ({', '.join(columns)}, {qn(id_field.column)}) "
-        f"SELECT {', '.join(values)}, x FROM unnest(%s::text[]) AS x ON CONFLICT DO NOTHING"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, list(ids)])
-
-
-def _cast_type(f: models.Field, connection: Any) -> str:
-    # varchar(n) casts would truncate silently: cast to text, the column
-    # assignment then still rejects an over-long value.
-    db_type = f.db_type(connection) or "text"
-    return "text" if db_type.startswith("varchar") else db_type
-
-
-def _ref_ids(
-    provider: CloudProvider, model: type[SyncedModel], ids: set[str]
-) -> dict[str, int]:
-    """Primary keys of referenced objects, creating placeholders (unlocked).
-    Only (external id, pk) pairs are read: no model instances."""
-    if not ids:
-        return {}
-    idf = model.external_id_field
-    qs = model.all_objects.filter(cloudprovider=provider)
-    found = dict(qs.filter(**{f"{idf}__in": list(ids)}).values_list(idf, "pk"))
-    missing = sorted(i for i in ids if i not in found)
-    if missing:
-        _insert_placeholders(provider, model, missing)
-        found.update(qs.filter(**{f"{idf}__in": missing}).values_list(idf, "pk"))
-    return found
-
-
-def _bulk_update(model: type[SyncedModel], rows: list[SyncedModel], fields: list[str]) -> None:
-    """``bulk_update`` without its CASE WHEN per row and field (which costs
-    ~1 ms of ORM expression building per row): on Postgres one
-    ``UPDATE ... FROM unnest(<one array per column>)``, a short statement
-    whatever the number of rows."""
-    connection = connections[model.all_objects.db]
-    if connection.vendor != "postgresql":
-        model.all_objects.bulk_update(rows, fields)
-        return
-    meta = model._meta
-    cols = [meta.pk, *(meta.get_field(name) for name in fields)]
-    qn = connection.ops.quote_name
-    arrays, sets, args = [], [], []
-    for n, f in enumerate(cols):
-        if isinstance(f, models.JSONField):  # sent as text, cast per value
-            values = (getattr(r, f.attname) for r in rows)  # None is SQL NULL, as in Django
-            arrays.append(
-                [None if v is None else json.dumps(f.get_prep_value(v), cls=f.encoder) for v in values]
-            )
-            args.append("%s::text[]")
-            value = f"v.c{n}::jsonb"
-        else:
-            arrays.append([f.get_db_prep_save(getattr(r, f.attname), connection) for r in rows])
-            args.append(f"%s::{_cast_type(f, connection)}[]")
-            value = f"v.c{n}"
-        if n:
-            sets.append(f"{qn(f.column)} = {value}")
-    names = ", ".join(f"c{n}" for n in range(len(cols)))
-    sql = (
-        f"UPDATE {qn(meta.db_table)} AS t SET {', '.join(sets)} "
-        f"FROM unnest({', '.join(args)}) AS v({names}) WHERE t.{qn(meta.pk.column)} = v.c0"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, arrays)
-
-
-def _address_rows(addresses: Any) -> list[tuple[str, int, str, str]]:
-    """Normalize an ``addresses`` list to sorted (address, version, kind, mac)."""
-    out = set()
-    for item in addresses or ():
-        if isinstance(item, str):
-            item = {"address": item}
-        try:
-            ip = ipaddress.ip_address(str(item.get("address", "")).strip())
-        except ValueError:
-            continue  # a garbage address is dropped, not fatal to the whole change
-        kind = item.get("kind") or HostIPKindChoices.FIXED
-        if kind not in HostIPKindChoices.values:
-            kind = HostIPKindChoices.FIXED
-        out.add((str(ip), ip.version, kind, str(item.get("mac") or "").lower()))
-    return sorted(out)
-
-
 _BOOKKEEPING = frozenset({"source_version", "field_versions", "last_synced_by", "last_event_at"})
 # Changed on every row a sync touches; alone, they do not make a row "modified".
 _SYNC_MARKS = frozenset({"last_synced_by"})
@@ -318,7 +197,7 @@ class _KindApplier:
     # -- driver ------------------------------------------------------------
     def run(self) -> None:
         ids = list(dict.fromkeys(c.external_id for c in self.changes))
-        rows = _ensure_rows(self.provider, self.model, ids, lock=True)
+        rows = bulk.ensure_rows(self.provider, self.model, ids, lock=True)
         self.row_pks = [r.pk for r in rows.values()]
         self._resolve_refs()
         for change in self.changes:
@@ -345,7 +224,7 @@ class _KindApplier:
             "host": CloudHost,
         }
         self.refs = {
-            name: _ref_ids(self.provider, models_for[name], ids) for name, ids in wanted.items()
+            name: bulk.ref_ids(self.provider, models_for[name], ids) for name, ids in wanted.items()
         }
 
     # -- one change --------------------------------------------------------
@@ -356,9 +235,13 @@ class _KindApplier:
             return self._delete(row, change)
         is_new = row.is_placeholder
         tombstoned = row.deleted_at is not None
-        if tombstoned and change.source == Source.FULL_SYNC and (
-            change.version > row.source_version
-            or (self.listed_at is not None and row.deleted_at < self.listed_at)
+        if (
+            tombstoned
+            and change.source == Source.FULL_SYNC
+            and (
+                change.version > row.source_version
+                or (self.listed_at is not None and row.deleted_at < self.listed_at)
+            )
         ):
             self._set(row, "deleted_at", None)  # a full sync found it alive again
             row.field_versions = {}
@@ -441,7 +324,7 @@ class _KindApplier:
                 if name == "image":
                     values["image_ref"] = str(value or "")
             elif name == "addresses":
-                values["addresses"] = _address_rows(value)
+                values["addresses"] = address_rows(value)
             elif name == "port_ids":
                 values["port_ids"] = sorted({str(p) for p in value or ()})
             elif name == "port_id":
@@ -524,7 +407,9 @@ class _KindApplier:
             for row in dirty_rows:
                 row.modified_at = self.now
                 row.last_seen_at = self.now  # every dirty row was seen
-            _bulk_update(self.model, dirty_rows, [*sorted(fields), "modified_at", "last_seen_at"])
+            bulk.bulk_update(
+                self.model, dirty_rows, [*sorted(fields), "modified_at", "last_seen_at"]
+            )
         rest = self.seen.difference(row.pk for row in dirty_rows)
         qs = self.model.all_objects
         for ref, pks in seen_only.items():
@@ -533,108 +418,15 @@ class _KindApplier:
         if rest:
             qs.filter(pk__in=rest).update(last_seen_at=self.now)
         if self.addresses:
-            self._write_addresses(by_pk)
+            write_addresses(self.kind == Kind.HOST, self.addresses, by_pk)
         if self.port_sets:
-            self._detach_missing_ports()
+            detach_missing_ports(self.provider, self.port_sets, self.now)
         if self.kind == Kind.HOST:
-            self._detach_deleted_hosts([pk for pk, r in by_pk.items() if "deleted_at" in self.dirty.get(pk, ()) and r.deleted_at])
+            deleted = [
+                pk
+                for pk, r in by_pk.items()
+                if r.deleted_at and "deleted_at" in self.dirty.get(pk, ())
+            ]
+            detach_deleted_hosts(deleted, self.now)
         if self.kind == Kind.HOST_IP:
-            self._relink_ports(by_pk)
-
-    def _detach_missing_ports(self) -> None:
-        """A host's complete port list (``port_ids``) detaches the ports it no
-        longer names, unless a newer change attached them."""
-        detached: list[int] = []
-        for host_pk, (ids, version) in self.port_sets.items():
-            ports = CloudPort.objects.filter(host_id=host_pk, parent_port_id="").exclude(
-                port_id__in=ids
-            )
-            for port in ports.only("pk", "field_versions"):
-                versions = dict(port.field_versions or {})
-                if versions.get("host_id", "") > version:
-                    continue
-                versions["host_id"] = version
-                CloudPort.all_objects.filter(pk=port.pk).update(
-                    host_id=None, field_versions=versions, modified_at=self.now
-                )
-                detached.append(port.pk)
-        if detached:
-            port_ids = CloudPort.all_objects.filter(pk__in=detached).values("port_id")
-            fips = CloudPort.all_objects.filter(
-                cloudprovider=self.provider, parent_port_id__in=port_ids
-            )
-            fip_pks = list(fips.values_list("pk", flat=True))
-            fips.update(host_id=None, modified_at=self.now)
-            CloudHostIP.objects.filter(port_id__in=[*detached, *fip_pks]).update(host_id=None)
-
-    def _detach_deleted_hosts(self, pks: list[int]) -> None:
-        """A deleted host takes its ports' addresses with it (the ENI or port
-        died with the VM); floating IPs bound to it stay, unattached."""
-        if not pks:
-            return
-        ports = CloudPort.all_objects.filter(host_id__in=pks)
-        ports.exclude(parent_port_id="").update(host_id=None, modified_at=self.now)
-        ports.filter(parent_port_id="", deleted_at__isnull=True).update(
-            deleted_at=self.now, modified_at=self.now
-        )
-        ips = CloudHostIP.objects.filter(host_id__in=pks)
-        ips.filter(port__isnull=False).exclude(port__parent_port_id="").update(host_id=None)
-        ips.delete()
-
-    def _write_addresses(self, by_pk: dict[int, SyncedModel]) -> None:
-        pks = list(self.addresses)
-        new_rows = []
-        if self.kind == Kind.HOST:
-            CloudHostIP.objects.filter(host_id__in=pks, port__isnull=True).delete()
-            for pk, addrs in self.addresses.items():
-                new_rows += [
-                    CloudHostIP(host_id=pk, address=a, version=v, kind=k, mac=m)
-                    for a, v, k, m in addrs
-                ]
-        else:
-            CloudHostIP.objects.filter(port_id__in=pks).delete()
-            for pk, addrs in self.addresses.items():
-                host_id = by_pk[pk].host_id if by_pk[pk].deleted_at is None else None
-                new_rows += [
-                    CloudHostIP(port_id=pk, host_id=host_id, address=a, version=v, kind=k, mac=m)
-                    for a, v, k, m in addrs
-                ]
-        CloudHostIP.objects.bulk_create(new_rows)
-
-    def _relink_ports(self, by_pk: dict[int, SyncedModel]) -> None:
-        """Floating IPs follow the host of the port they are bound to."""
-        ports = CloudPort.all_objects.filter(cloudprovider=self.provider)
-        touched = [r.port_id for r in by_pk.values()]
-        parent_host = Subquery(
-            CloudPort.objects.filter(
-                cloudprovider=self.provider, port_id=OuterRef("parent_port_id")
-            ).values("host_id")[:1]
-        )
-        floating = ports.exclude(parent_port_id="").filter(
-            models.Q(port_id__in=touched) | models.Q(parent_port_id__in=touched)
-        )
-        fip_pks = list(floating.values_list("pk", flat=True))
-        if fip_pks:
-            CloudPort.all_objects.filter(pk__in=fip_pks).update(host_id=parent_host)
-        all_pks = [*by_pk, *fip_pks]
-        connection = connections[CloudHostIP.objects.db]
-        if connection.vendor == "postgresql":
-            # The same, but only rows whose host changes are rewritten (a
-            # no-change full sync rewrote every address row).
-            qn = connection.ops.quote_name
-            ip, port = qn(CloudHostIP._meta.db_table), qn(CloudPort._meta.db_table)
-            alive_host = "CASE WHEN p.deleted_at IS NULL THEN p.host_id END"
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    f"UPDATE {ip} AS i SET host_id = {alive_host} FROM {port} AS p "
-                    f"WHERE p.id = i.port_id AND i.port_id = ANY(%s) "
-                    f"AND i.host_id IS DISTINCT FROM {alive_host}",
-                    [all_pks],
-                )
-            return
-        CloudHostIP.objects.filter(port_id__in=all_pks).update(
-            host_id=Subquery(
-                CloudPort.all_objects.filter(pk=OuterRef("port_id"), deleted_at__isnull=True)
-                .values("host_id")[:1]
-            )
-        )
+            relink_ports(self.provider, by_pk)
