@@ -44,7 +44,7 @@ run: venv check-redis migrate
 
 # The test suite on Postgres + Redis (both must answer; .ci/run starts them).
 test: dev-venv
-	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(REDIS_URL) \
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(REDIS_URL) DB_CONN_MAX_AGE=0 \
 	  $(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 lint: dev-venv
