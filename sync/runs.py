@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, OperationalError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from sync.choices import SyncRunKindChoices as RunKind
@@ -27,6 +28,7 @@ __all__ = [
     "fail_run",
     "request_plan_apply",
     "fail_run_by_id",
+    "release_runs",
     "start_all",
     "start_run",
 ]
@@ -226,3 +228,13 @@ def start_all(kind: str, *, triggered_by: str = "") -> dict[str, str]:
         else:
             outcome[provider.name] = f"run #{run.pk}"
     return outcome
+
+
+def release_runs(runs_qs: QuerySet[SyncRun], *, by: str) -> int:
+    """Operator action: fail runs still marked running (their worker died),
+    releasing the per-provider lock. Returns how many were released."""
+    return runs_qs.filter(status=RunStatus.RUNNING).update(
+        status=RunStatus.FAILED,
+        finished_at=timezone.now(),
+        error=f"released by {by}: marked failed while running",
+    )

@@ -14,7 +14,7 @@ from sync.admin.common import ReadOnlyAdminMixin, pretty_json
 from sync.choices import EventStatusChoices as EventStatus
 from sync.ingest import request_replay
 from sync.models import Event, SyncRun
-from sync.runs import PlanNotApplicable, request_plan_apply
+from sync.runs import PlanNotApplicable, release_runs, request_plan_apply
 
 __all__ = ["EventAdmin", "SyncRunAdmin"]
 
@@ -145,7 +145,7 @@ class SyncRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ("cloudprovider__name", "triggered_by")
     date_hierarchy = "started_at"
     show_full_result_count = False
-    actions = ("apply_stored_plan",)
+    actions = ("apply_stored_plan", "release_running")
     fieldsets = (
         (
             None,
@@ -208,3 +208,11 @@ class SyncRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 self.message_user(
                     request, f"Apply of run #{run.pk}'s stored plan queued.", messages.SUCCESS
                 )
+
+    @admin.action(
+        description="Mark running runs as failed (release the lock)", permissions=["apply_plan"]
+    )
+    def release_running(self, request: HttpRequest, queryset: QuerySet) -> None:
+        """For a run whose worker died: fail it now so the provider can sync again."""
+        released = release_runs(queryset, by=f"admin:{request.user.get_username()}")
+        self.message_user(request, f"{released} running run(s) marked failed.", messages.SUCCESS)

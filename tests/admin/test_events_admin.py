@@ -106,3 +106,21 @@ def test_sync_run_detail_and_apply_stored_plan(admin_client, provider, published
 def test_celery_beat_admin_is_still_registered(admin_client):
     assert admin_client.get("/admin/django_celery_beat/periodictask/").status_code == 200
     assert admin_client.get("/admin/django_celery_beat/periodictask/add/").status_code == 200
+
+
+def test_release_running_action_frees_the_provider(admin_client, provider_factory):
+    from sync import runs
+    from sync.models import SyncRun
+
+    provider = provider_factory()
+    run = runs.claim_run(provider, "full")
+    response = admin_client.post(
+        "/admin/sync/syncrun/",
+        {"action": "release_running", "_selected_action": [run.pk]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    run.refresh_from_db()
+    assert run.status == "failed" and "released by admin:" in run.error
+    assert runs.claim_run(provider, "full").status == "running"
+    assert SyncRun.objects.filter(cloudprovider=provider).count() == 2
