@@ -54,7 +54,8 @@ def detach_missing_ports(
         ports = CloudPort.objects.filter(host_id=host_pk, parent_port_id="").exclude(
             port_id__in=ids
         )
-        for port in ports.only("pk", "field_versions"):
+        # Locked: a concurrent port event may be re-attaching one of them.
+        for port in ports.select_for_update().order_by("pk").only("pk", "field_versions"):
             versions = dict(port.field_versions or {})
             if versions.get("host_id", "") > version:
                 continue

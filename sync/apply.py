@@ -368,9 +368,7 @@ class _KindApplier:
     def _current_ports(self, row: SyncedModel) -> list[str]:
         if row.pk in self.port_sets:
             return self.port_sets[row.pk][0]
-        if row.is_placeholder:
-            return []
-        if not hasattr(self, "_loaded_ports"):
+        if not hasattr(self, "_loaded_ports"):  # placeholders too: a port event may name them
             loaded: dict[int, list[str]] = defaultdict(list)
             ports = CloudPort.objects.filter(host_id__in=self.row_pks, parent_port_id="")
             for host_id, port_id in ports.values_list("host_id", "port_id"):

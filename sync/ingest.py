@@ -155,7 +155,15 @@ def process_events(provider: CloudProvider, events: Iterable[Event]) -> IngestRe
             todo.append(event)
     if not todo:
         return report
-    translated = _translate_together(provider, driver, todo)
+    try:
+        translated = _translate_together(provider, driver, todo)
+    except TemporaryError as exc:  # the cloud is unwell: retry the body, not N more calls
+        report.retry = [e.pk for e in todo]
+        report.last_error = exc
+        Event.objects.filter(pk__in=report.retry, status__in=OPEN_STATUSES).update(
+            error=f"{type(exc).__name__}: {exc}"[:2000]
+        )
+        return report
     for event in todo:
         try:
             outcome = process_event(provider, driver, event, translated.get(event.pk))
@@ -180,12 +188,16 @@ def _translate_together(
 ) -> dict[int, Translation | BadPayload]:
     """Translate a body's events in one driver call, so drivers that re-fetch
     from the cloud (AWS) make one API call for all of them. On any failure
-    each event is translated on its own instead, which isolates the culprit."""
+    each event is translated on its own instead, which isolates the culprit;
+    a temporary error (throttling, auth, network) is raised for the body."""
     if len(events) < 2:
         return {}
     try:
         results = driver.translate_batch([e.body for e in events], provider.client_config)
-    except Exception:  # temporary errors and bugs: per-event handling decides
+    except TemporaryError:
+        raise
+    except Exception:  # a driver bug: per-event handling isolates the culprit
+        log.exception("driver %s: translate_batch failed; translating one by one", driver.name)
         return {}
     if len(results) != len(events):
         return {}

@@ -323,6 +323,6 @@ def enqueue_ingest(provider_id: int, body: str, received_at: datetime) -> str:
             reply = conn.call(b"".join((_LPUSH % len(message), message, b"\r\n")))
             if not reply.startswith(b":"):
                 raise RedisError(reply.decode(errors="replace"))
-    except (RedisError, OSError) as exc:
+    except (RedisError, OSError, ValueError) as exc:  # ValueError: a URL redis-py refuses
         raise BrokerUnavailable(str(exc) or type(exc).__name__) from exc
     return task_id

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import models, transaction
 from django.utils import timezone
 
 from sync.apply import MODEL_FOR_KIND, ApplyResult, Outcome, apply
@@ -135,7 +135,7 @@ def reconcile(run: SyncRun, snapshot: Snapshot, *, dry_run: bool = False) -> Syn
             yield change
 
     for chunk in _chunks(_restamp(tracked(snapshot.changes), source, ref), CHUNK):
-        result = _apply_chunk(provider, chunk, dry_run=dry_run, listed_at=started)
+        result = _apply_chunk(provider, chunk, dry_run=dry_run, listed_at=snapshot.started_at)
         drift.add(result)
         if dry_run:
             plan += _planned(chunk, result)
@@ -255,8 +255,11 @@ def apply_plan_of(run: SyncRun, *, triggered_by: str = "") -> SyncRun:
     _check_not_superseded(run)
     changes = _still_valid(run, [plan_to_change(item, source, ref) for item in run.plan or ()])
     totals, drift = ApplyResult(), _Drift()
+    # The listing began about when the run did (execute_run); a pushed
+    # snapshot's listing time is not kept, so it resurrects nothing here.
+    listed_at = None if run.kind == RunKind.SNAPSHOT else run.started_at
     for chunk in _chunks(changes, CHUNK):
-        result = apply(provider, chunk)
+        result = apply(provider, chunk, listed_at=listed_at)
         drift.add(result)
         result.outcomes.clear()
         totals.merge(result)
@@ -295,7 +298,8 @@ def _check_not_superseded(run: SyncRun) -> None:
 
 
 def _still_valid(run: SyncRun, changes: list[Change]) -> list[Change]:
-    """Drop planned deletions of objects an event touched after the listing."""
+    """Drop planned deletions of objects seen or changed after the listing
+    (an event, a catch-up, another sync), as ``_deletions`` would."""
     deletes = [c for c in changes if c.op == Op.DELETE]
     if not deletes:
         return changes
@@ -307,8 +311,10 @@ def _still_valid(run: SyncRun, changes: list[Change]) -> list[Change]:
         touched.update(
             (kind, ext)
             for ext in model.all_objects.filter(
+                models.Q(last_event_at__gte=run.started_at)
+                | models.Q(last_seen_at__gte=run.started_at)
+                | models.Q(source_version__gte=make_version(run.started_at)),
                 cloudprovider_id=run.cloudprovider_id,
-                last_event_at__gte=run.started_at,
                 **{f"{idf}__in": ids},
             ).values_list(idf, flat=True)
         )

@@ -51,7 +51,11 @@ def with_webhook_fast_path(django_app: WSGIApp) -> WSGIApp:
         if match is None or environ.get("REQUEST_METHOD") != "POST":
             return django_app(environ, start_response)
         response = _serve(WSGIRequest(environ), int(match.group(1)))
+        content = response.content
+        # What CommonMiddleware and SecurityMiddleware would have added.
+        response["Content-Length"] = str(len(content))
+        response.setdefault("X-Content-Type-Options", "nosniff")
         start_response(f"{response.status_code} {response.reason_phrase}", list(response.items()))
-        return [response.content]
+        return [content]
 
     return application

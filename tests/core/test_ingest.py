@@ -45,3 +45,16 @@ def test_body_for_a_deleted_provider_is_dropped_quietly(hosts_provider):
     pk = hosts_provider.pk
     hosts_provider.delete()
     assert ingest_body(pk, json.dumps({"id": "x", "host": "vm"})).events == 0
+
+
+def test_a_temporary_error_retries_the_whole_body_without_more_cloud_calls(hosts_provider):
+    from tests.test_drivers import HostDriver
+
+    HostDriver.failures_left.clear()
+    HostDriver.failures_left["vm-1"] = 1
+    body = json.dumps([{"id": "a", "host": "vm-1"}, {"id": "b", "host": "vm-2"}])
+    report = ingest_body(hosts_provider.pk, body)
+    assert report.processed == 0 and len(report.retry) == 2
+    assert set(Event.objects.values_list("status", flat=True)) == {Status.QUEUED}
+    report = ingest_body(hosts_provider.pk, body)  # what the task's retry does
+    assert (report.processed, report.retry) == (2, [])

@@ -77,3 +77,11 @@ def test_broker_down_is_503(provider):
 def test_other_paths_go_through_django(provider):
     status, _, content = call("/healthz", method="GET")
     assert status == 200 and json.loads(content)["status"] == "ok"
+
+
+def test_fast_path_sets_length_and_nosniff(provider):
+    status, headers, content = call(f"/cloud-sync/provider/{provider.pk}/", b"{}",
+                                    authorization=f"Bearer {provider.endpoint_secret}")
+    assert status == 202
+    assert headers["Content-Length"] == str(len(content))
+    assert headers["X-Content-Type-Options"] == "nosniff"

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from sync import runs
 from sync.apply import apply
-from sync.changes import Change, Kind, Op, make_version
+from sync.changes import Change, Kind, Op, Source, make_version
 from sync.choices import SyncRunKindChoices as RunKind
 from sync.choices import SyncRunStatusChoices as RunStatus
 from sync.drivers.openstack import connection
@@ -316,3 +316,31 @@ def test_planned_deletions_skip_objects_an_event_touched_since(fake, provider, s
                             make_version(timezone.now(), timezone.now()))])
     runs.apply_stored_plan(held.pk)
     assert set(hosts(provider)) == {s["id"] for s in servers[4:]} | {servers[0]["id"]}
+
+
+def test_planned_deletions_skip_objects_a_catch_up_saw_since(fake, provider, settings):
+    settings.CLOUDSYNC_MASS_DELETE_MIN_COUNT = 2
+    servers = seed(fake, 10)
+    full_sync(provider)
+    for s in servers[:4]:
+        fake.data.servers.records[s["id"]]["_deleted"] = True
+    fake.data.servers.touch()
+    held = full_sync(provider)
+    assert held.status == RunStatus.NEEDS_APPROVAL
+    apply(provider, [Change(Kind.HOST, Op.UPSERT, servers[0]["id"], {"hostname": "seen"},
+                            make_version(1), Source.CATCH_UP)])
+    runs.apply_stored_plan(held.pk)
+    assert servers[0]["id"] in hosts(provider)
+    assert not {s["id"] for s in servers[1:4]} & set(hosts(provider))
+
+
+def test_a_pushed_snapshot_without_a_listing_time_resurrects_nothing(provider_factory):
+    from sync.drivers.base import Snapshot
+
+    provider = provider_factory()
+    apply(provider, [Change(Kind.HOST, Op.UPSERT, "x", {"hostname": "x"}, make_version(1))])
+    apply(provider, [Change(Kind.HOST, Op.DELETE, "x", {}, make_version(2))])  # event: deleted
+    run = runs.claim_run(provider, RunKind.SNAPSHOT)
+    listed = Change(Kind.HOST, Op.UPSERT, "x", {"hostname": "x"}, make_version(1), Source.FULL_SYNC)
+    reconcile(run, Snapshot(changes=[listed], kinds=frozenset({Kind.HOST})))
+    assert "x" not in hosts(provider)
