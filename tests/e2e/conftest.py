@@ -3,8 +3,10 @@ writing to the real test database (transactional tests, so it sees our rows)."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from celery.contrib.testing.worker import start_worker
@@ -38,3 +40,28 @@ def wait_for(predicate: Callable[[], object], timeout: float = 15.0, interval: f
         value = predicate()
     assert value, f"condition not met within {timeout}s"
     return value
+
+
+def post(client, provider, body: Any, **extra: Any) -> dict:
+    """POST a body to the provider's webhook (Bearer by default); expect 202."""
+    extra.setdefault("HTTP_AUTHORIZATION", f"Bearer {provider.endpoint_secret}")
+    response = client.post(
+        f"/cloud-sync/provider/{provider.pk}/",
+        data=json.dumps(body),
+        content_type=extra.pop("content_type", "application/json"),
+        **extra,
+    )
+    assert response.status_code == 202, response.content
+    return response.json()
+
+
+def done(provider, key: str):
+    """The inbox event once the worker finished with it (whatever the outcome)."""
+    from sync.choices import EventStatusChoices
+    from sync.models import Event
+
+    return wait_for(
+        lambda: Event.objects.filter(cloudprovider=provider, key=key)
+        .exclude(status=EventStatusChoices.QUEUED)
+        .first()
+    )

@@ -15,18 +15,12 @@ import pytest
 from sync.choices import EventStatusChoices as Status
 from sync.models import CloudHost, Event
 from tests.drivers.test_aws_events import state_event
-from tests.e2e.conftest import wait_for
+from tests.e2e.conftest import post, wait_for
 from tests.moto_server import MotoServer, fresh_region, moto_server_fixture  # noqa: F401
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
-
-def post(client, provider, body, **extra):
-    extra.setdefault("HTTP_AUTHORIZATION", f"Bearer {provider.endpoint_secret}")
-    response = client.post(f"/cloud-sync/provider/{provider.pk}/", data=json.dumps(body),
-                           content_type=extra.pop("content_type", "application/json"), **extra)
-    assert response.status_code == 202, response.content
 
 
 def test_eventbridge_and_sns_deliveries_keep_hosts_current(client, moto_server: MotoServer,

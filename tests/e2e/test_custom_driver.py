@@ -14,7 +14,6 @@ half-installed or suddenly uninstalled package.
 from __future__ import annotations
 
 import importlib
-import json
 import shutil
 import subprocess
 import sys
@@ -28,8 +27,8 @@ from django.core.exceptions import ValidationError
 
 from sync.choices import EventStatusChoices as Status
 from sync.drivers.registry import get_driver, registered_names, reset_registry
-from sync.models import CloudHost, Event
-from tests.e2e.conftest import wait_for
+from sync.models import CloudHost
+from tests.e2e.conftest import done, post
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -102,24 +101,6 @@ def example_provider(example_package, provider_factory):
     )
 
 
-def post(client, provider, body) -> None:
-    response = client.post(
-        f"/cloud-sync/provider/{provider.pk}/",
-        data=json.dumps(body),
-        content_type="application/json",
-        HTTP_AUTHORIZATION=f"Bearer {provider.endpoint_secret}",
-    )
-    assert response.status_code == 202, response.content
-
-
-def done(provider, key: str) -> Event:
-    return wait_for(
-        lambda: (
-            Event.objects.filter(cloudprovider=provider, key=key)
-            .exclude(status=Status.QUEUED)
-            .first()
-        )
-    )
 
 
 def test_driver_is_registered_through_its_entry_point(example_package):

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from sync.choices import EventStatusChoices as Status
 from sync.ingest import request_replay
 from sync.models import CloudHost, Event
-from tests.e2e.conftest import wait_for
+from tests.e2e.conftest import post, wait_for
 from tests.test_drivers import HostDriver
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -24,13 +22,6 @@ def hosts_provider(settings, provider_factory):
     HostDriver.failures_left.clear()
     return provider_factory(cloud_sync_driver="test.hosts", client_config={"region": "r1"})
 
-
-def post(client, provider, body):
-    response = client.post(
-        f"/cloud-sync/provider/{provider.pk}/", data=json.dumps(body), content_type="application/json",
-        HTTP_AUTHORIZATION=f"Bearer {provider.endpoint_secret}",
-    )
-    assert response.status_code == 202
 
 
 def test_network_errors_are_retried_until_success(client, hosts_provider, celery_worker):

@@ -7,8 +7,6 @@ guard."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from sync.choices import EventStatusChoices as Status
@@ -17,7 +15,7 @@ from sync.choices import SyncRunKindChoices as RunKind
 from sync.choices import SyncRunStatusChoices as RunStatus
 from sync.models import CloudFlavor, CloudHost, Event, SyncRun
 from sync.reconcile import apply_plan_of
-from tests.e2e.conftest import wait_for
+from tests.e2e.conftest import done, post
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -29,25 +27,6 @@ def generic(settings, provider_factory):
     return provider_factory(cloud_sync_driver="generic")
 
 
-def post(client, provider, body) -> None:
-    response = client.post(
-        f"/cloud-sync/provider/{provider.pk}/",
-        data=json.dumps(body),
-        content_type="application/json",
-        HTTP_AUTHORIZATION=f"Bearer {provider.endpoint_secret}",
-    )
-    assert response.status_code == 202, response.content
-
-
-def done(provider, key: str) -> Event:
-    """The event once the worker finished with it (whatever the outcome)."""
-    return wait_for(
-        lambda: (
-            Event.objects.filter(cloudprovider=provider, key=key)
-            .exclude(status=Status.QUEUED)
-            .first()
-        )
-    )
 
 
 def host_change(i: int, version: str = "2024-05-01T10:00:00Z", **fields) -> dict:

@@ -10,7 +10,7 @@ import pytest
 
 from sync.choices import EventStatusChoices as Status
 from sync.models import CloudHost, CloudHostIP, Event
-from tests.e2e.conftest import wait_for
+from tests.e2e.conftest import post, wait_for
 from tests.fixtures import load_nova_versioned, with_wire_fields
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -41,12 +41,6 @@ def openstack(provider_factory):
         "auth_url": "http://keystone.invalid:5000/v3", "username": "u", "password": "p",
         "project_name": "admin"})
 
-
-def post(client, provider, body) -> None:
-    response = client.post(f"/cloud-sync/provider/{provider.pk}/", data=json.dumps(body),
-                           content_type="application/json",
-                           HTTP_AUTHORIZATION=f"Bearer {provider.endpoint_secret}")
-    assert response.status_code == 202, response.content
 
 
 def settled(provider, n: int) -> None:

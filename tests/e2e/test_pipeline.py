@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from sync.choices import EventStatusChoices as Status
-from sync.models import CloudProvider, Event
-from tests.e2e.conftest import wait_for
+from sync.models import Event
+from tests.e2e.conftest import post, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-
-def post(client, provider: CloudProvider, body) -> dict:
-    response = client.post(
-        f"/cloud-sync/provider/{provider.pk}/",
-        data=json.dumps(body),
-        content_type="application/json",
-        HTTP_AUTHORIZATION=f"Bearer {provider.endpoint_secret}",
-    )
-    assert response.status_code == 202, response.content
-    return response.json()
 
 
 def test_event_is_processed_by_the_worker(client, provider, celery_worker):
