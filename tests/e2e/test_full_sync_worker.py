@@ -56,3 +56,21 @@ def test_401_always_fails_the_run_with_authentication_failed(fake, provider, cel
     assert "authentication failed" in done.error
     assert fake.count("/identity/v3/auth/tokens", "POST") >= 2  # retried before giving up
     assert not CloudHost.objects.filter(cloudprovider=provider).exists()
+
+
+def test_the_beat_task_syncs_every_enabled_provider_once(fake, provider, provider_factory, celery_worker):
+    from sync.tasks import sync_all
+
+    disabled = provider_factory(cloud_sync_driver="openstack.ocata",
+                                client_config=fake.client_config(), cloud_sync_enabled=False)
+    noop = provider_factory(cloud_sync_driver="noop")
+    outcome = sync_all.apply(kwargs={"kind": "full"}).get()  # what beat sends, run here
+    assert outcome[provider.name].startswith("run #")
+    assert outcome[noop.name].startswith("skipped: driver noop does not support full sync")
+    assert disabled.name not in outcome
+    run = SyncRun.objects.get(cloudprovider=provider)
+    done = wait_for(lambda: finished(run), timeout=30)
+    assert done.status == RunStatus.SUCCEEDED and done.triggered_by == "beat"
+    assert CloudHost.objects.filter(cloudprovider=provider).count() == 4
+    again = sync_all.apply(kwargs={"kind": "catch_up"}).get()
+    assert again[provider.name].startswith("run #")
