@@ -61,6 +61,26 @@ def hosts(provider) -> dict[str, CloudHost]:
     return {h.host_id: h for h in CloudHost.objects.filter(cloudprovider=provider)}
 
 
+def listed(fake: FakeOpenStack, servers: list[dict], visible: bool) -> None:
+    """Make servers vanish from (or reappear in) the listing, as a partial or
+    racing listing would, without touching their updated_at."""
+    for s in servers:
+        fake.data.servers.records[s["id"]]["_deleted"] = not visible
+    fake.data.servers.touch()
+
+
+def held_plan(fake: FakeOpenStack, provider, settings, hidden: int) -> tuple[list[dict], SyncRun]:
+    """10 synced servers, then a run that misses ``hidden`` of them: its
+    deletions are held back by the mass-delete guard."""
+    settings.CLOUDSYNC_MASS_DELETE_MIN_COUNT = 2
+    servers = seed(fake, 10)
+    full_sync(provider)
+    listed(fake, servers[:hidden], visible=False)
+    held = full_sync(provider)
+    assert held.status == RunStatus.NEEDS_APPROVAL
+    return servers, held
+
+
 def test_empty_database_then_a_second_run_changes_nothing(fake, provider):
     # given
     servers = seed(fake, 12)
@@ -275,29 +295,18 @@ def test_a_later_listing_brings_back_what_a_full_sync_deleted(fake, provider, se
     servers = seed(fake, 4)
     full_sync(provider)
     hidden = servers[0]
-    fake.data.servers.records[hidden["id"]]["_deleted"] = True  # a listing that missed it
-    fake.data.servers.touch()
+    listed(fake, [hidden], visible=False)  # a listing that missed it
     assert full_sync(provider).status == RunStatus.SUCCEEDED
     assert hidden["id"] not in hosts(provider)
-    fake.data.servers.records[hidden["id"]]["_deleted"] = False  # listed again, same updated_at
-    fake.data.servers.touch()
+    listed(fake, [hidden], visible=True)  # listed again, same updated_at
     run = full_sync(provider)
     assert hidden["id"] in hosts(provider)
     assert run.drift["host"]["counts"] == {"created": 1}
 
 
 def test_a_stored_plan_is_refused_once_a_later_listing_completed(fake, provider, settings):
-    settings.CLOUDSYNC_MASS_DELETE_MIN_COUNT = 2
-    servers = seed(fake, 10)
-    full_sync(provider)
-    for s in servers[:6]:
-        fake.data.servers.records[s["id"]]["_deleted"] = True
-    fake.data.servers.touch()
-    held = full_sync(provider)
-    assert held.status == RunStatus.NEEDS_APPROVAL
-    for s in servers[:6]:
-        fake.data.servers.records[s["id"]]["_deleted"] = False
-    fake.data.servers.touch()
+    servers, held = held_plan(fake, provider, settings, hidden=6)
+    listed(fake, servers[:6], visible=True)
     assert full_sync(provider).status == RunStatus.SUCCEEDED
     with pytest.raises(runs.PlanNotApplicable, match="superseded"):
         runs.apply_stored_plan(held.pk)
@@ -319,14 +328,7 @@ def test_planned_deletions_skip_objects_an_event_touched_since(fake, provider, s
 
 
 def test_planned_deletions_skip_objects_a_catch_up_saw_since(fake, provider, settings):
-    settings.CLOUDSYNC_MASS_DELETE_MIN_COUNT = 2
-    servers = seed(fake, 10)
-    full_sync(provider)
-    for s in servers[:4]:
-        fake.data.servers.records[s["id"]]["_deleted"] = True
-    fake.data.servers.touch()
-    held = full_sync(provider)
-    assert held.status == RunStatus.NEEDS_APPROVAL
+    servers, held = held_plan(fake, provider, settings, hidden=4)
     apply(provider, [Change(Kind.HOST, Op.UPSERT, servers[0]["id"], {"hostname": "seen"},
                             make_version(1), Source.CATCH_UP)])
     runs.apply_stored_plan(held.pk)
