@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,6 +36,10 @@ __all__ = [
     "TemporaryError",
     "Translation",
     "body_hash",
+    "exception_chain",
+    "root_cause",
+    "root_cause_text",
+    "unreachable_message",
 ]
 
 
@@ -115,6 +120,85 @@ def body_hash(message: Any) -> str:
     """A stable dedup key for messages that carry no id of their own."""
     raw = json.dumps(message, sort_keys=True, separators=(",", ":"), default=str)
     return "sha256:" + hashlib.sha256(raw.encode()).hexdigest()
+
+
+# -- root causes of connection errors ----------------------------------------
+# An SDK connection error is a chain (keystoneauth ConnectFailure -> requests
+# ConnectionError -> urllib3 MaxRetryError -> NewConnectionError -> OSError)
+# whose str() repeats every layer. Operators need the address and the last
+# link ("connection refused"), so drivers build their messages from these.
+
+_URL_RE = re.compile(r"\b(https?)://([^/\s'\"()<>]+)")
+_ERRNO_RE = re.compile(r"\[Errno -?\d+\]\s*(.+)$")
+
+
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what caused it, outermost first, each once.
+
+    Follows ``__cause__``/``__context__``, and the wrapped exception that
+    requests (``args[0]``) and urllib3 (``.reason``) keep as plain attributes.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        links = (
+            current.__cause__,
+            current.__context__,
+            getattr(current, "reason", None),
+            current.args[0] if current.args else None,
+        )
+        pending.extend(link for link in links if isinstance(link, BaseException))
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The innermost exception of ``exc``'s chain (e.g. ``ConnectionRefusedError``)."""
+    *_, last = exception_chain(exc)
+    return last
+
+
+def root_cause_text(exc: BaseException) -> str:
+    """The root cause as an operator reads it: ``connection refused``,
+    ``name or service not known``, ``timed out``."""
+    cause = root_cause(exc)
+    text = getattr(cause, "strerror", None) if isinstance(cause, OSError) else None
+    text = str(text or cause).strip() or type(cause).__name__
+    match = _ERRNO_RE.search(text)
+    if match:
+        text = match.group(1)
+    if len(text) > 1 and text[0].isupper() and text[1].islower():
+        text = text[0].lower() + text[1:]
+    return text
+
+
+def _origin(exc: BaseException) -> str | None:
+    """``scheme://host:port`` of the address a connection error was about."""
+    for err in exception_chain(exc):
+        url = getattr(getattr(err, "request", None), "url", None)
+        if isinstance(url, str):
+            match = _URL_RE.search(url)
+            if match:
+                return f"{match.group(1)}://{match.group(2).rsplit('@', 1)[-1]}"
+        pool = getattr(err, "pool", None)
+        if getattr(pool, "host", None) and getattr(pool, "scheme", None):
+            port = f":{pool.port}" if getattr(pool, "port", None) else ""
+            return f"{pool.scheme}://{pool.host}{port}"
+    for err in exception_chain(exc):
+        match = _URL_RE.search(str(err))
+        if match:
+            return f"{match.group(1)}://{match.group(2).rsplit('@', 1)[-1]}"
+    return None
+
+
+def unreachable_message(exc: BaseException) -> str:
+    """``cannot reach https://keystone.example:5000: connection refused``:
+    one line, the address and the root cause, whatever the SDK wrapped it in."""
+    where = _origin(exc) or "the cloud"
+    return f"cannot reach {where}: {root_cause_text(exc)}"
 
 
 class Driver:

@@ -24,7 +24,13 @@ import openstack.exceptions
 import requests
 from keystoneauth1 import exceptions as ks_exc
 
-from sync.drivers.base import AuthError, DriverError, NetworkError
+from sync.drivers.base import (
+    AuthError,
+    DriverError,
+    NetworkError,
+    root_cause_text,
+    unreachable_message,
+)
 
 __all__ = [
     "API_TIMEOUT",
@@ -146,10 +152,12 @@ def _classify(exc: BaseException, what: str) -> DriverError:
             return AuthError(f"authentication failed while {what}: {err}")
     for err in _chain(exc):
         if isinstance(err, ks_exc.SSLError | requests.exceptions.SSLError):
-            return DriverError(f"{what} failed: TLS error (check cacert/verify): {err}")
+            return DriverError(
+                f"{what} failed: TLS error (check cacert/verify): {root_cause_text(err)}"
+            )
     for err in _chain(exc):
         if isinstance(err, ks_exc.ConnectionError | requests.ConnectionError | requests.Timeout):
-            return NetworkError(f"{what} failed: cannot reach the cloud: {err}")
+            return NetworkError(f"{what} failed: {unreachable_message(err)}")
         status = getattr(err, "http_status", None) or getattr(err, "status_code", None)
         if isinstance(status, int) and (status >= 500 or status in (408, 429)):
             return NetworkError(f"{what} failed: {err}")

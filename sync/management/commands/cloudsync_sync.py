@@ -34,12 +34,15 @@ class Command(BaseCommand):
         except DriverError as exc:  # temporary errors: no Celery retry here, fail the run
             runs.fail_run_by_id(run.pk, exc)
             run.refresh_from_db()
-        self.stdout.write(summary(run))
-        if run.status == RunStatus.FAILED:
+        failed = run.status == RunStatus.FAILED
+        # The error is reported once, on stderr, when the run failed.
+        self.stdout.write(summary(run, with_error=not failed))
+        if failed:
             raise CommandError(f"sync run #{run.pk} failed: {run.error}")
 
 
-def summary(run: Any) -> str:
+def summary(run: Any, *, with_error: bool = True) -> str:
+    """The run in a few lines: status, times, drift, counts per kind, plan, error."""
     lines = [
         f"run #{run.pk} {run.kind} of {run.cloudprovider}: {run.status}",
         f"  started {run.started_at:%Y-%m-%d %H:%M:%S} finished {run.finished_at:%Y-%m-%d %H:%M:%S}"
@@ -50,7 +53,7 @@ def summary(run: Any) -> str:
         lines.append(f"  {kind}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     if run.plan:
         lines.append(f"  stored plan: {len(run.plan)} changes (apply with cloudsync_apply_plan {run.pk})")
-    if run.error:
+    if run.error and with_error:
         lines.append(f"  {run.error}")
     return "\n".join(lines)
 
