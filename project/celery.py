@@ -3,18 +3,31 @@
 import os
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
 app = Celery("cloudsync")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.conf.task_queues = (Queue("cloudsync.events"), Queue("cloudsync.sync"))
+# Each queue is bound under its own name as routing key. Celery publishes to a
+# direct exchange's queue by that name, and kombu's Redis transport keeps a
+# queue as the list of that name: the web process LPUSHes ingest messages
+# straight onto the list "cloudsync.events" (sync/queueing.py). Without an
+# explicit binding both queues were bound with key "cloudsync.events".
+EXCHANGE = Exchange("cloudsync", type="direct")
+app.conf.task_queues = (
+    Queue("cloudsync.events", EXCHANGE, routing_key="cloudsync.events"),
+    Queue("cloudsync.sync", EXCHANGE, routing_key="cloudsync.sync"),
+)
+app.conf.task_default_exchange = EXCHANGE.name
+app.conf.task_default_exchange_type = EXCHANGE.type
+app.conf.task_default_routing_key = "cloudsync.events"
 app.conf.task_routes = {
     "sync.tasks.ingest": {"queue": "cloudsync.events"},
     "sync.tasks.replay": {"queue": "cloudsync.events"},
     "sync.tasks.run_sync": {"queue": "cloudsync.sync"},
     "sync.tasks.apply_plan": {"queue": "cloudsync.sync"},
     "sync.tasks.sync_all": {"queue": "cloudsync.sync"},
+    "sync.tasks.sweep": {"queue": "cloudsync.sync"},
 }
 app.autodiscover_tasks()
