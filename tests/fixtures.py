@@ -1,15 +1,14 @@
-"""Load the shared, unedited upstream sample notifications for tests.
+"""Load the unedited upstream sample notifications for tests.
 
-The samples live beside the repository (``../shared/fixtures``; CI clones
-``shared/`` next to the checkout), or wherever ``CLOUDSYNC_FIXTURES`` points.
-They are used as they are; variations (message ids, timestamps, envelopes)
-are built here in test code, never by editing the files.
+The samples are part of the repository, in ``tests/fixtures/`` (sources and
+licences in its README), so a fresh clone needs nothing beside it. They are
+used as they are; variations (message ids, timestamps, envelopes) are built
+here in test code, never by editing the files.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -28,20 +27,18 @@ __all__ = [
     "with_wire_fields",
 ]
 
-FIXTURES = Path(
-    os.environ.get("CLOUDSYNC_FIXTURES")
-    or Path(__file__).resolve().parents[2] / "shared" / "fixtures"
-)
+# Deliberately no environment override: a test run must read the samples the
+# repository holds, never a copy somewhere else.
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 def fixture_path(relpath: str | Path) -> Path:
-    """Absolute path of a fixture; a clear error when the folder is missing."""
-    if not FIXTURES.is_dir():
-        raise FileNotFoundError(
-            f"shared fixtures not found at {FIXTURES}: clone shared/ beside the "
-            "repository or set CLOUDSYNC_FIXTURES"
-        )
-    return FIXTURES / relpath
+    """Absolute path of a fixture inside ``FIXTURES``; refuses paths that
+    climb out of it, so no test can read outside the repository by accident."""
+    path = (FIXTURES / relpath).resolve()
+    if not path.is_relative_to(FIXTURES):
+        raise ValueError(f"fixture path {relpath!r} leaves {FIXTURES}")
+    return path
 
 
 def load_json(relpath: str | Path) -> Any:
@@ -78,6 +75,8 @@ def resolve_refs(obj: Any, base_dir: Path) -> Any:
     if fragment:
         raise NotImplementedError(f"JSON pointer fragments are not supported: {ref!r}")
     target = (base_dir / file_part).resolve()
+    if not target.is_relative_to(FIXTURES):
+        raise ValueError(f"$ref {ref!r} leaves {FIXTURES}")
     with open(target, encoding="utf-8") as fh:
         resolved = resolve_refs(json.load(fh), target.parent)
     overrides = resolve_refs({k: v for k, v in obj.items() if k != "$ref"}, base_dir)

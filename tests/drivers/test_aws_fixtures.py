@@ -1,4 +1,4 @@
-"""Every AWS sample in shared/fixtures/aws goes through split/describe/translate,
+"""Every AWS sample in tests/fixtures/aws goes through split/describe/translate,
 and the AWS-authored samples translate to the exact Changes we expect.
 
 Also the home of the fixture loader the other AWS test modules import.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import pytest
 from sync.changes import Change, Kind, Op, make_version, parse_timestamp
 from sync.drivers.aws import AwsEc2Driver
 from sync.drivers.base import BadPayload, Translation
+from tests.fixtures import FIXTURES, fixture_path
 from tests.moto_server import MotoServer, moto_server_fixture  # noqa: F401
 
 DRIVER = AwsEc2Driver()
@@ -25,30 +25,16 @@ _BLOCK = re.compile(r"```(?:json|JSON)?[ \t]*\n(.*?)```", re.S)
 _AWS_REGION = re.compile(r'(?:"region"|awsRegion\\*")\s*:\s*\\*"([a-z]{2}(?:-[a-z]+)+-\d{1,2})\\*"')
 
 
-def fixtures_dir() -> Path:
-    """``$CLOUDSYNC_FIXTURES``, else ``<repo>/../shared/fixtures`` (CI puts
-    shared/ next to the checkout) or ``<repo>/shared/fixtures``."""
-    env = os.environ.get("CLOUDSYNC_FIXTURES")
-    if env:
-        return Path(env)
-    here = Path(__file__).resolve()
-    for candidate in (
-        here.parents[2] / "shared" / "fixtures",
-        here.parents[3] / "shared" / "fixtures",
-    ):
-        if candidate.is_dir():
-            return candidate
-    raise RuntimeError("shared fixtures not found: set CLOUDSYNC_FIXTURES")
-
-
 def load(rel: str) -> Any:
-    return json.loads((fixtures_dir() / "aws" / rel).read_text())
+    """One ``tests/fixtures/aws`` JSON sample; paths go through
+    ``tests.fixtures``, the one place that decides where samples live."""
+    return json.loads(fixture_path(Path("aws") / rel).read_text())
 
 
 def md_blocks(rel: str) -> list[Any]:
     """The fenced code blocks of a markdown doc that parse as JSON."""
     out = []
-    for block in _BLOCK.findall((fixtures_dir() / "aws" / rel).read_text()):
+    for block in _BLOCK.findall(fixture_path(Path("aws") / rel).read_text()):
         try:
             out.append(json.loads(block))
         except ValueError:
@@ -57,7 +43,7 @@ def md_blocks(rel: str) -> list[Any]:
 
 
 def all_samples() -> list[tuple[str, Any]]:
-    root = fixtures_dir() / "aws"
+    root = FIXTURES / "aws"
     samples: list[tuple[str, Any]] = []
     for path in sorted(root.rglob("*.json")):
         samples.append((str(path.relative_to(root)), json.loads(path.read_text())))

@@ -1,6 +1,6 @@
 """Event side of the ``aws.ec2`` driver: message shapes -> what happened.
 
-Handled shapes (see /shared/fixtures/aws):
+Handled shapes (samples in tests/fixtures/aws):
 
 * EventBridge ``EC2 Instance State-change Notification`` — thin: instance id
   and state. Version = (event time, state rank); ``terminated`` is a DELETE.
