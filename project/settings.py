@@ -88,6 +88,13 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = env.str("STATIC_ROOT", default=str(BASE_DIR / "var" / "static"))
+# WhiteNoise warns "No directory at .../static/" on start when STATIC_ROOT does
+# not exist (collectstatic never ran, as with `make run`, which serves static
+# files through the finders below). An empty directory is all it needs.
+try:
+    Path(STATIC_ROOT).mkdir(parents=True, exist_ok=True)
+except OSError:  # read-only image: collectstatic created it, or it warns
+    pass
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
@@ -191,7 +198,11 @@ LOGGING = {
     "loggers": {
         # Access lines carry query strings, and ?token= is a secret: redacted
         # by a filter on the logger itself, so any handler gets the clean line.
-        "django.server": {"filters": ["redact_token"]},
+        # runserver's access log: every request (2xx included, at INFO) through
+        # the root's timestamped handler. Django's default sends it to a
+        # handler without time and stops propagation, and once that handler
+        # is replaced only WARNING+ (4xx/5xx) lines reached stderr.
+        "django.server": {"filters": ["redact_token"], "level": "INFO", "propagate": True},
         "gunicorn.access": {"filters": ["redact_token"]},
     },
 }
