@@ -9,7 +9,7 @@ PORT ?= 8000
 FLOWER_PORT ?= 5555
 PYTEST_ARGS ?=
 
-.PHONY: run test venv dev-venv check-redis migrate lint bench clean
+.PHONY: run test venv dev-venv check-redis migrate lint bench clean clean-queue
 
 $(BIN)/.installed: requirements.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -31,16 +31,17 @@ migrate: venv
 	$(BIN)/python manage.py migrate --noinput
 
 # Web (runserver) + worker + beat + Flower on SQLite and the local Redis.
-# Ctrl-C stops all of them.
+# Ctrl-C stops all of them (scripts/run.py: one SIGTERM each, then exit 0).
+# Flower listens on 127.0.0.1 with its HTTP API open (FLOWER_UNAUTHENTICATED_API)
+# unless FLOWER_BASIC_AUTH=user:password is set.
 run: venv check-redis migrate
 	@echo "cloudsync: web http://127.0.0.1:$(PORT)/admin/  API http://127.0.0.1:$(PORT)/api/docs/  Flower http://127.0.0.1:$(FLOWER_PORT)/"
-	@trap 'trap - INT TERM EXIT; kill 0 2>/dev/null' INT TERM EXIT; \
-	export REDIS_URL=$(REDIS_URL); \
-	$(BIN)/celery -A project worker -Q cloudsync.events,cloudsync.sync -l info & \
-	$(BIN)/celery -A project beat -l info & \
-	$(BIN)/celery -A project flower --port=$(FLOWER_PORT) & \
-	$(BIN)/python manage.py runserver 0.0.0.0:$(PORT) & \
-	wait
+	@REDIS_URL=$(REDIS_URL) PORT=$(PORT) FLOWER_PORT=$(FLOWER_PORT) $(BIN)/python scripts/run.py
+
+# Queued work stays in Redis across runs: drop what `make run` left queued
+# (events not yet ingested, runs not yet started) at REDIS_URL.
+clean-queue: venv
+	@REDIS_URL=$(REDIS_URL) $(BIN)/python scripts/clean_queue.py
 
 # The test suite on Postgres + Redis (both must answer; .ci/run starts them).
 test: dev-venv
