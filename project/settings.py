@@ -73,6 +73,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+    # A database that stopped answering is an outage to wait out, not a hang.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=5)
+    )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -115,11 +119,17 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_WORKER_PREFETCH_MULTIPLIER", default=4)
-# Above the longest task (a full sync's hard time limit), so Redis does not
-# redeliver a message whose task is still running.
 CELERY_TASK_TIME_LIMIT = env.int("CLOUDSYNC_TASK_TIME_LIMIT", default=3 * 3600)
+# A message a worker took but never acknowledged (the worker died) goes back
+# to its queue after this many seconds (kombu's Redis visibility timeout,
+# checked every 10 s). Tasks may run longer: events are idempotent (inbox
+# dedup + claim), and a redelivered full sync finds its run's heartbeat fresh
+# and does nothing (sync/runs.py). docs/reliability.md explains the bound.
+CLOUDSYNC_REDELIVERY_SECONDS = env.int("CLOUDSYNC_REDELIVERY_SECONDS", default=90)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": CELERY_TASK_TIME_LIMIT + 600,
+    "visibility_timeout": CLOUDSYNC_REDELIVERY_SECONDS,
+    "unacked_restore_interval": 10,
+    "unacked_restore_throttle": 1,
     "socket_connect_timeout": 2,
     "socket_timeout": 5,
 }
@@ -140,7 +150,30 @@ CLOUDSYNC_MAX_BODY_BYTES = env.int("CLOUDSYNC_MAX_BODY_BYTES", default=1024 * 10
 CLOUDSYNC_PROVIDER_CACHE_SECONDS = env.float("CLOUDSYNC_PROVIDER_CACHE_SECONDS", default=5.0)
 CLOUDSYNC_RETRY_MAX = env.int("CLOUDSYNC_RETRY_MAX", default=8)
 CLOUDSYNC_RETRY_BASE_SECONDS = env.float("CLOUDSYNC_RETRY_BASE_SECONDS", default=2.0)
-CLOUDSYNC_RETRY_CAP_SECONDS = env.float("CLOUDSYNC_RETRY_CAP_SECONDS", default=600.0)
+# Retries wait in the broker as ETA messages, which Redis would hand out again
+# after the visibility timeout: keep every wait below it.
+CLOUDSYNC_RETRY_CAP_SECONDS = min(
+    env.float("CLOUDSYNC_RETRY_CAP_SECONDS", default=60.0), CLOUDSYNC_REDELIVERY_SECONDS * 0.75
+)
+# While the database is unreachable a worker holds its message and waits
+# (backoff up to CLOUDSYNC_DB_WAIT_CAP_SECONDS between checks, one log line per
+# CLOUDSYNC_DB_LOG_SECONDS) for up to CLOUDSYNC_DB_OUTAGE_SECONDS, then hands
+# the message back to the broker and keeps doing so until the database answers.
+CLOUDSYNC_DB_OUTAGE_SECONDS = env.float("CLOUDSYNC_DB_OUTAGE_SECONDS", default=600.0)
+CLOUDSYNC_DB_WAIT_CAP_SECONDS = env.float("CLOUDSYNC_DB_WAIT_CAP_SECONDS", default=10.0)
+CLOUDSYNC_DB_LOG_SECONDS = env.float("CLOUDSYNC_DB_LOG_SECONDS", default=30.0)
+# The sweeper (beat) re-queues inbox events left "queued" this long after their
+# last attempt, and takes over runs whose heartbeat is older than
+# CLOUDSYNC_RUN_STALE_SECONDS (heartbeats every CLOUDSYNC_RUN_HEARTBEAT_SECONDS).
+CLOUDSYNC_SWEEP_SECONDS = env.int("CLOUDSYNC_SWEEP_SECONDS", default=60)
+CLOUDSYNC_STUCK_EVENT_SECONDS = env.int("CLOUDSYNC_STUCK_EVENT_SECONDS", default=300)
+CLOUDSYNC_RUN_HEARTBEAT_SECONDS = env.float("CLOUDSYNC_RUN_HEARTBEAT_SECONDS", default=15.0)
+CLOUDSYNC_RUN_STALE_SECONDS = env.float("CLOUDSYNC_RUN_STALE_SECONDS", default=90.0)
+# The endpoint authenticates from its provider cache while the database is
+# down, for providers it refreshed within this many seconds; others get 503.
+CLOUDSYNC_PROVIDER_STALE_SECONDS = env.float("CLOUDSYNC_PROVIDER_STALE_SECONDS", default=900.0)
+# Bodies nested deeper than this are refused with 400 (no RecursionError anywhere).
+CLOUDSYNC_MAX_JSON_DEPTH = env.int("CLOUDSYNC_MAX_JSON_DEPTH", default=100)
 CLOUDSYNC_MASS_DELETE_RATIO = env.float("CLOUDSYNC_MASS_DELETE_RATIO", default=0.2)
 CLOUDSYNC_MASS_DELETE_MIN_COUNT = env.int("CLOUDSYNC_MASS_DELETE_MIN_COUNT", default=5)
 CLOUDSYNC_SYNC_RETRY_MAX = env.int("CLOUDSYNC_SYNC_RETRY_MAX", default=4)

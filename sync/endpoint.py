@@ -17,13 +17,14 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import connections
+from django.db import DatabaseError, connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from sync import queueing
 from sync.drivers.registry import get_driver
+from sync.jsonsafety import too_deep
 from sync.models import CloudProvider
 
 __all__ = ["provider_endpoint", "clear_provider_cache"]
@@ -40,44 +41,81 @@ class _ProviderInfo:
     driver_installed: bool  # looked up with the row: drivers load once per process
 
 
-_cache: dict[int, tuple[float, _ProviderInfo | None]] = {}
+class _Unknown(Exception):
+    """The provider cannot be looked up now (database down) and is not cached."""
 
 
-def clear_provider_cache() -> None:
+# provider id -> (fresh until, usable while the database is down until, info)
+_cache: dict[int, tuple[float, float, _ProviderInfo | None]] = {}
+
+
+def clear_provider_cache(*_args: object, **_kwargs: object) -> None:
+    """Forget every cached provider (tests; a provider saved in this process)."""
     _cache.clear()
 
 
 def _provider(provider_id: int) -> _ProviderInfo | None:
-    """Provider lookup, cached for CLOUDSYNC_PROVIDER_CACHE_SECONDS."""
+    """Provider lookup, cached for CLOUDSYNC_PROVIDER_CACHE_SECONDS.
+
+    While the database is unavailable the last answer is used for up to
+    CLOUDSYNC_PROVIDER_STALE_SECONDS after it was read (a provider can only be
+    changed while the database is up, and every process re-reads it within
+    the fresh period); a provider not cached raises _Unknown (503).
+    """
     now = time.monotonic()
     hit = _cache.get(provider_id)
     if hit and hit[0] > now:
-        return hit[1]
+        return hit[2]
+    try:
+        info = _read_provider(provider_id)
+    except DatabaseError as exc:
+        if hit and hit[1] > now:
+            # Serve the cached answer; look again in a second, not on every request.
+            _cache[provider_id] = (now + 1.0, hit[1], hit[2])
+            log.warning("provider %s: database unavailable, authenticating from cache: %s",
+                        provider_id, _first_line(exc))
+            return hit[2]
+        raise _Unknown(_first_line(exc)) from exc
+    if len(_cache) > 10_000:
+        _cache.clear()
+    _cache[provider_id] = (
+        now + settings.CLOUDSYNC_PROVIDER_CACHE_SECONDS,
+        now + settings.CLOUDSYNC_PROVIDER_STALE_SECONDS,
+        info,
+    )
+    return info
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _read_provider(provider_id: int) -> _ProviderInfo | None:
     # The fast path sends no request signals (sync.webhook_wsgi): recycle a
     # stale or expired connection here, as Django's request_started would.
     conn = connections[CloudProvider.objects.db]
-    if not conn.in_atomic_block:
-        conn.close_if_unusable_or_obsolete()
-    row = (
-        CloudProvider.objects.filter(pk=provider_id)
-        .only("cloud_sync_enabled", "cloud_sync_driver", "endpoint_secret")
-        .first()
-    )
-    info = (
-        _ProviderInfo(
-            row.pk,
-            row.cloud_sync_enabled,
-            row.cloud_sync_driver,
-            row.endpoint_secret.encode(),
-            _driver_installed(row.cloud_sync_driver),
+    try:
+        if not conn.in_atomic_block:
+            conn.close_if_unusable_or_obsolete()
+        row = (
+            CloudProvider.objects.filter(pk=provider_id)
+            .only("cloud_sync_enabled", "cloud_sync_driver", "endpoint_secret")
+            .first()
         )
-        if row
-        else None
+    except DatabaseError:
+        if not conn.in_atomic_block:
+            conn.close()  # the next lookup starts from a fresh connection
+        raise
+    if row is None:
+        return None
+    return _ProviderInfo(
+        row.pk,
+        row.cloud_sync_enabled,
+        row.cloud_sync_driver,
+        row.endpoint_secret.encode(),
+        _driver_installed(row.cloud_sync_driver),
     )
-    if len(_cache) > 10_000:
-        _cache.clear()
-    _cache[provider_id] = (now + settings.CLOUDSYNC_PROVIDER_CACHE_SECONDS, info)
-    return info
 
 
 def _driver_installed(name: str) -> bool:
@@ -93,6 +131,10 @@ def _error(status: int, message: str, **headers: str) -> JsonResponse:
     for name, value in headers.items():
         response[name.replace("_", "-")] = value
     return response
+
+
+def _too_deep() -> JsonResponse:
+    return _error(400, f"body is nested deeper than {settings.CLOUDSYNC_MAX_JSON_DEPTH} levels")
 
 
 def _authenticated(request: HttpRequest, secret: bytes, body: bytes) -> bool:
@@ -138,7 +180,13 @@ def _read_body(request: HttpRequest) -> bytes | None:
 def provider_endpoint(request: HttpRequest, provider_id: int) -> HttpResponse:
     if request.method != "POST":
         return _error(405, "only POST is allowed", Allow="POST")
-    info = _provider(provider_id)
+    try:
+        info = _provider(provider_id)
+    except _Unknown as exc:
+        log.error("provider %s: database unavailable and provider not cached, answered 503: %s",
+                  provider_id, exc)
+        return _error(503, "service temporarily unavailable, retry later; nothing was queued",
+                      Retry_After="30")
     if info is None:
         return _error(404, f"no cloud provider with id {provider_id}")
     body = _read_body(request)
@@ -162,6 +210,10 @@ def provider_endpoint(request: HttpRequest, provider_id: int) -> HttpResponse:
         parsed = json.loads(text)
     except ValueError as exc:
         return _error(400, f"body is not valid JSON: {exc}")
+    except RecursionError:
+        return _too_deep()
+    if too_deep(text, parsed, settings.CLOUDSYNC_MAX_JSON_DEPTH):
+        return _too_deep()
     if isinstance(parsed, dict):
         count = 1
     elif isinstance(parsed, list) and parsed:

@@ -14,14 +14,18 @@ import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import DatabaseError, IntegrityError, OperationalError, transaction
+from django.conf import settings
+from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
+from django.db.models import F, Q, Value
+from django.db.models.functions import Concat
 from django.utils import timezone
 
 from sync.apply import apply
 from sync.choices import EventStatusChoices as Status
+from sync.db_outage import is_transient, is_unavailable
 from sync.drivers.base import (
     BadPayload,
     Driver,
@@ -31,6 +35,7 @@ from sync.drivers.base import (
     body_hash,
 )
 from sync.drivers.registry import get_driver
+from sync.jsonsafety import lossless_text, unstorable_reason
 from sync.models import CloudProvider, Event
 
 __all__ = ["IngestReport", "ingest_body", "process_events", "record_messages", "reopen", "replay", "request_replay"]
@@ -55,15 +60,30 @@ class IngestReport:
 
 
 def ingest_body(provider_id: int, body: Any, received_at: datetime | None = None) -> IngestReport:
-    """Record and process every message of one webhook body (object or list)."""
+    """Record and process every message of one webhook body (object or list).
+
+    Idempotent, so a redelivered or re-run body is harmless. Database outages
+    propagate (the task waits them out holding its message); nothing else
+    does: a body that cannot be parsed or recorded message by message is
+    recorded whole, as text, and failed with the reason.
+    """
     provider = CloudProvider.objects.filter(pk=provider_id).first()
     if provider is None:
         log.warning("provider %s no longer exists; dropping a queued body", provider_id)
         return IngestReport()
-    if isinstance(body, str | bytes):
-        body = json.loads(body)
     received_at = received_at or timezone.now()
-    events = record_messages(provider, body, received_at)
+    text = body if isinstance(body, str) else None
+    try:
+        if isinstance(body, str | bytes):
+            text = body if isinstance(body, str) else body.decode("utf-8", "backslashreplace")
+            body = json.loads(text)
+        events = record_messages(provider, body, received_at, text=text)
+    except (OperationalError, InterfaceError):
+        raise
+    except Exception as exc:  # RecursionError, ValueError, a driver bug in split()
+        log.exception("provider %s: a queued body could not be recorded message by message",
+                      provider_id)
+        events = [_record_unreadable(provider, text, body, received_at, exc)]
     report = process_events(provider, events)
     CloudProvider.objects.filter(pk=provider.pk).update(
         last_event_received_at=received_at, last_event_processed_at=timezone.now()
@@ -84,12 +104,19 @@ def _event_key(info_key: str) -> str:
     return "sha256:" + hashlib.sha256(info_key.encode()).hexdigest()
 
 
-def record_messages(provider: CloudProvider, body: Any, received_at: datetime) -> list[Event]:
-    """Inbox rows for every message in the body; existing rows for duplicates."""
+def record_messages(
+    provider: CloudProvider, body: Any, received_at: datetime, *, text: str | None = None
+) -> list[Event]:
+    """Inbox rows for every message in the body; existing rows for duplicates.
+    A message the database cannot store as JSON is recorded as text, failed."""
     driver = _driver_for(provider)
     messages = body if isinstance(body, list) else [body]
     events: list[Event] = []
     for message in messages:
+        problem = unstorable_reason(message, settings.CLOUDSYNC_MAX_JSON_DEPTH)
+        if problem:
+            events.append(_record_unstorable(provider, message, text, received_at, problem))
+            continue
         if driver is None:
             events.append(
                 _record(provider, EventInfo(key=body_hash(message)), message, received_at,
@@ -104,33 +131,98 @@ def record_messages(provider: CloudProvider, body: Any, received_at: datetime) -
                         error=f"bad payload: {exc}")
             )
             continue
+        except Exception as exc:  # a driver bug: this message fails alone
+            log.exception("driver %s: split() crashed", driver.name)
+            events.append(
+                _record(provider, EventInfo(key=body_hash(message)), message, received_at,
+                        error=f"driver error: {type(exc).__name__}: {exc}")
+            )
+            continue
         for part in parts:
             error = ""
             try:
                 info = driver.describe(part)
             except BadPayload as exc:
                 info, error = EventInfo(key=body_hash(part)), f"bad payload: {exc}"
+            except Exception as exc:  # a driver bug: this message fails alone
+                log.exception("driver %s: describe() crashed", driver.name)
+                info = EventInfo(key=body_hash(part))
+                error = f"driver error: {type(exc).__name__}: {exc}"
             events.append(_record(provider, info, part, received_at, error=error))
     return events
 
 
+def _clean_text(value: str) -> str:
+    """A string the database accepts in a text column (NULs, surrogates escaped)."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
 def _record(
-    provider: CloudProvider, info: EventInfo, message: Any, received_at: datetime, *, error: str = ""
+    provider: CloudProvider, info: EventInfo, message: Any, received_at: datetime, *,
+    error: str = "", fallback: bool = True,
 ) -> Event:
     defaults = {
-        "event_type": (info.event_type or "")[:255],
+        "event_type": _clean_text(info.event_type or "")[:255],
         "occurred_at": info.occurred_at,
         "received_at": received_at,
         "body": message,
         "status": Status.FAILED if error else Status.QUEUED,
-        "error": error,
+        "error": error[:2000],
     }
-    key = _event_key(info.key)
+    key = _event_key(_clean_text(info.key))
     try:
-        event, _ = Event.objects.get_or_create(cloudprovider=provider, key=key, defaults=defaults)
+        with transaction.atomic():
+            event, _ = Event.objects.get_or_create(cloudprovider=provider, key=key, defaults=defaults)
     except IntegrityError:  # a concurrent worker recorded the same message first
-        event = Event.objects.get(cloudprovider=provider, key=key)
+        event = Event.objects.filter(cloudprovider=provider, key=key).first()
+        if event is None:  # not a duplicate after all: a value the database refused
+            raise
+    except (OperationalError, InterfaceError):
+        raise
+    except (DatabaseError, ValueError) as exc:  # a value the database refuses (not the body)
+        if not fallback:
+            raise
+        log.warning("event %s of provider %s could not be recorded as is: %s", key, provider.pk, exc)
+        return _record(
+            provider, EventInfo(key=body_hash(message)), _as_text_body(message, None), received_at,
+            error=f"bad payload: the database refused it ({type(exc).__name__}: {exc})"[:2000],
+            fallback=False,
+        )
     return event
+
+
+def _as_text_body(message: Any, body_text: str | None) -> dict:
+    """A storable, lossless stand-in for a message: its JSON as ASCII text."""
+    text = lossless_text(message)
+    if text is not None:
+        return {"unstorable_json": text}
+    return {"unstorable_body": body_text}  # too deep to re-encode: keep the whole body
+
+
+def _record_unstorable(
+    provider: CloudProvider, message: Any, body_text: str | None, received_at: datetime, problem: str
+) -> Event:
+    stand_in = _as_text_body(message, body_text)
+    key = "sha256:" + hashlib.sha256(json.dumps(stand_in, sort_keys=True).encode()).hexdigest()
+    return _record(provider, EventInfo(key=key), stand_in, received_at,
+                   error=f"bad payload: the message {problem}")
+
+
+def _record_unreadable(
+    provider: CloudProvider, text: str | None, body: Any, received_at: datetime, exc: Exception
+) -> Event:
+    """The whole body as text, failed: nothing accepted is ever dropped."""
+    if text is None:
+        text = lossless_text(body) or repr(body)
+    if isinstance(exc, RecursionError):
+        reason = "bad payload: the body is nested too deeply to read"
+    elif isinstance(exc, ValueError):
+        reason = f"bad payload: the body is not valid JSON ({exc})"
+    else:
+        reason = f"internal error reading the body: {type(exc).__name__}: {exc}"
+    key = "sha256:" + hashlib.sha256(text.encode("utf-8", "backslashreplace")).hexdigest()
+    return _record(provider, EventInfo(key=key), {"unstorable_body": _clean_text(text)}, received_at,
+                   error=reason)
 
 
 def process_events(provider: CloudProvider, events: Iterable[Event]) -> IngestReport:
@@ -160,27 +252,44 @@ def process_events(provider: CloudProvider, events: Iterable[Event]) -> IngestRe
     except TemporaryError as exc:  # the cloud is unwell: retry the body, not N more calls
         report.retry = [e.pk for e in todo]
         report.last_error = exc
-        Event.objects.filter(pk__in=report.retry, status__in=OPEN_STATUSES).update(
-            error=f"{type(exc).__name__}: {exc}"[:2000]
-        )
+        _note_attempt(report.retry, exc)
         return report
     for event in todo:
         try:
             outcome = process_event(provider, driver, event, translated.get(event.pk))
-        except (TemporaryError, OperationalError) as exc:
-            # The cloud, or the database (deadlock, lost connection), may be
-            # fine on the next try: retried with backoff, then dead-lettered.
-            Event.objects.filter(pk=event.pk, status__in=OPEN_STATUSES).update(
-                error=f"{type(exc).__name__}: {exc}"[:2000]
-            )
+        except (OperationalError, InterfaceError) as exc:
+            if is_unavailable(exc):  # the task waits the outage out and runs the body again
+                raise
+            if not is_transient(exc):
+                log.exception("event %s could not be applied", event.pk)
+                outcome = _finish(event, Status.FAILED,
+                                  error=f"apply error: {type(exc).__name__}: {exc}")
+            else:  # deadlock, serialization failure: fine on the next try
+                _note_attempt([event.pk], exc)
+                report.retry.append(event.pk)
+                report.last_error = TemporaryError(f"database: {exc}")
+                continue
+        except TemporaryError as exc:  # the cloud may be fine on the next try
+            _note_attempt([event.pk], exc)
             report.retry.append(event.pk)
-            report.last_error = exc if isinstance(exc, TemporaryError) else TemporaryError(str(exc))
+            report.last_error = exc
             continue
-        except DatabaseError as exc:  # a value the database refuses: retrying won't help
+        except (DatabaseError, ValueError) as exc:  # a value the database refuses
             log.exception("event %s could not be applied", event.pk)
             outcome = _finish(event, Status.FAILED, error=f"apply error: {type(exc).__name__}: {exc}")
+        except Exception as exc:  # a bug must fail its event, never the body
+            log.exception("event %s: internal error", event.pk)
+            outcome = _finish(event, Status.FAILED,
+                              error=f"internal error: {type(exc).__name__}: {exc}")
         setattr(report, outcome, getattr(report, outcome) + 1)
     return report
+
+
+def _note_attempt(event_ids: list[int], exc: Exception) -> None:
+    """Why the events wait for a retry, and since when (the sweeper reads it)."""
+    Event.objects.filter(pk__in=event_ids, status__in=OPEN_STATUSES).update(
+        error=f"{type(exc).__name__}: {exc}"[:2000], attempted_at=timezone.now()
+    )
 
 
 def _translate_together(
@@ -278,6 +387,32 @@ def count_attempt(event_ids: list[int]) -> None:
     from django.db.models import F
 
     Event.objects.filter(pk__in=event_ids).update(attempts=F("attempts") + 1)
+
+
+def claim_stuck_events(limit: int = 10_000) -> tuple[list[int], list[int]]:
+    """Events left "queued" CLOUDSYNC_STUCK_EVENT_SECONDS after their last
+    attempt (or their recording): leased to the sweeper for another period
+    (``attempted_at`` = now, one attempt counted) in one locked update, so
+    two sweeps never queue the same event. Those past the retry limit go to
+    the dead letter instead. Returns (ids to queue again, ids dead)."""
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=settings.CLOUDSYNC_STUCK_EVENT_SECONDS)
+    with transaction.atomic():
+        rows = list(
+            Event.objects.select_for_update(skip_locked=True)
+            .filter(status=Status.QUEUED)
+            .filter(Q(attempted_at__lt=cutoff) | Q(attempted_at__isnull=True, created_at__lt=cutoff))
+            .order_by("pk")
+            .values_list("pk", "attempts")[:limit]
+        )
+        dead = [pk for pk, attempts in rows if attempts >= settings.CLOUDSYNC_RETRY_MAX]
+        again = [pk for pk, attempts in rows if attempts < settings.CLOUDSYNC_RETRY_MAX]
+        Event.objects.filter(pk__in=dead).update(
+            status=Status.DEAD, processed_at=now,
+            error=Concat(F("error"), Value(" (dead: still queued after the last retry)")),
+        )
+        Event.objects.filter(pk__in=again).update(attempted_at=now, attempts=F("attempts") + 1)
+    return again, dead
 
 
 def reopen(event_ids: Iterable[int]) -> list[int]:

@@ -40,7 +40,9 @@ from redis.exceptions import RedisError
 
 from project.celery import app as celery_app
 
-__all__ = ["BrokerUnavailable", "INGEST_QUEUE", "broker_url", "enqueue_ingest", "reset_broker"]
+__all__ = [
+    "BrokerUnavailable", "INGEST_QUEUE", "broker_url", "enqueue_ingest", "reset_broker", "send_task",
+]
 
 INGEST_TASK = "sync.tasks.ingest"
 INGEST_QUEUE = "cloudsync.events"
@@ -326,3 +328,9 @@ def enqueue_ingest(provider_id: int, body: str, received_at: datetime) -> str:
     except (RedisError, OSError, ValueError) as exc:  # ValueError: a URL redis-py refuses
         raise BrokerUnavailable(str(exc) or type(exc).__name__) from exc
     return task_id
+
+
+def send_task(name: str, **kwargs: object) -> None:
+    """Queue a task by name (routed by ``task_routes``), for services that must
+    not import ``sync.tasks`` (tasks import services, never the other way)."""
+    celery_app.send_task(name, kwargs=kwargs, retry=False)

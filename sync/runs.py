@@ -5,11 +5,16 @@ all end in ``sync.apply.apply`` through ``sync.reconcile``."""
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, OperationalError, transaction
-from django.db.models import QuerySet
+from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from sync.choices import SyncRunKindChoices as RunKind
@@ -20,6 +25,8 @@ from sync.models import CloudProvider, SyncRun
 
 __all__ = [
     "PlanNotApplicable",
+    "abandoned_runs",
+    "release_for_retry",
     "QueueUnavailable",
     "RunInProgress",
     "apply_stored_plan",
@@ -117,14 +124,25 @@ def execute_run(run_id: int) -> SyncRun:
 
     Temporary errors (auth, network) propagate so the task can retry with
     backoff; the run stays claimed meanwhile. Other errors fail the run.
+    Only one worker executes a run at a time: the one that took it (see
+    ``_take``) and keeps its heartbeat fresh.
     """
-    from sync.reconcile import reconcile
-
     run = SyncRun.objects.select_related("cloudprovider").filter(pk=run_id).first()
     if run is None:  # queued from inside a transaction that has not committed yet
         raise TemporaryError(f"sync run #{run_id} is not visible yet")
     if run.status != RunStatus.RUNNING:
         return run
+    worker = _take(run)
+    if worker is None:  # a redelivered message: a live worker is executing the run
+        log.info("sync run #%s is being executed by %s; nothing to do", run.pk, run.worker)
+        return run
+    with _heartbeat(run.pk, worker):
+        return _execute(run)
+
+
+def _execute(run: SyncRun) -> SyncRun:
+    from sync.reconcile import reconcile
+
     provider = run.cloudprovider
     try:
         driver = get_driver(provider.cloud_sync_driver)
@@ -147,7 +165,10 @@ def execute_run(run_id: int) -> SyncRun:
             snapshot.started_at = run.started_at
         reconcile(run, snapshot, dry_run=run.kind == RunKind.DRY_RUN)
     except OperationalError as exc:  # deadlock, lost connection: retry the run
-        SyncRun.objects.filter(pk=run.pk).update(error=f"database error: {exc}"[:5000])
+        try:
+            SyncRun.objects.filter(pk=run.pk).update(error=f"database error: {exc}"[:5000])
+        except DatabaseError:  # the database is gone: the sweeper takes the run over later
+            pass
         raise NetworkError(f"database error: {exc}") from exc
     except TemporaryError as exc:
         SyncRun.objects.filter(pk=run.pk).update(error=_describe(exc))
@@ -159,6 +180,72 @@ def execute_run(run_id: int) -> SyncRun:
         fail_run(run, f"internal error: {type(exc).__name__}: {exc}")
     run.refresh_from_db()
     return run
+
+
+def _take(run: SyncRun) -> str | None:
+    """Become the run's executor, with one conditional UPDATE: the run is free
+    (never started, released for a retry) or its executor's heartbeat is stale
+    (the worker died). Returns this executor's id, or None."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.CLOUDSYNC_RUN_STALE_SECONDS)
+    worker = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+    taken = (
+        SyncRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING)
+        .filter(Q(worker="") | Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale))
+        .update(heartbeat_at=now, worker=worker[:200])
+    )
+    if not taken:
+        run.refresh_from_db(fields=["worker", "heartbeat_at"])
+        return None
+    if run.worker:
+        log.warning("sync run #%s: taking over from %s (heartbeat stale)", run.pk, run.worker)
+    return worker
+
+
+@contextmanager
+def _heartbeat(run_id: int, worker: str) -> Iterator[None]:
+    """Renew the run's heartbeat from a thread while the run executes."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        try:
+            while not stop.wait(settings.CLOUDSYNC_RUN_HEARTBEAT_SECONDS):
+                try:
+                    SyncRun.objects.filter(
+                        pk=run_id, worker=worker, status=RunStatus.RUNNING
+                    ).update(heartbeat_at=timezone.now())
+                except DatabaseError as exc:  # the run itself will notice the outage
+                    log.debug("sync run #%s: heartbeat not written: %s", run_id, exc)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=beat, name=f"run-{run_id}-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def release_for_retry(run_id: int, countdown: float) -> None:
+    """The task will retry the run after ``countdown`` s: let the retry take it
+    then, and keep the sweeper off it until well after."""
+    SyncRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
+        worker="", heartbeat_at=timezone.now() + timedelta(seconds=countdown)
+    )
+
+
+def abandoned_runs() -> list[int]:
+    """Running runs whose executor stopped renewing the heartbeat (or that no
+    worker ever started): the sweeper queues them again to be taken over."""
+    stale = timezone.now() - timedelta(seconds=settings.CLOUDSYNC_RUN_STALE_SECONDS)
+    return list(
+        SyncRun.objects.filter(status=RunStatus.RUNNING)
+        .exclude(kind=RunKind.SNAPSHOT)  # executed inside its event's transaction
+        .filter(Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True, started_at__lt=stale))
+        .values_list("pk", flat=True)
+    )
 
 
 def _describe(exc: Exception) -> str:
@@ -201,7 +288,9 @@ def apply_stored_plan(run_id: int, *, triggered_by: str = "") -> SyncRun:
     """Apply a stored plan now (task body, and the management command)."""
     from sync.reconcile import apply_plan_of
 
-    run = SyncRun.objects.select_related("cloudprovider").get(pk=run_id)
+    run = SyncRun.objects.select_related("cloudprovider").filter(pk=run_id).first()
+    if run is None:
+        raise PlanNotApplicable(f"sync run #{run_id} no longer exists")
     if run.status not in (RunStatus.NEEDS_APPROVAL, RunStatus.PLANNED) or not run.plan:
         raise PlanNotApplicable(f"run #{run.pk} has no stored plan to apply (status {run.status})")
     apply_plan_of(run, triggered_by=triggered_by)
@@ -213,7 +302,10 @@ def apply_stored_plan(run_id: int, *, triggered_by: str = "") -> SyncRun:
 
 def fail_run_by_id(run_id: int, exc: Exception) -> None:
     """The last retry failed: record why (auth vs network vs API) and unlock."""
-    run = SyncRun.objects.get(pk=run_id)
+    run = SyncRun.objects.filter(pk=run_id).first()
+    if run is None:
+        log.warning("sync run #%s no longer exists; dropping its task", run_id)
+        return
     fail_run(run, _describe(exc))
 
 

@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from celery import shared_task
+from celery.exceptions import Reject
 from django.conf import settings
 
 from sync import ingest
+from sync.db_outage import DatabaseUnavailable, wait_out_outage
 
-__all__ = ["apply_plan", "ingest_task", "replay_events", "retry_countdown", "run_sync", "sync_all"]
+__all__ = ["apply_plan", "ingest_task", "replay_events", "retry_countdown", "run_sync", "sweep", "sync_all"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def retry_countdown(retries: int) -> float:
@@ -42,21 +46,41 @@ def _retry_or_bury(task: Any, report: ingest.IngestReport, **kwargs: Any) -> Non
     )
 
 
+def _through_outages(work: Callable[[], T], what: str) -> T:
+    """Run ``work`` holding the message while the database is down; past the
+    outage budget, hand the message back to its queue (never acknowledge it)."""
+    try:
+        return wait_out_outage(work, what=what)
+    except DatabaseUnavailable as exc:
+        log.error("%s; message returned to the queue", exc)
+        raise Reject(exc, requeue=True) from exc
+
+
 @shared_task(bind=True, name="sync.tasks.ingest", acks_late=True, max_retries=None)
 def ingest_task(self: Any, provider_id: int, body: str, received_at: str | None = None) -> dict:
     """Record + apply one webhook body queued by the endpoint."""
     when = datetime.fromisoformat(received_at) if received_at else None
-    report = ingest.ingest_body(provider_id, body, when)
+    report = _through_outages(
+        lambda: ingest.ingest_body(provider_id, body, when), f"ingesting for provider {provider_id}"
+    )
     _retry_or_bury(self, report, provider_id=provider_id, body=body, received_at=received_at)
     return {"events": report.events, "processed": report.processed, "failed": report.failed}
 
 
 @shared_task(bind=True, name="sync.tasks.replay", acks_late=True, max_retries=None)
 def replay_events(self: Any, event_ids: list[int]) -> dict:
-    """Re-process failed/dead events (operator action)."""
-    report = ingest.replay(event_ids)
+    """Re-process events by id (operator replay, retries, the sweeper)."""
+    report = _through_outages(lambda: ingest.replay(event_ids), "replaying events")
     _retry_or_bury(self, report, event_ids=report.retry)
     return {"events": report.events, "processed": report.processed, "failed": report.failed}
+
+
+@shared_task(name="sync.tasks.sweep", expires=300)
+def sweep() -> dict:
+    """Beat: re-queue events stuck in the inbox and runs whose worker died."""
+    from sync import sweeper
+
+    return sweeper.sweep()
 
 
 @shared_task(bind=True, name="sync.tasks.run_sync", acks_late=True, max_retries=None)
@@ -71,7 +95,9 @@ def run_sync(self: Any, run_id: int) -> dict:
         if self.request.retries >= settings.CLOUDSYNC_SYNC_RETRY_MAX:
             runs.fail_run_by_id(run_id, exc)
             return {"run": run_id, "status": "failed"}
-        raise self.retry(countdown=retry_countdown(self.request.retries), exc=exc) from exc
+        countdown = retry_countdown(self.request.retries)
+        runs.release_for_retry(run_id, countdown)
+        raise self.retry(countdown=countdown, exc=exc) from exc
     return {"run": run.pk, "status": run.status, "drift_healed": run.drift_healed}
 
 
@@ -80,7 +106,11 @@ def apply_plan(run_id: int, triggered_by: str = "") -> dict:
     """Apply a stored plan (dry run, or deletions held back by the guard)."""
     from sync import runs
 
-    run = runs.apply_stored_plan(run_id, triggered_by=triggered_by)
+    try:
+        run = runs.apply_stored_plan(run_id, triggered_by=triggered_by)
+    except runs.PlanNotApplicable as exc:  # gone, or applied meanwhile: nothing to do
+        log.warning("apply_plan dropped: %s", exc)
+        return {"run": run_id, "status": "not applicable"}
     return {"run": run.pk, "status": run.status}
 
 

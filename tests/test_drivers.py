@@ -81,3 +81,20 @@ class ConfiguredDriver(Driver):
         if mode == "network":
             raise NetworkError("connect timeout to https://keystone.example:5000")
         return {"servers": 3, "flavors": 2}
+
+
+class SlowListingDriver(Driver):
+    """A full sync whose listing takes ``config["seconds"]`` and lists one host."""
+
+    name = "test.slow_listing"
+    supports_full_sync = True
+
+    def translate(self, message: Any, config: Mapping[str, Any]) -> Translation:
+        return Translation(changes=[])
+
+    def list_inventory(self, config: Mapping[str, Any]) -> Snapshot:
+        import time
+
+        time.sleep(float(config.get("seconds", 0)))
+        change = Change(Kind.HOST, Op.UPSERT, "listed-vm", {"hostname": "listed"}, make_version(1))
+        return Snapshot(changes=[change], kinds=frozenset({Kind.HOST}))

@@ -33,6 +33,9 @@ class Event(models.Model):
     received_at = models.DateTimeField(db_index=True)
     processed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # When a worker last tried (and did not finish) this event: the sweeper
+    # re-queues events left in "queued" long after their last attempt.
+    attempted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-received_at", "-id"]
@@ -63,6 +66,10 @@ class SyncRun(models.Model):
     plan = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
     triggered_by = models.CharField(max_length=100, blank=True, default="")
+    # The worker executing the run renews heartbeat_at while it works; a run
+    # whose heartbeat went stale (its worker died) is taken over.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True, default="")
 
     class Meta:
         ordering = ["-started_at", "-id"]

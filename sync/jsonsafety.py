@@ -1,0 +1,87 @@
+"""What the database cannot store of a parsed JSON message, said plainly.
+
+JSON allows what PostgreSQL's ``jsonb`` (and psycopg) refuse: ``\\u0000`` in a
+string, lone UTF-16 surrogates (``\\ud800``), numbers that parse to infinity
+(``1e400``); and nesting deep enough to exhaust Python's recursion. The
+endpoint refuses only whole bodies nested too deeply (cheap to detect, see
+``too_deep``); a single bad message inside a batch is recorded losslessly and
+failed with the reason found here, so its neighbours are still processed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+__all__ = ["lossless_text", "too_deep", "unstorable_reason"]
+
+
+def too_deep(text: str, value: Any, limit: int) -> bool:
+    """True when ``value`` (parsed from ``text``) nests more than ``limit``
+    containers. Counting brackets in the text is a C-speed necessary
+    condition, so ordinary bodies are never walked."""
+    if text.count("[") + text.count("{") <= limit:
+        return False
+    return _depth_exceeds(value, limit)
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+def _string_problem(text: str) -> str | None:
+    if "\x00" in text:
+        return "a NUL character (\\u0000)"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"a lone UTF-16 surrogate (\\u{ord(text[exc.start]):04x}), which is not Unicode"
+    return None
+
+
+def unstorable_reason(value: Any, max_depth: int) -> str | None:
+    """Why ``value`` cannot be stored as JSON in the database, or None."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            problem = _string_problem(item)
+            if problem:
+                return f"contains {problem} in a string; the database cannot store it"
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return f"contains a number out of range ({item}); the database cannot store it"
+        elif isinstance(item, dict | list):
+            if depth > max_depth:
+                return f"nested deeper than {max_depth} levels"
+            if isinstance(item, dict):
+                for key in item:
+                    problem = _string_problem(key)
+                    if problem:
+                        return f"contains {problem} in a key; the database cannot store it"
+                stack.extend((child, depth + 1) for child in item.values())
+            else:
+                stack.extend((child, depth + 1) for child in item)
+    return None
+
+
+def lossless_text(value: Any) -> str | None:
+    """The message as ASCII-only JSON text (escapes keep NULs, surrogates and
+    infinities exactly), or None if even that is impossible (too deep)."""
+    try:
+        return json.dumps(value, ensure_ascii=True, allow_nan=True)
+    except (RecursionError, ValueError):
+        return None

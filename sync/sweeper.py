@@ -1,0 +1,37 @@
+"""The sweeper (a beat task): work whose worker vanished is queued again.
+
+Crash recovery has two layers. The broker redelivers a message whose worker
+died once its visibility timeout passes (CLOUDSYNC_REDELIVERY_SECONDS). The
+sweeper is the second layer, read from the database itself: inbox events left
+"queued" long after their last attempt (a retry message that never came back,
+a body whose message was lost) are queued again by id, and running sync runs
+whose heartbeat went stale are queued again to be taken over. Both are safe
+to repeat: events are claimed before they are applied, runs are taken with a
+conditional update.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sync import ingest, queueing, runs
+
+__all__ = ["sweep"]
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+
+
+def sweep() -> dict[str, int]:
+    """Queue stuck events (in batches) and abandoned runs; returns the counts."""
+    stuck, dead = ingest.claim_stuck_events()
+    for start in range(0, len(stuck), BATCH):
+        queueing.send_task("sync.tasks.replay", event_ids=stuck[start:start + BATCH])
+    abandoned = runs.abandoned_runs()
+    for run_id in abandoned:
+        queueing.send_task("sync.tasks.run_sync", run_id=run_id)
+    if stuck or dead or abandoned:
+        log.warning("sweeper: %d stuck events queued again, %d dead after too many attempts, "
+                    "%d abandoned runs queued for takeover", len(stuck), len(dead), len(abandoned))
+    return {"events_requeued": len(stuck), "events_dead": len(dead), "runs_requeued": len(abandoned)}
