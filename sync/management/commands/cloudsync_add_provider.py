@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -19,6 +20,11 @@ class Command(BaseCommand):
         parser.add_argument("--driver", default="noop", help="registered driver name (default noop)")
         parser.add_argument("--config", default="{}", help="client_config as JSON, or @file.json")
         parser.add_argument("--disabled", action="store_true", help="create with sync disabled")
+        parser.add_argument(
+            "--shell",
+            action="store_true",
+            help="print PROVIDER_ID=... and SECRET=... only, for eval \"$(...)\" in a shell",
+        )
 
     def handle(self, *args: Any, **opts: Any) -> None:
         raw = opts["config"]
@@ -36,8 +42,12 @@ class Command(BaseCommand):
         try:
             provider.full_clean()
         except ValidationError as exc:
-            raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from exc
+            raise CommandError("; ".join(f"{k}: {'; '.join(v)}" for k, v in exc.message_dict.items())) from exc
         provider.save()
+        if opts["shell"]:
+            self.stdout.write(f"PROVIDER_ID={provider.pk}")
+            self.stdout.write(f"SECRET={shlex.quote(provider.endpoint_secret)}")
+            return
         self.stdout.write(f"provider id: {provider.pk}")
         self.stdout.write(f"endpoint:    {provider.get_endpoint_path()}")
         self.stdout.write(f"secret:      {provider.endpoint_secret}")

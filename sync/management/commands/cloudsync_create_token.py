@@ -9,11 +9,15 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
+from sync.management.commands._common import ROLES, role_group
+
 
 class Command(BaseCommand):
     help = (
         "Print the REST API token of a user (created on first use). Use it as "
-        "'Authorization: Token <key>'."
+        "'Authorization: Token <key>'. A new user has no permission: give it a "
+        "--role (reader: GET everything; operator: also replay events, start "
+        "runs, apply plans) or --superuser."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -23,6 +27,12 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--superuser", action="store_true", help="Make the user a superuser (and staff)."
+        )
+        parser.add_argument(
+            "--role",
+            choices=sorted(ROLES),
+            help="Add the user to the role's group (created with its permissions if needed): "
+            + "; ".join(f"{role}: '{name}'" for role, (name, _) in sorted(ROLES.items())),
         )
         parser.add_argument(
             "--reset", action="store_true", help="Replace an existing token with a new one."
@@ -36,6 +46,7 @@ class Command(BaseCommand):
         create_user: bool,
         superuser: bool,
         reset: bool,
+        role: str | None = None,
         **options: Any,
     ) -> None:
         User = get_user_model()
@@ -54,6 +65,10 @@ class Command(BaseCommand):
             user.is_superuser = user.is_staff = True
             user.save(update_fields=["is_superuser", "is_staff"])
             self.stderr.write(f"{username!r} is now a superuser")
+        if role:
+            group = role_group(role)
+            user.groups.add(group)
+            self.stderr.write(f"{username!r} is in the group {group.name!r} ({role})")
         if reset:
             Token.objects.filter(user=user).delete()
         token, _ = Token.objects.get_or_create(user=user)
