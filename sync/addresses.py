@@ -2,29 +2,61 @@
 
 A ``CloudPort`` is a network attachment (Neutron port, AWS ENI, floating IP
 ``fip:<id>`` bound to a port); ``CloudHostIP`` rows are its addresses, or a
-host's own port-less addresses. These functions keep the rows' ``host`` right
-when hosts are deleted, ports detached, or floating IPs re-bound.
+host's own port-less addresses.
+
+Which host a port is on is decided from last-writer-wins registers only, so
+every order and duplication of the same changes ends in the same rows:
+
+* a **claim**: the newest statement naming the port's host. A port's own
+  change (``host``: a Neutron port event, Nova's per-port change, an AWS ENI)
+  and a host's complete port list (``port_ids``) naming the port both claim
+  it; the newest wins (``CloudPort.claimed_host``, its version in
+  ``field_versions["claimed_host_id"]``). A list claims even when it is older
+  than the host's stored list: in order it would have attached the port then;
+* the claimed host's **newest complete list**: when it is newer than the claim
+  and does not name the port, the port left that host (unattached);
+* a port attached to a **deleted host** is hidden with it (``died_with_host``,
+  its addresses kept on the row) until a newer claim names a live host; its
+  own delete is terminal (DESIGN §5);
+* a **floating IP** follows the port it is bound to (``parent_port_id``), and
+  is unattached while that port is gone.
+
+``settle`` recomputes that for ports whose registers changed (and for the
+ports claimed by hosts whose list or tombstone changed), then brings their
+``CloudHostIP`` rows in line with ``CloudPort.addresses``.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from django.db import connections, models
-from django.db.models import OuterRef, Subquery
+from django.db import connections
+from django.db.models import Q
 
+from sync import bulk
 from sync.choices import HostIPKindChoices
-from sync.models import CloudHostIP, CloudPort, CloudProvider, SyncedModel
+from sync.models import CloudHost, CloudHostIP, CloudPort, CloudProvider
 
 __all__ = [
+    "CLAIM",
+    "HostList",
+    "Settlement",
     "address_rows",
-    "detach_deleted_hosts",
-    "detach_missing_ports",
-    "relink_ports",
-    "write_addresses",
+    "apply_port_lists",
+    "attached_host",
+    "decide",
+    "host_lists",
+    "save",
+    "settle",
+    "write_host_addresses",
 ]
+
+CLAIM = "claimed_host_id"  # field_versions key of a port's claim register
+_SETTLED = ["claimed_host", "field_versions", "host", "deleted_at", "died_with_host", "modified_at"]
 
 
 def address_rows(addresses: Any) -> list[tuple[str, int, str, str]]:
@@ -44,105 +76,227 @@ def address_rows(addresses: Any) -> list[tuple[str, int, str, str]]:
     return sorted(out)
 
 
-def detach_missing_ports(
-    provider: CloudProvider, port_sets: dict[int, tuple[list[str], str]], now: datetime
-) -> None:
-    """A host's complete port list (``port_ids``) detaches the ports it no
-    longer names, unless a newer change attached them."""
-    detached: list[int] = []
-    for host_pk, (ids, version) in port_sets.items():
-        ports = CloudPort.objects.filter(host_id=host_pk, parent_port_id="").exclude(
-            port_id__in=ids
+class HostList(NamedTuple):
+    """What membership needs of a host: its newest complete port list, that
+    list's version ("" if never listed), and whether the host is deleted."""
+
+    port_ids: frozenset[str]
+    version: str
+    deleted: bool
+
+
+def host_lists(pks: Iterable[int]) -> dict[int, HostList]:
+    rows = CloudHost.all_objects.filter(pk__in=list(pks))
+    return {
+        pk: HostList(
+            frozenset(ids or ()), (versions or {}).get("port_ids", ""), deleted is not None
         )
-        # Locked: a concurrent port event may be re-attaching one of them.
-        for port in ports.select_for_update().order_by("pk").only("pk", "field_versions"):
-            versions = dict(port.field_versions or {})
-            if versions.get("host_id", "") > version:
-                continue
-            versions["host_id"] = version
-            CloudPort.all_objects.filter(pk=port.pk).update(
-                host_id=None, field_versions=versions, modified_at=now
-            )
-            detached.append(port.pk)
-    if detached:
-        port_ids = CloudPort.all_objects.filter(pk__in=detached).values("port_id")
-        fips = CloudPort.all_objects.filter(cloudprovider=provider, parent_port_id__in=port_ids)
-        fip_pks = list(fips.values_list("pk", flat=True))
-        fips.update(host_id=None, modified_at=now)
-        CloudHostIP.objects.filter(port_id__in=[*detached, *fip_pks]).update(host_id=None)
+        for pk, ids, versions, deleted in rows.values_list(
+            "pk", "port_ids", "field_versions", "deleted_at"
+        )
+    }
 
 
-def detach_deleted_hosts(pks: list[int], now: datetime) -> None:
-    """A deleted host takes its ports' addresses with it (the ENI or port
-    died with the VM); floating IPs bound to it stay, unattached."""
-    if not pks:
-        return
-    ports = CloudPort.all_objects.filter(host_id__in=pks)
-    ports.exclude(parent_port_id="").update(host_id=None, modified_at=now)
-    ports.filter(parent_port_id="", deleted_at__isnull=True).update(deleted_at=now, modified_at=now)
-    ips = CloudHostIP.objects.filter(host_id__in=pks)
-    ips.filter(port__isnull=False).exclude(port__parent_port_id="").update(host_id=None)
-    ips.delete()
+def attached_host(port: CloudPort, hosts: dict[int, HostList]) -> int | None:
+    """The host a (non-floating) port is on: its claim, unless the claimed
+    host's newest complete port list is newer than the claim and leaves the
+    port out."""
+    host_pk = port.claimed_host_id
+    host = hosts.get(host_pk) if host_pk is not None else None
+    if host is None:
+        return host_pk
+    claimed = (port.field_versions or {}).get(CLAIM, "")
+    if host.version > claimed and port.port_id not in host.port_ids:
+        return None
+    return host_pk
 
 
-def write_addresses(
-    for_hosts: bool, addresses: dict[int, list], by_pk: dict[int, SyncedModel]
+def apply_port_lists(
+    provider: CloudProvider,
+    lists: list[tuple[int, list[str], str]],
+    hosts: set[int],
+    now: datetime,
 ) -> None:
-    """Replace the address rows of hosts (their port-less set) or of ports."""
-    pks = list(addresses)
-    new_rows = []
-    if for_hosts:
-        CloudHostIP.objects.filter(host_id__in=pks, port__isnull=True).delete()
-        for pk, addrs in addresses.items():
-            new_rows += [
-                CloudHostIP(host_id=pk, address=a, version=v, kind=k, mac=m) for a, v, k, m in addrs
-            ]
-    else:
-        CloudHostIP.objects.filter(port_id__in=pks).delete()
-        for pk, addrs in addresses.items():
-            host_id = by_pk[pk].host_id if by_pk[pk].deleted_at is None else None
-            new_rows += [
-                CloudHostIP(port_id=pk, host_id=host_id, address=a, version=v, kind=k, mac=m)
-                for a, v, k, m in addrs
-            ]
-    CloudHostIP.objects.bulk_create(new_rows)
+    """Host side, after the hosts were written (and are locked): each complete
+    list ``(host pk, port ids, version)`` claims the ports it names (unknown
+    ones become placeholders), then the ports claimed by ``hosts`` (whose list
+    or tombstone changed) and the newly claimed ones are settled."""
+    listed = {port_id for _, ids, _ in lists for port_id in ids}
+    pks = list(bulk.ref_ids(provider, CloudPort, listed).values()) if listed else []
+    if not pks and not hosts:
+        return
+    qs = CloudPort.all_objects.filter(cloudprovider=provider).filter(
+        Q(pk__in=pks) | Q(claimed_host_id__in=hosts)
+    )
+    rows = list(bulk.locked(qs))
+    by_id = {row.port_id: row for row in rows}
+    claimed: set[int] = set()
+    for host_pk, ids, version in lists:
+        for port_id in ids:
+            row = by_id[port_id]
+            versions = dict(row.field_versions or {})
+            current = versions.get(CLAIM, "")
+            if version < current:
+                continue  # a newer statement about this port already spoke
+            if row.claimed_host_id != host_pk or version > current:
+                row.claimed_host_id = host_pk
+                versions[CLAIM] = version
+                row.field_versions = versions
+                claimed.add(row.pk)
+    settle(provider, rows, now, dirty=claimed)
 
 
-def relink_ports(provider: CloudProvider, by_pk: dict[int, SyncedModel]) -> None:
-    """Floating IPs follow the host of the port they are bound to."""
-    ports = CloudPort.all_objects.filter(cloudprovider=provider)
-    touched = [r.port_id for r in by_pk.values()]
-    parent_host = Subquery(
-        CloudPort.objects.filter(cloudprovider=provider, port_id=OuterRef("parent_port_id")).values(
-            "host_id"
-        )[:1]
+@dataclass
+class Settlement:
+    """What ``decide`` found: every row it looked at (the given ones and the
+    floating IPs bound to ports that moved, all locked), the rows whose
+    ``host``/``deleted_at`` (or claim) changed in memory, and the rows whose
+    address rows must be rebuilt."""
+
+    rows: dict[int, CloudPort] = field(default_factory=dict)
+    dirty: set[int] = field(default_factory=set)
+    rewrite: set[int] = field(default_factory=set)
+
+
+def decide(
+    provider: CloudProvider,
+    rows: list[CloudPort],
+    now: datetime,
+    *,
+    dirty: Iterable[int] = (),
+    rewrite: Iterable[int] = (),
+    moved: Iterable[int] = (),
+) -> Settlement:
+    """Recompute, in memory, ``host``/``deleted_at`` of these locked port rows
+    (see the module doc) and of the floating IPs bound to ports that moved.
+    ``dirty``: rows whose claim the caller changed; ``rewrite``: rows whose
+    ``addresses`` changed; ``moved``: rows the caller deleted or brought back
+    (their floating IPs must follow)."""
+    plan = Settlement({row.pk: row for row in rows}, set(dirty), set(rewrite) | set(moved))
+    ports = [row for row in rows if not row.parent_port_id]
+    host_pks = {row.claimed_host_id for row in ports if row.claimed_host_id is not None}
+    hosts = host_lists(host_pks) if host_pks else {}
+    moved_ids = {row.port_id for row in rows if row.pk in set(moved)}
+    for row in ports:
+        host_pk = attached_host(row, hosts)
+        own_tombstone = row.deleted_at is not None and not row.died_with_host
+        dies = not own_tombstone and host_pk in hosts and hosts[host_pk].deleted
+
+        if own_tombstone or (dies and row.deleted_at is not None):
+            deleted_at = row.deleted_at
+        else:
+            deleted_at = now if dies else None
+        state = (host_pk, deleted_at, dies)
+        if state != (row.host_id, row.deleted_at, row.died_with_host):
+            if (deleted_at is None) != (row.deleted_at is None):
+                plan.rewrite.add(row.pk)  # shown again, or hidden with its host
+            moved_ids.add(row.port_id)
+            row.host_id, row.deleted_at, row.died_with_host = state
+            plan.dirty.add(row.pk)
+    fips = {row.pk: row for row in rows if row.parent_port_id}
+    if moved_ids:
+        bound = CloudPort.all_objects.filter(cloudprovider=provider, parent_port_id__in=moved_ids)
+        fips.update({f.pk: f for f in bulk.locked(bound.exclude(pk__in=list(plan.rows)))})
+    if fips:
+        _follow_parents(provider, fips, {row.port_id: row for row in ports}, plan)
+        plan.rows.update(fips)
+    return plan
+
+
+def save(plan: Settlement, now: datetime, *, saved: Iterable[int] = ()) -> None:
+    """Write what ``decide`` changed (except the rows in ``saved``, which the
+    caller writes itself) and bring the address rows in line."""
+    saved = set(saved)
+    changed = [plan.rows[pk] for pk in sorted(plan.dirty)]
+    unsaved = [row for row in changed if row.pk not in saved]
+    for row in unsaved:
+        row.modified_at = now
+    if unsaved:
+        bulk.bulk_update(CloudPort, unsaved, _SETTLED)
+    _rewrite_ips([plan.rows[pk] for pk in sorted(plan.rewrite)])
+    _retarget_ips([row for row in changed if row.pk not in plan.rewrite])
+
+
+def settle(
+    provider: CloudProvider,
+    rows: list[CloudPort],
+    now: datetime,
+    *,
+    dirty: Iterable[int] = (),
+    rewrite: Iterable[int] = (),
+    moved: Iterable[int] = (),
+) -> None:
+    """``decide`` then ``save``."""
+    save(decide(provider, rows, now, dirty=dirty, rewrite=rewrite, moved=moved), now)
+
+
+def _follow_parents(
+    provider: CloudProvider,
+    fips: dict[int, CloudPort],
+    parents: dict[str, CloudPort],
+    plan: Settlement,
+) -> None:
+    """A floating IP is on the host of the live port it is bound to; it never
+    dies with a host (only its own delete removes it)."""
+    missing = {f.parent_port_id for f in fips.values()} - parents.keys()
+    if missing:
+        qs = CloudPort.all_objects.filter(cloudprovider=provider, port_id__in=missing)
+        parents = {**parents, **{p.port_id: p for p in qs.only("port_id", "host", "deleted_at")}}
+    for fip in fips.values():
+        parent = parents.get(fip.parent_port_id)
+        host_pk = parent.host_id if parent is not None and parent.deleted_at is None else None
+        deleted_at = None if fip.died_with_host else fip.deleted_at
+        if (fip.host_id, fip.deleted_at, fip.died_with_host) != (host_pk, deleted_at, False):
+            if deleted_at != fip.deleted_at:
+                plan.rewrite.add(fip.pk)
+            fip.host_id, fip.deleted_at, fip.died_with_host = host_pk, deleted_at, False
+            plan.dirty.add(fip.pk)
+
+
+def _rewrite_ips(rows: list[CloudPort]) -> None:
+    """Replace the address rows of ports from their ``addresses`` (none while
+    the port is deleted)."""
+    if not rows:
+        return
+    CloudHostIP.objects.filter(port_id__in=[row.pk for row in rows]).delete()
+    CloudHostIP.objects.bulk_create(
+        [
+            CloudHostIP(port_id=row.pk, host_id=row.host_id, address=a, version=v, kind=k, mac=m)
+            for row in rows
+            if row.deleted_at is None
+            for a, v, k, m in row.addresses or ()
+        ]
     )
-    floating = ports.exclude(parent_port_id="").filter(
-        models.Q(port_id__in=touched) | models.Q(parent_port_id__in=touched)
-    )
-    fip_pks = list(floating.values_list("pk", flat=True))
-    if fip_pks:
-        CloudPort.all_objects.filter(pk__in=fip_pks).update(host_id=parent_host)
-    all_pks = [*by_pk, *fip_pks]
+
+
+def _retarget_ips(rows: list[CloudPort]) -> None:
+    """Point the existing address rows of these ports at their port's host."""
+    if not rows:
+        return
+    target = {row.pk: (row.host_id if row.deleted_at is None else None) for row in rows}
     connection = connections[CloudHostIP.objects.db]
-    if connection.vendor == "postgresql":
-        # The same, but only rows whose host changes are rewritten (a
-        # no-change full sync rewrote every address row).
-        qn = connection.ops.quote_name
-        ip, port = qn(CloudHostIP._meta.db_table), qn(CloudPort._meta.db_table)
-        alive_host = "CASE WHEN p.deleted_at IS NULL THEN p.host_id END"
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {ip} AS i SET host_id = {alive_host} FROM {port} AS p "
-                f"WHERE p.id = i.port_id AND i.port_id = ANY(%s) "
-                f"AND i.host_id IS DISTINCT FROM {alive_host}",
-                [all_pks],
-            )
+    if connection.vendor != "postgresql":
+        for port_pk, host_pk in target.items():
+            CloudHostIP.objects.filter(port_id=port_pk).update(host_id=host_pk)
         return
-    CloudHostIP.objects.filter(port_id__in=all_pks).update(
-        host_id=Subquery(
-            CloudPort.all_objects.filter(pk=OuterRef("port_id"), deleted_at__isnull=True).values(
-                "host_id"
-            )[:1]
+    qn = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {qn(CloudHostIP._meta.db_table)} AS i SET host_id = v.h "
+            "FROM unnest(%s::bigint[], %s::bigint[]) AS v(p, h) "
+            "WHERE i.port_id = v.p AND i.host_id IS DISTINCT FROM v.h",
+            [list(target), list(target.values())],
         )
+
+
+def write_host_addresses(addresses: dict[int, list]) -> None:
+    """Replace the port-less address rows of hosts (e.g. legacy Nova ``fixed_ips``)."""
+    pks = list(addresses)
+    CloudHostIP.objects.filter(host_id__in=pks, port__isnull=True).delete()
+    CloudHostIP.objects.bulk_create(
+        [
+            CloudHostIP(host_id=pk, address=a, version=v, kind=k, mac=m)
+            for pk, addrs in addresses.items()
+            for a, v, k, m in addrs
+        ]
     )

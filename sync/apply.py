@@ -13,6 +13,9 @@ Events, catch-ups and full syncs all end here. The rules (DESIGN §5):
   version brings it back. Events never resurrect;
 * references (flavor, image, project, host) are external ids; unknown ones
   get placeholder rows, so an event never fails because its flavor is late;
+* port membership (which host a port is on) is derived from registers too:
+  a port's newest claim and its host's newest complete port list
+  (``sync.addresses``), so it converges like every other field;
 * concurrency: the rows of a batch are locked (``select_for_update``, in pk
   order) inside one short transaction; missing rows are inserted first with
   ``ON CONFLICT DO NOTHING`` so two workers never race on a create.
@@ -34,10 +37,10 @@ from django.utils import timezone
 from sync import bulk
 from sync.addresses import (
     address_rows,
-    detach_deleted_hosts,
-    detach_missing_ports,
-    relink_ports,
-    write_addresses,
+    apply_port_lists,
+    decide,
+    save,
+    write_host_addresses,
 )
 from sync.changes import Change, Kind, Op, Source, parse_timestamp
 from sync.choices import HostStatusChoices
@@ -145,7 +148,9 @@ _SYNC_MARKS = frozenset({"last_synced_by"})
 
 
 # What a late upsert may not change on a tombstone: it stays deleted, addressless.
-_TOMBSTONE_FIXED = frozenset({"status", "addresses", "port_ids"})
+# (A host's port list is kept on its tombstone: it still decides, in any
+# order, whether a port left the host before the host died.)
+_TOMBSTONE_FIXED = frozenset({"status", "addresses"})
 
 
 def _plain(value: Any) -> Any:
@@ -189,7 +194,10 @@ class _KindApplier:
         self.dirty: dict[int, set[str]] = defaultdict(set)
         self.seen: set[int] = set()
         self.addresses: dict[int, list] = {}  # row pk -> new address rows
-        self.port_sets: dict[int, tuple[list[str], str]] = {}  # host pk -> (port ids, version)
+        # Hosts: every complete port list seen (host pk, port ids, version),
+        # and the hosts whose stored list or tombstone changed.
+        self.port_lists: list[tuple[int, list[str], str]] = []
+        self.membership_hosts: set[int] = set()
         self.version = ""  # of the change being applied
         self.refs: dict[str, dict[str, int]] = {}
         self.row_pks: list[int] = []
@@ -197,9 +205,13 @@ class _KindApplier:
     # -- driver ------------------------------------------------------------
     def run(self) -> None:
         ids = list(dict.fromkeys(c.external_id for c in self.changes))
+        # References first (placeholders inserted, hosts and bound ports
+        # share-locked), then our rows: every apply locks in that order.
+        self._resolve_refs()
+        if self.kind == Kind.HOST_IP:
+            self._lock_claimed(set(ids))
         rows = bulk.ensure_rows(self.provider, self.model, ids, lock=True)
         self.row_pks = [r.pk for r in rows.values()]
-        self._resolve_refs()
         for change in self.changes:
             row = rows[change.external_id]
             self.result.add(change, self._apply_one(row, change))
@@ -227,6 +239,17 @@ class _KindApplier:
             name: bulk.ref_ids(self.provider, models_for[name], ids) for name, ids in wanted.items()
         }
 
+    def _lock_claimed(self, ids: set[str]) -> None:
+        """A port change decides its attachment from the claimed host's port
+        list, and a floating IP from the port it binds to: neither may change
+        under us (a concurrent host change would miss a port it does not yet
+        see as claimed)."""
+        bulk.share_lock(CloudHost, list(self.refs.get("host", {}).values()))
+        parents = {p for c in self.changes if (p := _parent_port(c))} - ids
+        if parents:
+            qs = CloudPort.all_objects.filter(cloudprovider=self.provider, port_id__in=parents)
+            bulk.share_lock(CloudPort, list(qs.values_list("pk", flat=True)))
+
     # -- one change --------------------------------------------------------
     def _apply_one(self, row: SyncedModel, change: Change) -> str:
         self.seen.add(row.pk)
@@ -234,7 +257,14 @@ class _KindApplier:
         if change.op == Op.DELETE:
             return self._delete(row, change)
         is_new = row.is_placeholder
-        tombstoned = row.deleted_at is not None
+        # A port hidden with its deleted host still takes news (a newer claim
+        # may bring it back); only its own delete is a tombstone.
+        tombstoned = row.deleted_at is not None and not getattr(row, "died_with_host", False)
+        if self.kind == Kind.HOST and "port_ids" in change.fields:
+            # Every complete list claims the ports it names, even an old one:
+            # in order, it attached them at its version (sync.addresses).
+            ports = sorted({str(p) for p in change.fields["port_ids"] or ()})
+            self.port_lists.append((row.pk, ports, change.version))
         if (
             tombstoned
             and change.source == Source.FULL_SYNC
@@ -245,6 +275,8 @@ class _KindApplier:
         ):
             self._set(row, "deleted_at", None)  # a full sync found it alive again
             row.field_versions = {}
+            if self.kind == Kind.HOST:
+                self.membership_hosts.add(row.pk)  # ports hidden with it come back
             is_new, tombstoned = True, False
         previous = row.source_version
         versions = dict(row.field_versions or {})
@@ -255,6 +287,8 @@ class _KindApplier:
             if tombstoned and attr in _TOMBSTONE_FIXED:
                 continue
             won = True
+            if attr == "port_ids":
+                self.membership_hosts.add(row.pk)
             if self._differs(row, attr, value):
                 self._set(row, attr, value)
                 changed = True
@@ -279,13 +313,22 @@ class _KindApplier:
     def _delete(self, row: SyncedModel, change: Change) -> str:
         if change.version > row.source_version:
             self._set(row, "source_version", change.version)
-        if row.deleted_at is not None:
+        with_host = getattr(row, "died_with_host", False)
+        if row.deleted_at is not None and not with_host:
+            return Outcome.UNCHANGED
+        if with_host:
+            # Hidden with its host so far, now deleted for good: nothing
+            # visible changes, so it is not counted as a deletion.
+            self._set(row, "died_with_host", False)
+            self._set(row, "addresses", [])
             return Outcome.UNCHANGED
         self._set(row, "deleted_at", self.now)
         if self.kind == Kind.HOST:
             self._set(row, "status", HostStatusChoices.DELETED)
-        if self.kind in (Kind.HOST, Kind.HOST_IP):
+            self.membership_hosts.add(row.pk)  # its ports die with it
             self.addresses[row.pk] = []
+        if self.kind == Kind.HOST_IP:
+            self._set(row, "addresses", [])
         self._touch(row, change)
         return Outcome.DELETED
 
@@ -299,14 +342,14 @@ class _KindApplier:
     def _set(self, row: SyncedModel, attr: str, value: Any) -> None:
         if self.result.diffs is not None and attr not in _BOOKKEEPING:
             old = self._current(row, attr)
-            diff = self.result.diffs.setdefault(self.kind.value, {})
-            diff.setdefault(row.external_id, {})[attr] = [_plain(old), _plain(value)]
+            if old != value:
+                diff = self.result.diffs.setdefault(self.kind.value, {})
+                diff.setdefault(row.external_id, {})[attr] = [_plain(old), _plain(value)]
         if attr == "addresses":
             self.addresses[row.pk] = value
-            return
-        if attr == "port_ids":
-            self.port_sets[row.pk] = (value, self.version)
-            return
+            if self.kind == Kind.HOST:  # the host's port-less rows
+                return
+            value = [list(a) for a in value]  # a port keeps its set on the row
         setattr(row, attr, value)
         self.dirty[row.pk].add(attr)
 
@@ -316,10 +359,11 @@ class _KindApplier:
         values: dict[str, Any] = {}
         for name, value in change.fields.items():
             if name == "host" and self.kind == Kind.HOST_IP and _parent_port(change):
-                continue  # a floating IP follows the host of its port (_relink_ports)
+                continue  # a floating IP follows the host of its port (sync.addresses)
             if name in ("flavor", "image", "project", "host"):
                 attr = {"flavor": "cloudflavor_id", "image": "image_id", "project": "project_id"}
-                attr = attr.get(name, "host_id")
+                # a port's host is a claim; its attachment is decided on flush
+                attr = attr.get(name, "claimed_host_id")
                 values[attr] = self.refs[name][str(value)] if value else None
                 if name == "image":
                     values["image_ref"] = str(value or "")
@@ -348,6 +392,8 @@ class _KindApplier:
     def _current_addresses(self, row: SyncedModel) -> list:
         if row.pk in self.addresses:
             return self.addresses[row.pk]
+        if self.kind == Kind.HOST_IP:
+            return [tuple(a) for a in row.addresses or ()]
         if row.is_placeholder:
             return []
         if not hasattr(self, "_loaded_addresses"):
@@ -355,19 +401,15 @@ class _KindApplier:
         return self._loaded_addresses.get(row.pk, [])
 
     def _load_addresses(self) -> dict[int, list]:
-        pks = self.row_pks
+        """The port-less address rows of this chunk's hosts."""
         loaded: dict[int, list] = defaultdict(list)
-        owner = "port_id" if self.kind == Kind.HOST_IP else "host_id"
-        qs = CloudHostIP.objects.filter(**{f"{owner}__in": pks})
-        if self.kind == Kind.HOST:
-            qs = qs.filter(port__isnull=True)
-        for ip in qs.values_list(owner, "address", "version", "kind", "mac"):
+        qs = CloudHostIP.objects.filter(host_id__in=self.row_pks, port__isnull=True)
+        for ip in qs.values_list("host_id", "address", "version", "kind", "mac"):
             loaded[ip[0]].append(tuple(ip[1:]))
         return {k: sorted(v) for k, v in loaded.items()}
 
     def _current_ports(self, row: SyncedModel) -> list[str]:
-        if row.pk in self.port_sets:
-            return self.port_sets[row.pk][0]
+        """The ports attached to a host now (what a diff shows as the old value)."""
         if not hasattr(self, "_loaded_ports"):  # placeholders too: a port event may name them
             loaded: dict[int, list[str]] = defaultdict(list)
             ports = CloudPort.objects.filter(host_id__in=self.row_pks, parent_port_id="")
@@ -384,11 +426,32 @@ class _KindApplier:
         return getattr(row, attr)
 
     def _differs(self, row: SyncedModel, attr: str, value: Any) -> bool:
+        if attr == "port_ids":
+            # The stored list (the register); a newer list naming the same
+            # ports may still detach ports attached by older claims.
+            newer = self.version > (row.field_versions or {}).get(attr, "")
+            return row.port_ids != value or (newer and self._current_ports(row) != value)
         return self._current(row, attr) != value
 
     # -- write -------------------------------------------------------------
     def _flush(self, rows: dict[str, SyncedModel]) -> None:
         by_pk = {r.pk: r for r in rows.values()}
+        plan = None
+        if self.kind == Kind.HOST_IP:
+            # Where each port is now: decided before writing, so each row is
+            # written once with its new attachment.
+            alive_changed = {
+                pk for pk, attrs in self.dirty.items() if attrs & {"deleted_at", "died_with_host"}
+            }
+            plan = decide(
+                self.provider,
+                list(by_pk.values()),
+                self.now,
+                rewrite=self.addresses,
+                moved=alive_changed,
+            )
+            for pk in plan.dirty & by_pk.keys():
+                self.dirty[pk] |= {"host_id", "deleted_at", "died_with_host"}
         # Rows whose only change is who synced them last (a no-change full
         # sync: same versions, same values, same addresses) are not rewritten
         # field by field: one UPDATE per ref sets that and last_seen_at, and
@@ -396,7 +459,7 @@ class _KindApplier:
         seen_only: dict[str, list[int]] = defaultdict(list)
         dirty_rows, fields = [], set()
         for pk, attrs in self.dirty.items():
-            if attrs <= _SYNC_MARKS and pk not in self.addresses and pk not in self.port_sets:
+            if attrs <= _SYNC_MARKS and pk not in self.addresses:
                 seen_only[by_pk[pk].last_synced_by].append(pk)
             else:
                 dirty_rows.append(by_pk[pk])
@@ -415,16 +478,10 @@ class _KindApplier:
             qs.filter(pk__in=pks).update(last_seen_at=self.now, last_synced_by=ref)
         if rest:
             qs.filter(pk__in=rest).update(last_seen_at=self.now)
-        if self.addresses:
-            write_addresses(self.kind == Kind.HOST, self.addresses, by_pk)
-        if self.port_sets:
-            detach_missing_ports(self.provider, self.port_sets, self.now)
         if self.kind == Kind.HOST:
-            deleted = [
-                pk
-                for pk, r in by_pk.items()
-                if r.deleted_at and "deleted_at" in self.dirty.get(pk, ())
-            ]
-            detach_deleted_hosts(deleted, self.now)
-        if self.kind == Kind.HOST_IP:
-            relink_ports(self.provider, by_pk)
+            if self.addresses:
+                write_host_addresses(self.addresses)
+            if self.port_lists or self.membership_hosts:
+                apply_port_lists(self.provider, self.port_lists, self.membership_hosts, self.now)
+        if plan is not None:
+            save(plan, self.now, saved=by_pk)

@@ -16,7 +16,7 @@ from django.db import connections, models
 
 from sync.models import CloudProvider, SyncedModel
 
-__all__ = ["bulk_update", "ensure_rows", "insert_placeholders", "ref_ids"]
+__all__ = ["bulk_update", "ensure_rows", "insert_placeholders", "locked", "ref_ids", "share_lock"]
 
 
 def ensure_rows(
@@ -26,7 +26,7 @@ def ensure_rows(
     idf = model.external_id_field
     qs = model.all_objects.filter(cloudprovider=provider)
     if lock:
-        qs = qs.select_for_update().order_by("pk")
+        qs = locked(qs)
     rows = {getattr(r, idf): r for r in qs.filter(**{f"{idf}__in": ids})}
     # Sorted: concurrent transactions insert overlapping new ids in one order.
     missing = sorted(i for i in ids if i not in rows)
@@ -34,6 +34,33 @@ def ensure_rows(
         insert_placeholders(provider, model, missing)
         rows.update({getattr(r, idf): r for r in qs.filter(**{f"{idf}__in": missing})})
     return rows
+
+
+def locked(qs: models.QuerySet) -> models.QuerySet:
+    """Rows locked for update, in pk order (so concurrent writers never wait
+    on each other in a cycle). On Postgres ``FOR NO KEY UPDATE``: it does not
+    block the foreign-key checks of rows that merely reference a locked row
+    (a port naming a host, an address naming a port), which would otherwise
+    wait on, and deadlock with, the transaction holding it."""
+    no_key = connections[qs.db].vendor == "postgresql"
+    return qs.select_for_update(no_key=no_key).order_by("pk")
+
+
+def share_lock(model: type[SyncedModel], pks: Sequence[int]) -> None:
+    """``FOR SHARE`` on these rows (Postgres; other databases serialize
+    writers themselves): their values must not change until we commit, but
+    other readers may share them. Taken before the rows we will write, in pk
+    order, like every lock of ``apply``."""
+    connection = connections[model.all_objects.db]
+    if not pks or connection.vendor != "postgresql":
+        return
+    qn = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT 1 FROM {qn(model._meta.db_table)} WHERE {qn(model._meta.pk.column)} "
+            f"= ANY(%s) ORDER BY {qn(model._meta.pk.column)} FOR SHARE",
+            [sorted(pks)],
+        )
 
 
 def insert_placeholders(

@@ -148,6 +148,11 @@ class CloudHost(SyncedModel):
     tags = models.JSONField(blank=True, default=list)
     metadata = models.JSONField(blank=True, default=dict)
     launched_at = models.DateTimeField(null=True, blank=True)
+    # The ports named by the newest complete port list seen for this host
+    # (its version: ``field_versions["port_ids"]``; none = never listed).
+    # A register like any other field; ``CloudPort.host`` is decided from it
+    # and the ports' own claims (sync.addresses).
+    port_ids = models.JSONField(blank=True, default=list, editable=False)
 
     class Meta(SyncedModel.Meta):
         constraints = [
@@ -160,7 +165,14 @@ class CloudHost(SyncedModel):
 
 class CloudPort(SyncedModel):
     """A network attachment that carries addresses: a Neutron port, an AWS
-    ENI or a floating IP (``port_id`` "fip:<id>", bound to ``parent_port_id``)."""
+    ENI or a floating IP (``port_id`` "fip:<id>", bound to ``parent_port_id``).
+
+    ``host`` is the attachment as it stands; it is derived (sync.addresses)
+    from registers that converge in any order: ``claimed_host`` (the host the
+    newest statement about this port names, its own event's or a host's
+    complete port list's; version ``field_versions["claimed_host_id"]``), the
+    claimed host's own newest port list, and, for a floating IP, its port.
+    """
 
     external_id_field = "port_id"
     port_id = models.CharField(max_length=255)
@@ -168,6 +180,21 @@ class CloudPort(SyncedModel):
         CloudHost, null=True, blank=True, on_delete=models.SET_NULL, related_name="ports"
     )
     parent_port_id = models.CharField(max_length=255, blank=True, default="", db_index=True)
+    claimed_host = models.ForeignKey(
+        CloudHost,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+    )
+    # The port's address set ([address, version, kind, mac] rows), kept while
+    # the port is hidden with its deleted host so it can come back whole;
+    # ``CloudHostIP`` rows are its visible copy.
+    addresses = models.JSONField(blank=True, default=list, editable=False)
+    # Tombstoned only because the host it is attached to was deleted (not by
+    # its own delete): lifted if a newer statement attaches it elsewhere.
+    died_with_host = models.BooleanField(default=False, editable=False)
 
     class Meta(SyncedModel.Meta):
         constraints = [

@@ -81,3 +81,78 @@ def test_overlapping_new_objects_in_opposite_orders_do_not_deadlock():
 
     assert _run_in_threads(work, 4) == []
     assert CloudHost.objects.filter(cloudprovider=provider).count() == 400
+
+
+@pytest.mark.skipif(connection.vendor == "sqlite", reason="SQLite serializes writers itself")
+def test_concurrent_duplicates_of_host_lists_and_port_events_converge():
+    """Issue 10's storm on one provider: Nova-style events (a host's complete
+    port list with one change per port) and Neutron-style port / floating IP
+    events, each sent 5 times from 8 threads in shuffled order, end in the
+    in-order state; lock waits never turn into deadlocks."""
+    import random
+
+    from django.db import OperationalError
+
+    from sync.models import CloudHostIP, CloudPort
+
+    def nova(n, host, ports):
+        v = make_version(n)
+        return [Change(Kind.HOST, Op.UPSERT, host, {"port_ids": sorted(ports), "status": "active"}, v)] + [
+            Change(Kind.HOST_IP, Op.UPSERT, p, {"host": host, "port_id": p, "addresses": [{"address": a}]}, v)
+            for p, a in sorted(ports.items())
+        ]
+
+    def neutron(n, port, host, address):
+        fields = {"host": host, "port_id": port, "addresses": [{"address": address}]}
+        return [Change(Kind.HOST_IP, Op.UPSERT, port, fields, make_version(n))]
+
+    def fip(n, parent):
+        addrs = [{"address": "203.0.113.9", "kind": "floating"}] if parent else []
+        return [Change(Kind.HOST_IP, Op.UPSERT, "fip:1", {"host": None, "port_id": parent, "addresses": addrs}, make_version(n))]
+
+    events = [
+        nova(1, "vm-1", {"p1": "10.0.0.1", "p2": "10.0.0.2"}),
+        neutron(2, "p3", "vm-2", "10.0.0.3"),
+        fip(3, "p1"),
+        nova(4, "vm-1", {}),  # update listing none
+        nova(5, "vm-2", {"p3": "10.0.0.3"}),
+        nova(6, "vm-1", {"p1": "10.0.0.1"}),  # power_off listing p1 again
+        neutron(7, "p2", "vm-2", "10.0.0.22"),  # p2 moves to vm-2
+        fip(8, "p2"),
+        nova(9, "vm-2", {"p2": "10.0.0.22", "p3": "10.0.0.3"}),
+    ]
+
+    def view(provider):
+        rows = CloudPort.all_objects.filter(cloudprovider=provider).select_related("host")
+        ports = {p.port_id: (p.deleted_at is None, p.host.host_id if p.host else None) for p in rows}
+        ips = sorted(CloudHostIP.objects.filter(host__cloudprovider=provider).values_list("host__host_id", "address"))
+        return ports, ips
+
+    reference = CloudProvider.objects.create(name="storm-ref")
+    for changes in events:
+        apply(reference, changes)
+    expected = view(reference)
+    assert expected[1] == [("vm-1", "10.0.0.1"), ("vm-2", "10.0.0.22"), ("vm-2", "10.0.0.3"), ("vm-2", "203.0.113.9")]
+
+    provider = CloudProvider.objects.create(name="storm")
+    queue = events * 5
+    random.Random(3).shuffle(queue)
+    lock = threading.Lock()
+    deadlocks: list[str] = []
+
+    def work(i: int) -> None:
+        while True:
+            with lock:
+                if not queue:
+                    return
+                changes = queue.pop()
+            for _ in range(5):
+                try:
+                    apply(provider, changes)
+                    break
+                except OperationalError as exc:  # what ingest would retry
+                    deadlocks.append(str(exc))
+
+    assert _run_in_threads(work, 8) == []
+    assert view(provider) == expected
+    assert deadlocks == []

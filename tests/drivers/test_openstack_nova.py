@@ -114,8 +114,17 @@ def test_versioned_update_display_name_beats_host_name():
         ("instance-reboot-end.json", "active"),
     ],
 )
-def test_versioned_state_changes_set_only_the_status(sample, status):
-    assert host_fields(versioned(sample)) == {"status": status, "project": TENANT}
+def test_versioned_state_changes_set_the_status_and_state_the_port_set(sample, status):
+    found = changes(versioned(sample))
+    # every payload lists the ports from the network info cache: each action
+    # states the complete port set at its version (the newest statement wins)
+    assert one(found, Kind.HOST).fields == {"status": status, "project": TENANT, "port_ids": [PORT]}
+    port = one(found, Kind.HOST_IP)
+    assert (port.external_id, dict(port.fields)) == (
+        PORT,
+        {"host": UUID, "port_id": PORT, "addresses": [PORT_ADDRESS]},
+    )
+    assert port.version == one(found, Kind.HOST).version
 
 
 def test_versioned_resize_finish_changes_the_flavor():
@@ -135,6 +144,7 @@ def test_versioned_resize_finish_changes_the_flavor():
         "flavor": "d5a8bb54-365a-45ae-abdb-38d249df7845",
         "hypervisor": "compute",
         "project": TENANT,
+        "port_ids": [PORT],
     }
     assert found.index(flavor) < found.index(one(found, Kind.HOST))
 
@@ -155,6 +165,7 @@ def test_versioned_rebuild_changes_the_image():
         "image": "a2459075-d96c-40d5-893e-577ff92e721c",
         "hypervisor": "compute",
         "project": TENANT,
+        "port_ids": [PORT],
     }
 
 
@@ -163,6 +174,7 @@ def test_versioned_live_migration_moves_the_hypervisor():
         "status": "active",
         "hypervisor": "host2",
         "project": TENANT,
+        "port_ids": [PORT],
     }
     # the source host's post.end still names itself: not trusted for the hypervisor
     [source] = run(versioned("instance-live_migration_post-end.json"))
@@ -174,6 +186,7 @@ def test_versioned_shelve_offload_clears_the_hypervisor():
         "status": "shelved",
         "hypervisor": None,
         "project": TENANT,
+        "port_ids": [PORT],
     }
 
 
@@ -351,6 +364,10 @@ def test_legacy_resize_confirm_and_rebuild_and_migration():
         "status": "active",
         "hypervisor": "Node_1",
         "project": "57ab04ad6d3b495789a58258bc00842b",
+        # legacy fixed_ips (no port ids): the host's own address set
+        "addresses": [
+            {"address": "192.168.1.196", "kind": "fixed", "mac": "fa:16:3e:cc:ba:81", "version": 4}
+        ],
     }
 
 

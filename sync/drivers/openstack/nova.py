@@ -8,6 +8,14 @@ as the emitting service saw it, but some are stale copies (the source host's
 ``live_migration_post.end`` still names the source host), so we never take a
 field from an event that did not change it.
 
+The one exception is the instance's IPs: every payload lists them from the
+instance's network info cache as it stands when the notification is sent
+(versioned ``ip_addresses``, legacy ``fixed_ips`` when Nova passed the
+network info), so every completed action states the host's complete port
+set at its version. Taking it from all of them makes the newest statement
+win (an ``update`` listing no port, then a ``power_off.end`` listing it
+again: the port is attached), as ``sync.addresses`` decides membership.
+
 Flavor external id = Nova's ``flavorid`` (the ``id`` the flavors API shows and
 the server's ``flavor.id`` before microversion 2.47): versioned
 ``flavor.flavorid``; legacy ``instance_flavor_id``. Legacy ``instance_type_id``
@@ -42,24 +50,25 @@ LEGACY_ALIASES = {
 # Very old Nova sent some actions without a phase; they mean "done".
 PHASELESS_END = frozenset({"suspend", "resume"})
 
-# Which host fields an action's .end event is authoritative for.
+# Which host fields an action's .end event is authoritative for ("ips": the
+# complete port / address set, which every payload states; module doc).
 FULL = ("hostname", "status", "flavor", "image", "hypervisor", "tags", "metadata", "ips")
 ACTION_FIELDS: dict[str, tuple[str, ...]] = {
     "create": (*FULL, "launched_at"),
     "update": FULL,
-    "unshelve": ("status", "hypervisor"),
-    "shelve_offload": ("status", "hypervisor"),
-    "live_migration_post_dest": ("status", "hypervisor"),
-    "resize_finish": ("status", "flavor", "hypervisor"),
-    "resize_confirm": ("status", "flavor", "hypervisor"),
-    "resize_revert": ("status", "flavor", "hypervisor"),
-    "rebuild": ("status", "image", "hypervisor"),
+    "unshelve": ("status", "hypervisor", "ips"),
+    "shelve_offload": ("status", "hypervisor", "ips"),
+    "live_migration_post_dest": ("status", "hypervisor", "ips"),
+    "resize_finish": ("status", "flavor", "hypervisor", "ips"),
+    "resize_confirm": ("status", "flavor", "hypervisor", "ips"),
+    "resize_revert": ("status", "flavor", "hypervisor", "ips"),
+    "rebuild": ("status", "image", "hypervisor", "ips"),
     "interface_attach": ("ips",),
     "interface_detach": ("ips",),
     "create_ip": ("ips",),  # legacy add-fixed-ip
     "delete_ip": ("ips",),  # legacy remove-fixed-ip
     **{
-        action: ("status",)
+        action: ("status", "ips")
         for action in (
             "power_on",
             "power_off",
