@@ -54,6 +54,7 @@ lint: dev-venv
 bench: dev-venv
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/fullsync.py
+	$(BIN)/python -m bench.e2e
 
 clean:
 	rm -rf $(VENV) db.sqlite3*
