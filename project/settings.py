@@ -118,7 +118,15 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_WORKER_PREFETCH_MULTIPLIER", default=4)
+# Events are consumed in batches (sync/batching.py): up to
+# CLOUDSYNC_INGEST_BATCH_SIZE bodies per batch, or whatever arrived within
+# CLOUDSYNC_INGEST_FLUSH_SECONDS. A worker reserves prefetch multiplier ×
+# concurrency messages, which must exceed the batch size.
+CLOUDSYNC_INGEST_BATCH_SIZE = env.int("CLOUDSYNC_INGEST_BATCH_SIZE", default=200)
+CLOUDSYNC_INGEST_FLUSH_SECONDS = env.float("CLOUDSYNC_INGEST_FLUSH_SECONDS", default=0.2)
+CELERY_WORKER_PREFETCH_MULTIPLIER = env.int(
+    "CELERY_WORKER_PREFETCH_MULTIPLIER", default=CLOUDSYNC_INGEST_BATCH_SIZE
+)
 CELERY_TASK_TIME_LIMIT = env.int("CLOUDSYNC_TASK_TIME_LIMIT", default=3 * 3600)
 # A message a worker took but never acknowledged (the worker died) goes back
 # to its queue after this many seconds (kombu's Redis visibility timeout,

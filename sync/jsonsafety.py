@@ -12,9 +12,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
-__all__ = ["lossless_text", "too_deep", "unstorable_reason"]
+__all__ = ["lossless_text", "parse", "too_deep", "unstorable_reason"]
+
+# A \u0000 or surrogate escape in a JSON text (what NaN, Infinity and
+# overflowing numbers parse to is caught while parsing, see ``parse``).
+_RISKY_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
 
 
 def too_deep(text: str, value: Any, limit: int) -> bool:
@@ -24,6 +29,30 @@ def too_deep(text: str, value: Any, limit: int) -> bool:
     if text.count("[") + text.count("{") <= limit:
         return False
     return _depth_exceeds(value, limit)
+
+
+def parse(text: str, limit: int) -> tuple[Any, bool]:
+    """``json.loads(text)`` and whether the value may hold something the
+    database cannot store. Decided while parsing (non-finite numbers) and by
+    C-speed scans of the text, so ordinary bodies skip the per-value walk of
+    ``unstorable_reason``."""
+    risky = False
+
+    def number(literal: str) -> float:
+        nonlocal risky
+        value = float(literal)
+        risky = risky or not math.isfinite(value)
+        return value
+
+    def constant(literal: str) -> float:
+        nonlocal risky
+        risky = True
+        return float(literal)
+
+    value = json.loads(text, parse_float=number, parse_constant=constant)
+    risky = (risky or bool(_RISKY_ESCAPE.search(text))
+             or text.count("[") + text.count("{") > limit)
+    return value, risky
 
 
 def _depth_exceeds(value: Any, limit: int) -> bool:

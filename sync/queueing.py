@@ -331,7 +331,8 @@ def enqueue_ingest(provider_id: int, body: str, received_at: datetime) -> str:
     return task_id
 
 
-def send_task(name: str, **kwargs: object) -> None:
+def send_task(name: str, *, countdown: float | None = None, **kwargs: object) -> None:
     """Queue a task by name (routed by ``task_routes``), for services that must
-    not import ``sync.tasks`` (tasks import services, never the other way)."""
-    celery_app.send_task(name, kwargs=kwargs, retry=False)
+    not import ``sync.tasks`` (tasks import services, never the other way).
+    Raises if the broker does not take it."""
+    celery_app.send_task(name, kwargs=kwargs, countdown=countdown, retry=False)

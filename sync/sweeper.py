@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 
-from sync import ingest, queueing, runs
+from sync import inbox, queueing, runs
 
 __all__ = ["sweep"]
 
@@ -25,7 +25,7 @@ BATCH = 500
 
 def sweep() -> dict[str, int]:
     """Queue stuck events (in batches) and abandoned runs; returns the counts."""
-    stuck, dead = ingest.claim_stuck_events()
+    stuck, dead = inbox.claim_stuck_events()
     for start in range(0, len(stuck), BATCH):
         queueing.send_task("sync.tasks.replay", event_ids=stuck[start:start + BATCH])
     abandoned = runs.abandoned_runs()

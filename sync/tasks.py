@@ -1,12 +1,14 @@
-"""Celery tasks: thin glue over ``sync`` services. Ids in, one service call,
-retry policy from ``retry_countdown`` (the only place that decides backoff)."""
+"""Celery tasks: thin glue over ``sync`` services. Ids in, one service call.
+
+``sync.tasks.ingest`` is consumed in batches (``sync.batching``): each
+message is acknowledged only after the batch it came in was committed, or
+rejected back to its queue. Backoff comes from ``sync.retries``.
+"""
 
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any, TypeVar
 
 from celery import shared_task
@@ -14,36 +16,14 @@ from celery.exceptions import Reject
 from django.conf import settings
 
 from sync import ingest
+from sync.batching import ACK, REQUEUE, BatchTask
 from sync.db_outage import DatabaseUnavailable, wait_out_outage
+from sync.retries import retry_countdown
 
-__all__ = ["apply_plan", "ingest_task", "replay_events", "retry_countdown", "run_sync", "sweep", "sync_all"]
+__all__ = ["apply_plan", "ingest_task", "replay_events", "run_sync", "sweep", "sync_all"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-def retry_countdown(retries: int) -> float:
-    """Exponential backoff with full jitter, capped (seconds before the next try)."""
-    ceiling = min(
-        settings.CLOUDSYNC_RETRY_CAP_SECONDS,
-        settings.CLOUDSYNC_RETRY_BASE_SECONDS * (2**retries),
-    )
-    return random.uniform(ceiling / 2, ceiling)
-
-
-def _retry_or_bury(task: Any, report: ingest.IngestReport, **kwargs: Any) -> None:
-    """Temporary errors are retried with backoff; after the last one, dead-letter."""
-    if not report.retry:
-        return
-    ingest.count_attempt(report.retry)
-    if task.request.retries >= settings.CLOUDSYNC_RETRY_MAX:
-        ingest.mark_retry_exhausted(report.retry)
-        log.error("events %s dead after %s retries: %s", report.retry, task.request.retries,
-                  report.last_error)
-        return
-    raise task.retry(
-        kwargs=kwargs, countdown=retry_countdown(task.request.retries), exc=report.last_error
-    )
 
 
 def _through_outages(work: Callable[[], T], what: str) -> T:
@@ -56,23 +36,32 @@ def _through_outages(work: Callable[[], T], what: str) -> T:
         raise Reject(exc, requeue=True) from exc
 
 
-@shared_task(bind=True, name="sync.tasks.ingest", acks_late=True, max_retries=None)
-def ingest_task(self: Any, provider_id: int, body: str, received_at: str | None = None) -> dict:
-    """Record + apply one webhook body queued by the endpoint."""
-    when = datetime.fromisoformat(received_at) if received_at else None
-    report = _through_outages(
-        lambda: ingest.ingest_body(provider_id, body, when), f"ingesting for provider {provider_id}"
-    )
-    _retry_or_bury(self, report, provider_id=provider_id, body=body, received_at=received_at)
-    return {"events": report.events, "processed": report.processed, "failed": report.failed}
+def _bodies(batch: list[dict]) -> list[ingest.Body]:
+    return [ingest.Body(kw.get("provider_id"), kw.get("body"), kw.get("received_at"))
+            for kw in batch]
 
 
-@shared_task(bind=True, name="sync.tasks.replay", acks_late=True, max_retries=None)
-def replay_events(self: Any, event_ids: list[int]) -> dict:
-    """Re-process events by id (operator replay, retries, the sweeper)."""
+@shared_task(
+    base=BatchTask, name="sync.tasks.ingest", acks_late=True,
+    flush_every=settings.CLOUDSYNC_INGEST_BATCH_SIZE,
+    flush_interval=settings.CLOUDSYNC_INGEST_FLUSH_SECONDS,
+)
+def ingest_task(batch: list[dict]) -> list[str]:
+    """Record + apply a batch of webhook bodies queued by the endpoint."""
+    try:
+        _through_outages(lambda: ingest.ingest_bodies(_bodies(batch)),
+                         f"ingesting {len(batch)} bodies")
+    except Reject:
+        return [REQUEUE] * len(batch)
+    return [ACK] * len(batch)
+
+
+@shared_task(name="sync.tasks.replay", acks_late=True)
+def replay_events(event_ids: list[int]) -> dict:
+    """Process events by id (operator replay, retries, the sweeper)."""
     report = _through_outages(lambda: ingest.replay(event_ids), "replaying events")
-    _retry_or_bury(self, report, event_ids=report.retry)
-    return {"events": report.events, "processed": report.processed, "failed": report.failed}
+    return {"events": report.events, "processed": report.processed, "failed": report.failed,
+            "retry": len(report.retry)}
 
 
 @shared_task(name="sync.tasks.sweep", expires=300)

@@ -247,16 +247,17 @@ class Driver:
 
     def translate_batch(
         self, messages: Sequence[Any], config: Mapping[str, Any]
-    ) -> list[Translation | BadPayload]:
-        """Translate the messages of one body together: one slot per message,
-        a ``BadPayload`` in the slot of a message that cannot be understood.
-        Drivers that call the cloud per message (AWS re-fetches) override it
-        to coalesce those calls; temporary errors raise for the whole batch."""
-        out: list[Translation | BadPayload] = []
+    ) -> list[Translation | BadPayload | TemporaryError]:
+        """Translate a batch of messages together: one slot per message, the
+        ``BadPayload`` (or ``TemporaryError``) of a message in its own slot,
+        so only that message fails (or is retried). Drivers that call the
+        cloud per message (AWS re-fetches) override it to coalesce those
+        calls; a temporary error of such a shared call raises for the batch."""
+        out: list[Translation | BadPayload | TemporaryError] = []
         for message in messages:
             try:
                 out.append(self.translate(message, config))
-            except BadPayload as exc:
+            except (BadPayload, TemporaryError) as exc:
                 out.append(exc)
         return out
 

@@ -12,7 +12,7 @@ validated by a published JSON Schema (``generic_schema.json``, served at
   "taken_at"?, "objects": [{kind, id, version, fields}]}`` is a complete
   inventory: it becomes ``Translation(snapshot=...)`` and the core reconciles
   it as a SyncRun of kind *snapshot*, with the deletion safety and mass-delete
-  guard of a full sync (``sync.ingest._reconcile_pushed``).
+  guard of a full sync (``sync.ingest._process_snapshot``).
 
 Why a schema rather than hand-written checks: producers are written by other
 teams in other languages; one published schema lets them validate before

@@ -47,14 +47,26 @@ def test_body_for_a_deleted_provider_is_dropped_quietly(hosts_provider):
     assert ingest_body(pk, json.dumps({"id": "x", "host": "vm"})).events == 0
 
 
-def test_a_temporary_error_retries_the_whole_body_without_more_cloud_calls(hosts_provider):
+def test_a_temporary_error_retries_only_the_affected_event_by_id(hosts_provider):
+    from tests.broker import purge, queued_messages
     from tests.test_drivers import HostDriver
 
+    purge()
     HostDriver.failures_left.clear()
     HostDriver.failures_left["vm-1"] = 1
     body = json.dumps([{"id": "a", "host": "vm-1"}, {"id": "b", "host": "vm-2"}])
     report = ingest_body(hosts_provider.pk, body)
-    assert report.processed == 0 and len(report.retry) == 2
-    assert set(Event.objects.values_list("status", flat=True)) == {Status.QUEUED}
-    report = ingest_body(hosts_provider.pk, body)  # what the task's retry does
-    assert (report.processed, report.retry) == (2, [])
+    # then the other event is applied now, the failed one waits for a retry by id
+    assert report.processed == 1 and len(report.retry) == 1
+    event = Event.objects.get(key="a")
+    assert (event.status, event.attempts) == (Status.QUEUED, 1)
+    assert "connection reset by cloud" in event.error and event.attempted_at
+    [retry] = queued_messages()
+    assert retry["headers"]["task"] == "sync.tasks.replay"
+    assert retry["headers"]["eta"]  # after the backoff
+    # and the retry (what the replay task does) applies it once
+    from sync.ingest import replay
+
+    assert replay([event.pk]).processed == 1
+    assert Event.objects.get(key="a").status == Status.PROCESSED
+    assert sorted(CloudHost.objects.values_list("host_id", flat=True)) == ["vm-1", "vm-2"]

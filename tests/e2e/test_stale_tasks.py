@@ -87,15 +87,7 @@ def _final(outcomes: Outcomes, task_id: str) -> str | None:
     return states[-1] if states and states[-1] != "RETRY" else None
 
 
-XFAIL = {
-    # sync.ingest.replay() skips ids it cannot find without a word
-    "replay: events gone": pytest.mark.xfail(strict=True, reason="lead fixing"),
-}
-
-
-@pytest.mark.parametrize(
-    "case", [pytest.param(case, marks=XFAIL.get(case, ()), id=case) for case in CASES]
-)
+@pytest.mark.parametrize("case", list(CASES))
 def test_a_task_for_something_gone_is_dropped_with_one_log_line(
     case: str, celery_worker, outcomes: Outcomes, caplog, settings
 ) -> None:

@@ -142,9 +142,20 @@ def opt_str(data: Mapping[str, Any], key: str, where: str, msg: Msg) -> str | No
     return str(value)
 
 
+MAX_SIZE = 2**31 - 1  # the inventory's size columns (cores, MiB, GiB)
+
+
 def opt_int(data: Mapping[str, Any], key: str, where: str, msg: Msg) -> int | None:
-    """An optional integer; numeric strings are accepted (Glance/legacy
-    Nova send some sizes as strings)."""
+    """An optional size (0 to MAX_SIZE); numeric strings are accepted
+    (Glance/legacy Nova send some sizes as strings)."""
+    value = _opt_int(data, key, where, msg)
+    if value is not None and not 0 <= value <= MAX_SIZE:
+        shown = str(value) if len(str(value)) < 30 else f"a {len(str(value))}-digit number"
+        raise msg.bad(f"{where}.{key} must be a size from 0 to {MAX_SIZE}, got {shown}")
+    return value
+
+
+def _opt_int(data: Mapping[str, Any], key: str, where: str, msg: Msg) -> int | None:
     value = data.get(key)
     if value is None or value == "":
         return None

@@ -195,7 +195,13 @@ def translate(message: Any) -> Translation:
     payload = message.get("payload")
     if isinstance(payload, str) and priority in ("ERROR", "WARN", "WARNING", "CRITICAL"):
         return ignored(f"{event_type}: {priority} notification with a text payload")
-    return handler(Msg(info.key, event_type, info.occurred_at, message))
+    result = handler(Msg(info.key, event_type, info.occurred_at, message))
+    if result.changes and info.occurred_at is None:
+        meta = message.get("metadata")
+        raw = message.get("timestamp") or (meta.get("timestamp") if isinstance(meta, Mapping) else None)
+        if raw:  # present but not a time: these changes could not be ordered
+            raise BadPayload(f"{event_type}: message timestamp {str(raw)[:100]!r} is not a date")
+    return result
 
 
 def translate_project(msg: Msg) -> Translation:
