@@ -173,7 +173,10 @@ CLOUDSYNC_DB_LOG_SECONDS = env.float("CLOUDSYNC_DB_LOG_SECONDS", default=30.0)
 # The sweeper (beat) re-queues inbox events left "queued" this long after their
 # last attempt, and takes over runs whose heartbeat is older than
 # CLOUDSYNC_RUN_STALE_SECONDS (heartbeats every CLOUDSYNC_RUN_HEARTBEAT_SECONDS).
-CLOUDSYNC_SWEEP_SECONDS = env.int("CLOUDSYNC_SWEEP_SECONDS", default=60)
+CLOUDSYNC_SWEEP_SECONDS = env.int("CLOUDSYNC_SWEEP_SECONDS", default=15)
+# Accepted messages in neither the queue nor kombu's unacknowledged set for
+# this long are put back from the journal (sync/journal.py).
+CLOUDSYNC_JOURNAL_RECOVER_SECONDS = env.float("CLOUDSYNC_JOURNAL_RECOVER_SECONDS", default=30.0)
 CLOUDSYNC_STUCK_EVENT_SECONDS = env.int("CLOUDSYNC_STUCK_EVENT_SECONDS", default=300)
 CLOUDSYNC_RUN_HEARTBEAT_SECONDS = env.float("CLOUDSYNC_RUN_HEARTBEAT_SECONDS", default=15.0)
 CLOUDSYNC_RUN_STALE_SECONDS = env.float("CLOUDSYNC_RUN_STALE_SECONDS", default=90.0)

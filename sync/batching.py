@@ -1,7 +1,7 @@
 """Batch consumption of a Celery task's messages, at-least-once.
 
-A task with ``base=BatchTask`` is called with a list of the keyword-argument
-dicts of many messages (``run(batch)``) instead of once per message. The
+A task with ``base=BatchTask`` is called with a list of (task id, keyword
+arguments) of many messages (``run(batch)``) instead of once per message. The
 worker's consumer buffers received messages and hands them to the pool when
 ``flush_every`` are waiting or every ``flush_interval`` seconds.
 
@@ -64,11 +64,15 @@ def _run_batch(task_name: str, messages: list[tuple[str, dict, dict]]) -> list[s
     outcome: list[str] | None = None
     task.push_request(id=uuid(), delivery_info=messages[0][2] if messages else None)
     try:
-        outcome = task.run([kwargs for _, kwargs, _ in messages])
+        outcome = task.run([(task_id, kwargs) for task_id, kwargs, _ in messages])
         if len(outcome) != len(messages):
             raise RuntimeError(
                 f"{task_name} returned {len(outcome)} outcomes for {len(messages)} messages"
             )
+    except Exception:  # every pool must get a verdict (only prefork has error callbacks)
+        log.exception("%s: batch of %d raised; all its messages go back to the queue",
+                      task_name, len(messages))
+        outcome = [REQUEUE] * len(messages)
     finally:
         task.pop_request()
         verdicts = outcome or [None] * len(messages)
@@ -86,7 +90,8 @@ def _run_batch(task_name: str, messages: list[tuple[str, dict, dict]]) -> list[s
 
 class BatchTask(Task):
     """A task run on lists of messages. Subclasses set ``flush_every`` and
-    ``flush_interval`` (seconds) and implement ``run(batch) -> [ACK|REQUEUE]``."""
+    ``flush_interval`` (seconds) and implement ``run(batch) -> [ACK|REQUEUE]``,
+    ``batch`` being a list of (task id, keyword arguments)."""
 
     abstract = True
     typing = False  # called with the kwargs of one message, run with a list

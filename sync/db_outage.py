@@ -27,10 +27,12 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# SQLSTATE classes: 08 connection exception, 53 insufficient resources,
-# 57 operator intervention (admin shutdown, crash shutdown, cannot connect now),
-# 58 system error. 40 (transaction rollback) is per-transaction: see is_transient.
-_UNAVAILABLE_CLASSES = ("08", "53", "57", "58")
+# SQLSTATEs meaning "no database to talk to": class 08 (connection exception),
+# admin/crash shutdown and "cannot connect now" (57P01-57P03), too many
+# connections (53300). Others are per statement or transaction: deadlocks and
+# serialization failures (40xxx), a statement timeout or cancel (57014), a lock
+# timeout (55P03) are transient (retried by id); anything else is a refused value.
+_UNAVAILABLE_STATES = ("57P01", "57P02", "57P03", "53300")
 
 
 class DatabaseUnavailable(Exception):
@@ -58,7 +60,7 @@ def is_unavailable(exc: BaseException) -> bool:
     state = _sqlstate(exc)
     if state is None:  # client side: refused, reset, timed out, server closed
         return True
-    return state[:2] in _UNAVAILABLE_CLASSES
+    return state.startswith("08") or state in _UNAVAILABLE_STATES
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -72,7 +74,7 @@ def is_transient(exc: BaseException) -> bool:
         text = str(exc).lower()
         return "locked" in text or "busy" in text
     state = _sqlstate(exc) or ""
-    return state.startswith("40") or state == "55P03"  # rollback class, lock not available
+    return state.startswith("40") or state in ("55P03", "57014")
 
 
 class _Throttle:

@@ -33,6 +33,7 @@ from sync.models import CloudProvider, Event
 
 __all__ = [
     "Incoming",
+    "unreadable",
     "OPEN_STATUSES",
     "claim_stuck_events",
     "read_body",
@@ -89,9 +90,16 @@ def _stand_in(message: Any, body_text: str | None) -> dict:
     return {"unstorable_body": body_text}  # too deep to re-encode: keep the whole body
 
 
-def _unstorable(message: Any, body_text: str | None, received_at: datetime, problem: str) -> Incoming:
+def _unstorable(
+    message: Any, body_text: str | None, index: int, received_at: datetime, problem: str
+) -> Incoming:
     stand_in = _stand_in(message, body_text)
-    key = "sha256:" + hashlib.sha256(json.dumps(stand_in, sort_keys=True).encode()).hexdigest()
+    # Keyed by the stand-in, exact for NULs and surrogates (so a duplicate in
+    # another body is the same event); infinities have lost their digits
+    # (1e400 and 2e400 both read as inf), so those are keyed by the text received.
+    lossy = "out of range" in problem and body_text is not None
+    source = f"{index}#{body_text}" if lossy else json.dumps(stand_in, sort_keys=True)
+    key = "sha256:" + hashlib.sha256(source.encode("utf-8", "backslashreplace")).hexdigest()
     return _incoming(EventInfo(key=key), stand_in, received_at,
                      f"bad payload: the message {problem}")
 
@@ -127,8 +135,9 @@ def read_body(
             text = body if isinstance(body, str) else body.decode("utf-8", "backslashreplace")
             body, check = parse(text, settings.CLOUDSYNC_MAX_JSON_DEPTH)
         messages = body if isinstance(body, list) else [body]
-        return [item for message in messages
-                for item in _read_message(provider, driver, message, received_at, text, check)]
+        return [item for index, message in enumerate(messages)
+                for item in _read_message(provider, driver, message, index, received_at, text,
+                                          check)]
     except Exception as exc:  # RecursionError, ValueError, anything unforeseen
         log.exception("provider %s: a queued body could not be read message by message",
                       provider.pk)
@@ -136,12 +145,12 @@ def read_body(
 
 
 def _read_message(
-    provider: CloudProvider, driver: Driver | None, message: Any, received_at: datetime,
-    text: str | None, check: bool = True,
+    provider: CloudProvider, driver: Driver | None, message: Any, index: int,
+    received_at: datetime, text: str | None, check: bool = True,
 ) -> list[Incoming]:
     problem = check and unstorable_reason(message, settings.CLOUDSYNC_MAX_JSON_DEPTH)
     if problem:
-        return [_unstorable(message, text, received_at, problem)]
+        return [_unstorable(message, text, index, received_at, problem)]
     if driver is None:
         return [_incoming(EventInfo(key=body_hash(message)), message, received_at,
                           f"driver {provider.cloud_sync_driver!r} is not installed")]
@@ -180,7 +189,10 @@ def record(provider: CloudProvider, incoming: list[Incoming]) -> list[Event]:
         first.setdefault(item.key, item)
     try:
         with transaction.atomic():
-            bulk.insert_ignoring_conflicts(Event, [i.as_event(provider) for i in first.values()])
+            # Sorted: two workers inserting overlapping keys wait in one order, never a cycle.
+            bulk.insert_ignoring_conflicts(
+                Event, [first[key].as_event(provider) for key in sorted(first)]
+            )
     except (OperationalError, InterfaceError):
         raise
     except (DatabaseError, ValueError) as exc:

@@ -47,6 +47,7 @@ __all__ = [
     "ingest_bodies",
     "ingest_body",
     "process_events",
+    "record_failed_body",
     "replay",
     "request_replay",
 ]
@@ -133,6 +134,16 @@ def ingest_bodies(bodies: Sequence[Body]) -> IngestReport:
             last_event_received_at=max(received), last_event_processed_at=timezone.now()
         )
     return report
+
+
+def record_failed_body(item: Body, exc: BaseException) -> None:
+    """Last resort for a body that broke ingestion: recorded whole, failed,
+    with the reason (nothing accepted is dropped)."""
+    provider = CloudProvider.objects.filter(pk=item.provider_id).first()
+    if provider is None:
+        log.warning("provider %s no longer exists; dropping a queued body", item.provider_id)
+        return
+    inbox.record(provider, [inbox.unreadable(item.body, _when(item.received_at), exc)])
 
 
 def ingest_body(provider_id: int, body: Any, received_at: datetime | None = None) -> IngestReport:

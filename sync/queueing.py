@@ -30,6 +30,7 @@ import json
 import os
 import socket
 import threading
+import time
 import uuid
 from datetime import datetime
 from functools import lru_cache
@@ -290,7 +291,23 @@ def _client(url: str) -> redis.Redis:
     )
 
 
-_LPUSH = b"*3\r\n$5\r\nLPUSH\r\n$%d\r\n%s\r\n$%%d\r\n" % (len(INGEST_QUEUE), INGEST_QUEUE.encode())
+# The message goes onto the queue and into the journal (sync/journal.py) in
+# one atomic script: kombu's Redis transport pops a message (BRPOP) before it
+# records it as unacknowledged, and a worker or Redis killed in between would
+# otherwise lose it. The worker forgets the journal entry once the inbox has it.
+JOURNAL_MESSAGES = "cloudsync.journal"
+JOURNAL_TIMES = "cloudsync.journal.at"
+_ENQUEUE_SCRIPT = (
+    b"redis.call('LPUSH', KEYS[1], ARGV[1]); "
+    b"redis.call('HSET', KEYS[2], ARGV[2], ARGV[1]); "
+    b"return redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])"
+)
+_EVAL_HEAD = b"".join((
+    b"*9\r\n$4\r\nEVAL\r\n", b"$%d\r\n%s\r\n" % (len(_ENQUEUE_SCRIPT), _ENQUEUE_SCRIPT),
+    b"$1\r\n3\r\n",
+    *(b"$%d\r\n%s\r\n" % (len(k), k) for k in (
+        INGEST_QUEUE.encode(), JOURNAL_MESSAGES.encode(), JOURNAL_TIMES.encode())),
+))
 
 
 _broker: list[str] = []
@@ -318,12 +335,18 @@ def enqueue_ingest(provider_id: int, body: str, received_at: datetime) -> str:
         task_id, provider_id, body, received_at.isoformat(), kwargsrepr, str(uuid.uuid4())
     )
     url = broker_url()
+    now = b"%.3f" % time.time()
     try:
         conn = _resp(url)
         if conn is None:
-            _client(url).lpush(INGEST_QUEUE, message)
+            _client(url).eval(_ENQUEUE_SCRIPT.decode(), 3, INGEST_QUEUE, JOURNAL_MESSAGES,
+                              JOURNAL_TIMES, message, task_id, now.decode())
         else:
-            reply = conn.call(b"".join((_LPUSH % len(message), message, b"\r\n")))
+            tid = task_id.encode()
+            reply = conn.call(b"".join((
+                _EVAL_HEAD, b"$%d\r\n" % len(message), message,
+                b"\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(tid), tid, len(now), now),
+            )))
             if not reply.startswith(b":"):
                 raise RedisError(reply.decode(errors="replace"))
     except (RedisError, OSError, ValueError) as exc:  # ValueError: a URL redis-py refuses

@@ -63,9 +63,10 @@ def claim_run(provider: CloudProvider, kind: str, *, triggered_by: str = "") -> 
     for good.
     """
     stale = timezone.now() - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 600)
+    beat_stale = timezone.now() - timedelta(seconds=settings.CLOUDSYNC_RUN_STALE_SECONDS)
     SyncRun.objects.filter(
         cloudprovider=provider, status=RunStatus.RUNNING, started_at__lt=stale
-    ).update(
+    ).filter(Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=beat_stale)).update(
         status=RunStatus.FAILED,
         finished_at=timezone.now(),
         error="abandoned: still running after the task time limit (worker lost?)",
@@ -182,13 +183,17 @@ def _execute(run: SyncRun) -> SyncRun:
     return run
 
 
+def _executor_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"[:200]
+
+
 def _take(run: SyncRun) -> str | None:
     """Become the run's executor, with one conditional UPDATE: the run is free
     (never started, released for a retry) or its executor's heartbeat is stale
     (the worker died). Returns this executor's id, or None."""
     now = timezone.now()
     stale = now - timedelta(seconds=settings.CLOUDSYNC_RUN_STALE_SECONDS)
-    worker = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+    worker = _executor_id()
     taken = (
         SyncRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING)
         .filter(Q(worker="") | Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale))
@@ -214,8 +219,9 @@ def _heartbeat(run_id: int, worker: str) -> Iterator[None]:
                     SyncRun.objects.filter(
                         pk=run_id, worker=worker, status=RunStatus.RUNNING
                     ).update(heartbeat_at=timezone.now())
-                except DatabaseError as exc:  # the run itself will notice the outage
-                    log.debug("sync run #%s: heartbeat not written: %s", run_id, exc)
+                except DatabaseError as exc:  # reconnect on the next beat
+                    log.warning("sync run #%s: heartbeat not written: %s", run_id, exc)
+                    connection.close()
         finally:
             connection.close()
 
@@ -231,7 +237,7 @@ def _heartbeat(run_id: int, worker: str) -> Iterator[None]:
 def release_for_retry(run_id: int, countdown: float) -> None:
     """The task will retry the run after ``countdown`` s: let the retry take it
     then, and keep the sweeper off it until well after."""
-    SyncRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
+    SyncRun.objects.filter(pk=run_id, status=RunStatus.RUNNING, worker=_executor_id()).update(
         worker="", heartbeat_at=timezone.now() + timedelta(seconds=countdown)
     )
 
@@ -296,8 +302,6 @@ def apply_stored_plan(run_id: int, *, triggered_by: str = "") -> SyncRun:
     apply_plan_of(run, triggered_by=triggered_by)
     run.refresh_from_db()
     return run
-
-
 
 
 def fail_run_by_id(run_id: int, exc: Exception) -> None:

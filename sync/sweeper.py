@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 
-from sync import inbox, queueing, runs
+from sync import inbox, journal, queueing, runs
 
 __all__ = ["sweep"]
 
@@ -28,10 +28,12 @@ def sweep() -> dict[str, int]:
     stuck, dead = inbox.claim_stuck_events()
     for start in range(0, len(stuck), BATCH):
         queueing.send_task("sync.tasks.replay", event_ids=stuck[start:start + BATCH])
+    put_back = journal.recover()
     abandoned = runs.abandoned_runs()
     for run_id in abandoned:
         queueing.send_task("sync.tasks.run_sync", run_id=run_id)
-    if stuck or dead or abandoned:
+    if stuck or dead or abandoned or put_back:
         log.warning("sweeper: %d stuck events queued again, %d dead after too many attempts, "
                     "%d abandoned runs queued for takeover", len(stuck), len(dead), len(abandoned))
-    return {"events_requeued": len(stuck), "events_dead": len(dead), "runs_requeued": len(abandoned)}
+    return {"events_requeued": len(stuck), "events_dead": len(dead),
+            "runs_requeued": len(abandoned), "messages_put_back": put_back}

@@ -15,7 +15,7 @@ from celery import shared_task
 from celery.exceptions import Reject
 from django.conf import settings
 
-from sync import ingest
+from sync import ingest, journal
 from sync.batching import ACK, REQUEUE, BatchTask
 from sync.db_outage import DatabaseUnavailable, wait_out_outage
 from sync.retries import retry_countdown
@@ -36,9 +36,9 @@ def _through_outages(work: Callable[[], T], what: str) -> T:
         raise Reject(exc, requeue=True) from exc
 
 
-def _bodies(batch: list[dict]) -> list[ingest.Body]:
+def _bodies(batch: list[tuple[str, dict]]) -> list[ingest.Body]:
     return [ingest.Body(kw.get("provider_id"), kw.get("body"), kw.get("received_at"))
-            for kw in batch]
+            for _, kw in batch]
 
 
 @shared_task(
@@ -46,14 +46,37 @@ def _bodies(batch: list[dict]) -> list[ingest.Body]:
     flush_every=settings.CLOUDSYNC_INGEST_BATCH_SIZE,
     flush_interval=settings.CLOUDSYNC_INGEST_FLUSH_SECONDS,
 )
-def ingest_task(batch: list[dict]) -> list[str]:
-    """Record + apply a batch of webhook bodies queued by the endpoint."""
+def ingest_task(batch: list[tuple[str, dict]]) -> list[str]:
+    """Record + apply a batch of webhook bodies queued by the endpoint; then
+    they leave the journal of accepted messages, and are acknowledged."""
     try:
         _through_outages(lambda: ingest.ingest_bodies(_bodies(batch)),
                          f"ingesting {len(batch)} bodies")
     except Reject:
         return [REQUEUE] * len(batch)
+    except Exception:  # a bug or a refusal the batch path did not isolate: body by body
+        log.exception("ingesting a batch of %d failed; ingesting body by body", len(batch))
+        return [_ingest_alone(task_id, kwargs) for task_id, kwargs in batch]
+    journal.forget(task_id for task_id, _ in batch)
     return [ACK] * len(batch)
+
+
+def _ingest_alone(task_id: str, kwargs: dict) -> str:
+    """One body on its own; one that still fails is recorded whole, failed."""
+    [body] = _bodies([(task_id, kwargs)])
+    try:
+        _through_outages(lambda: ingest.ingest_bodies([body]), "ingesting a body")
+    except Reject:
+        return REQUEUE
+    except Exception as exc:
+        log.exception("body %s could not be ingested; recording it as failed", task_id)
+        error = exc
+        try:
+            _through_outages(lambda: ingest.record_failed_body(body, error), "recording a body")
+        except Exception:
+            return REQUEUE
+    journal.forget([task_id])
+    return ACK
 
 
 @shared_task(name="sync.tasks.replay", acks_late=True)

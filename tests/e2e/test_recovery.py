@@ -57,7 +57,8 @@ def test_the_sweeper_requeues_stranded_events_once_and_a_worker_applies_them(hos
     # when the sweeper runs twice
     first, second = sweeper.sweep(), sweeper.sweep()
     # then only the stranded ones are queued again, once
-    assert first == {"events_requeued": 2, "events_dead": 0, "runs_requeued": 0}
+    assert first == {"events_requeued": 2, "events_dead": 0, "runs_requeued": 0,
+                     "messages_put_back": 0}
     assert second["events_requeued"] == 0
     messages = queued_messages()
     assert [m["headers"]["task"] for m in messages] == ["sync.tasks.replay"]

@@ -113,3 +113,13 @@ def test_other_errors_are_not_retried():
     with pytest.raises(DatabaseError):
         wait_out_outage(work, what="testing")
     assert calls == [1]
+
+
+def test_a_statement_timeout_is_transient_not_an_outage():
+    def slow() -> None:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL statement_timeout = 10")
+            cursor.execute("SELECT pg_sleep(1)")
+
+    exc = caught(slow)
+    assert is_transient(exc) and not is_unavailable(exc)

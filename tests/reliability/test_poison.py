@@ -100,3 +100,12 @@ def test_wrong_types_fail_with_the_drivers_reason(hosts_provider):
     assert (report.events, report.processed, report.failed) == (4, 1, 3)
     errors = list(Event.objects.filter(status=Status.FAILED).values_list("error", flat=True))
     assert errors and all(e.startswith("bad payload:") for e in errors), errors
+
+
+def test_numbers_out_of_range_that_differ_stay_different_events(hosts_provider):
+    one = '{"id": "n1", "host": "vm-n", "size": 1e400}'
+    two = '{"id": "n1", "host": "vm-n", "size": 2e400}'
+    ingest_body(hosts_provider.pk, one)
+    ingest_body(hosts_provider.pk, two)
+    ingest_body(hosts_provider.pk, two)  # a duplicate delivery of the second
+    assert Event.objects.filter(status=Status.FAILED).count() == 2

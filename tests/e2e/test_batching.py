@@ -1,0 +1,58 @@
+"""BatchTask's contract with the broker, through a real worker: a message is
+acknowledged only after its batch returned "done"; a batch that raises, or
+says "requeue", sends its messages back to the queue, and they run again."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import redis
+
+from project.celery import app as celery_app
+from sync.batching import ACK, REQUEUE, BatchTask
+from tests.e2e.conftest import wait_for
+
+pytestmark = pytest.mark.e2e
+
+RUNS: list[list[int]] = []
+FAILURES = {"raise": 1, "requeue": 1}
+LOCK = threading.Lock()
+
+
+@celery_app.task(base=BatchTask, name="tests.batch.flaky", acks_late=True, flush_every=5,
+                 flush_interval=0.1)
+def flaky(batch: list) -> list[str]:
+    numbers = [kwargs["n"] for _, kwargs in batch]
+    with LOCK:
+        RUNS.append(numbers)
+        if 0 in numbers and FAILURES["raise"]:
+            FAILURES["raise"] -= 1
+            raise RuntimeError("boom")
+    verdicts = []
+    for n in numbers:
+        with LOCK:
+            again = n == 3 and FAILURES["requeue"]
+            if again:
+                FAILURES["requeue"] -= 1
+        verdicts.append(REQUEUE if again else ACK)
+    return verdicts
+
+
+def test_messages_are_acknowledged_only_after_their_batch_succeeded(celery_worker):
+    client = redis.Redis.from_url(celery_app.conf.broker_url)
+    for n in range(5):
+        celery_app.send_task("tests.batch.flaky", kwargs={"n": n}, queue="cloudsync.events")
+
+    def settled() -> bool:
+        done = {n for run in RUNS[1:] for n in run}
+        return (len(RUNS) >= 3 and {0, 1, 2, 3, 4} <= done and client.llen("cloudsync.events") == 0
+                and client.hlen("unacked") == 0)
+
+    wait_for(settled, timeout=20)
+    # the first batch raised: every one of its messages ran again
+    assert 0 in RUNS[0]
+    ran = [n for run in RUNS for n in run]
+    assert all(ran.count(n) >= 2 for n in RUNS[0])
+    # message 3 asked to be requeued once: it ran once more than the others of its batch
+    assert ran.count(3) >= 3 if 3 in RUNS[0] else ran.count(3) >= 2
