@@ -44,10 +44,13 @@ run: venv check-redis migrate
 clean-queue: venv
 	@REDIS_URL=$(REDIS_URL) $(BIN)/python scripts/clean_queue.py
 
-# The test suite on Postgres + Redis (both must answer; .ci/run starts them).
+# The test suite on Postgres + Redis (both must answer; .ci/run starts them),
+# then the fault-injection suite (FAULTS=0 skips it, e.g. with PYTEST_ARGS=-k ...).
+FAULTS ?= 1
 test: dev-venv
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(REDIS_URL) DB_CONN_MAX_AGE=0 \
 	  $(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+	@if [ "$(FAULTS)" = "1" ]; then $(MAKE) --no-print-directory test-faults; fi
 
 # The fault-injection suite (tests/faults, issue 10), serially: each module
 # starts its own redis-server (AOF), Postgres cluster (initdb of the installed
