@@ -9,8 +9,9 @@ would receive tasks for providers, runs and events that no longer exist
 (the worker drops them with a log line, but nobody wants the noise).
 
 Only cloudsync's queues are touched (``cloudsync.events`` and
-``cloudsync.sync``, their priority lists, and their entries in kombu's
-unacknowledged set), never other keys of the Redis database. Run it with
+``cloudsync.sync``, their priority lists, their entries in kombu's
+unacknowledged set, and the journal of accepted messages), never other keys
+of the Redis database. Run it with
 ``make run`` stopped.
 """
 
@@ -29,6 +30,9 @@ QUEUES = ("cloudsync.events", "cloudsync.sync")
 PRIORITY_SEP = "\x06\x16"
 UNACKED = "unacked"
 UNACKED_INDEX = "unacked_index"
+# The journal of accepted messages (sync/queueing.py, sync/journal.py): left
+# behind, the sweeper would put the dropped messages back.
+JOURNAL = ("cloudsync.journal", "cloudsync.journal.at")
 
 
 def clean(url: str) -> dict[str, int]:
@@ -48,6 +52,7 @@ def clean(url: str) -> dict[str, int]:
         if routing_key in dropped:
             dropped[routing_key] += client.hdel(UNACKED, tag)
             client.zrem(UNACKED_INDEX, tag)
+    client.delete(*JOURNAL)
     return dropped
 
 
