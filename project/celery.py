@@ -5,6 +5,8 @@ import os
 from celery import Celery
 from kombu import Exchange, Queue
 
+from sync.names import EVENTS_QUEUE, ROUTES, SYNC_QUEUE
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
 app = Celery("cloudsync")
@@ -16,18 +18,11 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 # explicit binding both queues were bound with key "cloudsync.events".
 EXCHANGE = Exchange("cloudsync", type="direct")
 app.conf.task_queues = (
-    Queue("cloudsync.events", EXCHANGE, routing_key="cloudsync.events"),
-    Queue("cloudsync.sync", EXCHANGE, routing_key="cloudsync.sync"),
+    Queue(EVENTS_QUEUE, EXCHANGE, routing_key=EVENTS_QUEUE),
+    Queue(SYNC_QUEUE, EXCHANGE, routing_key=SYNC_QUEUE),
 )
 app.conf.task_default_exchange = EXCHANGE.name
 app.conf.task_default_exchange_type = EXCHANGE.type
-app.conf.task_default_routing_key = "cloudsync.events"
-app.conf.task_routes = {
-    "sync.tasks.ingest": {"queue": "cloudsync.events"},
-    "sync.tasks.replay": {"queue": "cloudsync.events"},
-    "sync.tasks.run_sync": {"queue": "cloudsync.sync"},
-    "sync.tasks.apply_plan": {"queue": "cloudsync.sync"},
-    "sync.tasks.sync_all": {"queue": "cloudsync.sync"},
-    "sync.tasks.sweep": {"queue": "cloudsync.sync"},
-}
+app.conf.task_default_routing_key = EVENTS_QUEUE
+app.conf.task_routes = ROUTES
 app.autodiscover_tasks()

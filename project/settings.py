@@ -4,6 +4,8 @@ from pathlib import Path
 
 import environ
 
+from sync import names
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -124,6 +126,9 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # concurrency messages, which must exceed the batch size.
 CLOUDSYNC_INGEST_BATCH_SIZE = env.int("CLOUDSYNC_INGEST_BATCH_SIZE", default=200)
 CLOUDSYNC_INGEST_FLUSH_SECONDS = env.float("CLOUDSYNC_INGEST_FLUSH_SECONDS", default=0.2)
+# A batch is also cut once its bodies add up to this many characters, so a
+# backlog of large multi-message bodies is spread over the pool's processes.
+CLOUDSYNC_INGEST_BATCH_BYTES = env.int("CLOUDSYNC_INGEST_BATCH_BYTES", default=512 * 1024)
 CELERY_WORKER_PREFETCH_MULTIPLIER = env.int(
     "CELERY_WORKER_PREFETCH_MULTIPLIER", default=CLOUDSYNC_INGEST_BATCH_SIZE
 )
@@ -142,7 +147,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_timeout": 5,
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_TASK_DEFAULT_QUEUE = "cloudsync.events"
+CELERY_TASK_DEFAULT_QUEUE = names.EVENTS_QUEUE
 CELERY_TASK_SEND_SENT_EVENT = False
 CELERY_WORKER_SEND_TASK_EVENTS = True  # Flower shows tasks as they run
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"

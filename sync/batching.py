@@ -97,6 +97,12 @@ class BatchTask(Task):
     typing = False  # called with the kwargs of one message, run with a list
     flush_every = 100
     flush_interval = 0.5
+    flush_weight: int | None = None  # also flush once the buffer weighs this much
+
+    def weigh(self, kwargs: dict) -> int:
+        """A message's weight towards ``flush_weight`` (e.g. its size), so a
+        batch of large messages is cut short and spread over the pool."""
+        return 1
 
     def Strategy(self, task: Task, app: Any, consumer: Any) -> Callable:  # noqa: N802 (Celery's name)
         """The consumer calls the returned handler for every message received.
@@ -110,7 +116,9 @@ class BatchTask(Task):
         send_events = bool(eventer and eventer.enabled and task.send_events)
         errors = consumer.connection_errors
         buffer: list[tuple[str, dict, dict, Any, Any]] = []
+        weight = [0]
         timer_ref: list[Any] = []
+        max_weight = task.flush_weight
 
         def send(kind: str, batch_id: str, **fields: Any) -> None:
             if send_events:
@@ -123,6 +131,7 @@ class BatchTask(Task):
                 return
             messages = buffer[:]
             buffer.clear()
+            weight[0] = 0
             batch_id = uuid()
             started = time.monotonic()
             send("task-received", batch_id, name=task.name, args="()",
@@ -167,7 +176,9 @@ class BatchTask(Task):
                 reject(log, errors, False)
                 return
             buffer.append((message.headers.get("id"), kwargs, message.delivery_info, ack, reject))
-            if len(buffer) >= task.flush_every:
+            if max_weight is not None:
+                weight[0] += task.weigh(kwargs)
+            if len(buffer) >= task.flush_every or (max_weight is not None and weight[0] >= max_weight):
                 flush()
             elif not timer_ref:
                 timer_ref.append(consumer.timer.call_repeatedly(task.flush_interval, flush))

@@ -200,17 +200,23 @@ def bulk_update(model: type[models.Model], rows: list[models.Model], fields: lis
         cursor.execute(sql, [text])
 
 
-def insert_ignoring_conflicts(model: type[models.Model], rows: list[models.Model]) -> None:
+def insert_ignoring_conflicts(
+    model: type[models.Model], rows: list[models.Model], *, returning: Sequence[str] = ()
+) -> list[tuple] | None:
     """``bulk_create(rows, ignore_conflicts=True)``; on Postgres one
     ``INSERT ... SELECT FROM jsonb_to_recordset(...) ON CONFLICT DO NOTHING``
-    (Django's bulk_create prepares and quotes every value of every row)."""
+    (Django's bulk_create prepares and quotes every value of every row).
+
+    With ``returning`` (column names), Postgres returns those columns of the
+    rows actually inserted (not of the conflicting ones); other databases
+    return None (the caller must read the rows back)."""
     manager = model._base_manager
     connection = connections[manager.db]
     if connection.vendor != "postgresql":
         manager.bulk_create(rows, ignore_conflicts=True)
-        return
+        return None
     if not rows:
-        return
+        return []
     meta = model._meta
     cols = [f for f in meta.concrete_fields if not f.primary_key]
     qn = connection.ops.quote_name
@@ -220,5 +226,8 @@ def insert_ignoring_conflicts(model: type[models.Model], rows: list[models.Model
         f"SELECT {', '.join(f'v.c{n}' for n in range(len(cols)))} "
         f"FROM jsonb_to_recordset(%s::jsonb) AS v({columns}) ON CONFLICT DO NOTHING"
     )
+    if returning:
+        sql += f" RETURNING {', '.join(qn(meta.get_field(name).column) for name in returning)}"
     with connection.cursor() as cursor:
         cursor.execute(sql, [text])
+        return list(cursor.fetchall()) if returning else []

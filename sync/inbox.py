@@ -187,19 +187,26 @@ def record(provider: CloudProvider, incoming: list[Incoming]) -> list[Event]:
     first: dict[str, Incoming] = {}
     for item in incoming:
         first.setdefault(item.key, item)
+    # Sorted: two workers inserting overlapping keys wait in one order, never a cycle.
+    new = {key: first[key].as_event(provider) for key in sorted(first)}
+    rows: dict[str, Event] = {}
     try:
         with transaction.atomic():
-            # Sorted: two workers inserting overlapping keys wait in one order, never a cycle.
-            bulk.insert_ignoring_conflicts(
-                Event, [first[key].as_event(provider) for key in sorted(first)]
-            )
+            inserted = bulk.insert_ignoring_conflicts(Event, list(new.values()),
+                                                      returning=("id", "key"))
+        for pk, key in inserted or ():  # what was inserted is what we hold: no read back
+            event = new[key]
+            event.pk, event._state.adding, event._state.db = pk, False, Event.objects.db
+            rows[key] = event
     except (OperationalError, InterfaceError):
         raise
     except (DatabaseError, ValueError) as exc:
         log.warning("provider %s: batch insert refused (%s); recording one by one", provider.pk, exc)
         for item in first.values():
             _record_one(provider, item)
-    rows = {e.key: e for e in Event.objects.filter(cloudprovider=provider, key__in=list(first))}
+    known = [key for key in first if key not in rows]  # duplicates: the stored row wins
+    if known:
+        rows.update((e.key, e) for e in Event.objects.filter(cloudprovider=provider, key__in=known))
     return [rows[item.key] for item in incoming]
 
 

@@ -31,15 +31,19 @@ from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from sync import bulk, inbox, queueing
+from sync import bulk, inbox, names, queueing
 from sync.apply import apply
 from sync.choices import EventStatusChoices as Status
+from sync.choices import SyncRunKindChoices
 from sync.db_outage import is_transient, is_unavailable
 from sync.drivers.base import BadPayload, Driver, TemporaryError, Translation
 from sync.drivers.registry import get_driver
+from sync.errors import RunInProgress
 from sync.inbox import OPEN_STATUSES
 from sync.models import CloudProvider, Event
+from sync.reconcile import reconcile
 from sync.retries import retry_countdown
+from sync.runs import claim_run
 
 __all__ = [
     "Body",
@@ -55,7 +59,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DONE_STATUSES = (Status.PROCESSED, Status.IGNORED)
-REPLAY_TASK = "sync.tasks.replay"
 
 
 @dataclass(slots=True)
@@ -178,6 +181,7 @@ def process_events(
     ready: list[tuple[Event, Translation]] = []
     failed: dict[int, str] = {}
     retry: list[Event] = []
+    waiting: list[Event] = []  # snapshots held back by the provider's running sync
     last_error: Exception | None = None
     for event, outcome in _translate(provider, driver, todo):
         if isinstance(outcome, TemporaryError):
@@ -189,7 +193,7 @@ def process_events(
             log.error("driver %s crashed on event %s: %r", driver.name, event.pk, outcome)
             failed[event.pk] = f"driver error: {type(outcome).__name__}: {outcome}"
         elif outcome.snapshot is not None:
-            _process_snapshot(provider, event, outcome, report, retry)
+            _process_snapshot(provider, event, outcome, report, retry, waiting)
         else:
             ready.append((event, outcome))
     if failed:
@@ -197,6 +201,8 @@ def process_events(
     _apply_isolating(provider, ready, report, retry)
     if retry:
         _schedule_retry(retry, last_error, report)
+    if waiting:
+        _wait_for_run(waiting, report)
     return report
 
 
@@ -300,14 +306,11 @@ def _apply_claimed(
 
 def _process_snapshot(
     provider: CloudProvider, event: Event, translation: Translation, report: IngestReport,
-    retry: list[Event],
+    retry: list[Event], waiting: list[Event],
 ) -> None:
     """A pushed complete inventory: a SyncRun of kind snapshot, same safety
-    rules as a full sync, in the event's own transaction."""
-    from sync.choices import SyncRunKindChoices
-    from sync.reconcile import reconcile
-    from sync.runs import RunInProgress, claim_run
-
+    rules as a full sync, in the event's own transaction. While another run
+    of the provider holds its lock, the event waits (``waiting``)."""
     try:
         with transaction.atomic():
             claimed = (
@@ -327,7 +330,7 @@ def _process_snapshot(
             claimed.attempts += 1
             claimed.save(update_fields=["status", "result", "error", "processed_at", "attempts"])
     except RunInProgress:  # try again once the running sync is done
-        retry.append(event)
+        waiting.append(event)
         return
     except (OperationalError, InterfaceError) as exc:
         if is_unavailable(exc):
@@ -382,12 +385,29 @@ def _schedule_retry(events: list[Event], error: Exception | None, report: Ingest
     if again:
         countdown = retry_countdown(max(attempts[pk] for pk in again) - 1)
         try:
-            queueing.send_task(REPLAY_TASK, countdown=countdown, event_ids=again)
+            queueing.send_task(names.REPLAY, countdown=countdown, event_ids=again)
         except Exception as exc:  # the sweeper will find them queued
             log.warning("retry of events %s not queued (%s); the sweeper will pick them up",
                         again, exc)
     report.retry += again
     report.dead += dead
+
+
+def _wait_for_run(events: list[Event], report: IngestReport) -> None:
+    """Snapshots that arrived while a sync of their provider runs: tried
+    again every CLOUDSYNC_RETRY_CAP_SECONDS for as long as the run lasts,
+    without using up their retry budget (a full sync may take hours)."""
+    ids = [event.pk for event in events]
+    Event.objects.filter(pk__in=ids, status__in=OPEN_STATUSES).update(
+        attempted_at=timezone.now(), status=Status.QUEUED,
+        error="waiting for the provider's running sync to finish",
+    )
+    try:
+        queueing.send_task(names.REPLAY, countdown=settings.CLOUDSYNC_RETRY_CAP_SECONDS,
+                           event_ids=ids)
+    except Exception as exc:  # the sweeper will find them queued
+        log.warning("retry of events %s not queued (%s); the sweeper will pick them up", ids, exc)
+    report.retry += ids
 
 
 def replay(event_ids: Iterable[int]) -> IngestReport:
@@ -409,14 +429,12 @@ def replay(event_ids: Iterable[int]) -> IngestReport:
 
 def request_replay(event_ids: Iterable[int]) -> list[int]:
     """Operator action: reopen failed/dead events and queue them again."""
-    from sync.tasks import replay_events
-
     events = Event.objects.filter(pk__in=list(event_ids), status__in=(Status.FAILED, Status.DEAD))
     before = dict(events.values_list("pk", "status"))
     ids = inbox.reopen(before)
     if ids:
         try:
-            replay_events.apply_async(kwargs={"event_ids": ids}, retry=False)
+            queueing.send_task(names.REPLAY, event_ids=ids)
         except Exception:  # broker down: put them back as they were, nothing lost
             for pk, status in before.items():
                 Event.objects.filter(pk=pk, status=Status.QUEUED).update(status=status)

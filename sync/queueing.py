@@ -40,13 +40,14 @@ import redis
 from redis.exceptions import RedisError
 
 from project.celery import app as celery_app
+from sync import names
 
 __all__ = [
     "BrokerUnavailable", "INGEST_QUEUE", "broker_url", "enqueue_ingest", "reset_broker", "send_task",
 ]
 
-INGEST_TASK = "sync.tasks.ingest"
-INGEST_QUEUE = "cloudsync.events"
+INGEST_TASK = names.INGEST
+INGEST_QUEUE = names.EVENTS_QUEUE
 _ORIGIN = f"cloudsync-web@{socket.gethostname()}:{os.getpid()}"
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 _CONNECT_TIMEOUT = 2.0

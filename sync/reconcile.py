@@ -31,6 +31,7 @@ from sync.changes import Change, Kind, Op, Source, make_version
 from sync.choices import SyncRunKindChoices as RunKind
 from sync.choices import SyncRunStatusChoices as RunStatus
 from sync.drivers.base import Snapshot
+from sync.errors import PlanNotApplicable
 from sync.models import CloudProvider, SyncRun
 
 __all__ = ["apply_plan_of", "reconcile", "change_to_plan", "plan_to_change"]
@@ -278,8 +279,6 @@ def apply_plan_of(run: SyncRun, *, triggered_by: str = "") -> SyncRun:
 def _check_not_superseded(run: SyncRun) -> None:
     """A plan describes the cloud as one listing saw it: once a later listing
     of the provider completed, the plan is stale and must not be applied."""
-    from sync.runs import PlanNotApplicable
-
     newer = (
         SyncRun.objects.filter(
             cloudprovider_id=run.cloudprovider_id,

@@ -17,11 +17,14 @@ from django.db import DatabaseError, IntegrityError, OperationalError, connectio
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from sync import names, queueing
 from sync.choices import SyncRunKindChoices as RunKind
 from sync.choices import SyncRunStatusChoices as RunStatus
 from sync.drivers.base import AuthError, DriverError, NetworkError, TemporaryError
 from sync.drivers.registry import get_driver
+from sync.errors import PlanNotApplicable, QueueUnavailable, RunInProgress
 from sync.models import CloudProvider, SyncRun
+from sync.reconcile import apply_plan_of, reconcile
 
 __all__ = [
     "PlanNotApplicable",
@@ -41,18 +44,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-class RunInProgress(Exception):
-    """A run of this provider is already running (the per-provider lock)."""
-
-
-class QueueUnavailable(Exception):
-    """The broker did not take the task; nothing was started."""
-
-
-class PlanNotApplicable(Exception):
-    """The run has no stored plan that can be applied."""
 
 
 def claim_run(provider: CloudProvider, kind: str, *, triggered_by: str = "") -> SyncRun:
@@ -87,12 +78,10 @@ def claim_run(provider: CloudProvider, kind: str, *, triggered_by: str = "") -> 
 
 def start_run(provider: CloudProvider, kind: str = RunKind.FULL, *, triggered_by: str = "") -> SyncRun:
     """Claim the provider's lock and queue the run on ``cloudsync.sync``."""
-    from sync.tasks import run_sync
-
     _check_driver(provider, kind)
     run = claim_run(provider, kind, triggered_by=triggered_by)
     try:
-        run_sync.apply_async(kwargs={"run_id": run.pk}, retry=False)
+        queueing.send_task(names.RUN_SYNC, run_id=run.pk)
     except Exception as exc:  # broker down: release the lock, say why
         fail_run(run, f"could not queue the run: {exc}")
         raise QueueUnavailable(f"could not queue the sync run: {exc}") from exc
@@ -142,8 +131,6 @@ def execute_run(run_id: int) -> SyncRun:
 
 
 def _execute(run: SyncRun) -> SyncRun:
-    from sync.reconcile import reconcile
-
     provider = run.cloudprovider
     try:
         driver = get_driver(provider.cloud_sync_driver)
@@ -279,12 +266,10 @@ def fail_run(run: SyncRun, error: str) -> None:
 
 def request_plan_apply(run: SyncRun, *, triggered_by: str = "") -> SyncRun:
     """Queue the application of a run's stored plan (dry run / needs approval)."""
-    from sync.tasks import apply_plan
-
     if run.status not in (RunStatus.NEEDS_APPROVAL, RunStatus.PLANNED) or not run.plan:
         raise PlanNotApplicable(f"run #{run.pk} has no stored plan to apply (status {run.status})")
     try:
-        apply_plan.apply_async(kwargs={"run_id": run.pk, "triggered_by": triggered_by}, retry=False)
+        queueing.send_task(names.APPLY_PLAN, run_id=run.pk, triggered_by=triggered_by)
     except Exception as exc:
         raise QueueUnavailable(f"could not queue the plan: {exc}") from exc
     return run
@@ -292,8 +277,6 @@ def request_plan_apply(run: SyncRun, *, triggered_by: str = "") -> SyncRun:
 
 def apply_stored_plan(run_id: int, *, triggered_by: str = "") -> SyncRun:
     """Apply a stored plan now (task body, and the management command)."""
-    from sync.reconcile import apply_plan_of
-
     run = SyncRun.objects.select_related("cloudprovider").filter(pk=run_id).first()
     if run is None:
         raise PlanNotApplicable(f"sync run #{run_id} no longer exists")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 
-from sync import inbox, journal, queueing, runs
+from sync import inbox, journal, names, queueing, runs
 
 __all__ = ["sweep"]
 
@@ -27,11 +27,11 @@ def sweep() -> dict[str, int]:
     """Queue stuck events (in batches) and abandoned runs; returns the counts."""
     stuck, dead = inbox.claim_stuck_events()
     for start in range(0, len(stuck), BATCH):
-        queueing.send_task("sync.tasks.replay", event_ids=stuck[start:start + BATCH])
+        queueing.send_task(names.REPLAY, event_ids=stuck[start:start + BATCH])
     put_back = journal.recover()
     abandoned = runs.abandoned_runs()
     for run_id in abandoned:
-        queueing.send_task("sync.tasks.run_sync", run_id=run_id)
+        queueing.send_task(names.RUN_SYNC, run_id=run_id)
     if stuck or dead or abandoned or put_back:
         log.warning("sweeper: %d stuck events queued again, %d dead after too many attempts, "
                     "%d abandoned runs queued for takeover", len(stuck), len(dead), len(abandoned))

@@ -15,9 +15,11 @@ from celery import shared_task
 from celery.exceptions import Reject
 from django.conf import settings
 
-from sync import ingest, journal
+from sync import ingest, journal, names, runs, sweeper
 from sync.batching import ACK, REQUEUE, BatchTask
 from sync.db_outage import DatabaseUnavailable, wait_out_outage
+from sync.drivers.base import TemporaryError
+from sync.errors import PlanNotApplicable
 from sync.retries import retry_countdown
 
 __all__ = ["apply_plan", "ingest_task", "replay_events", "run_sync", "sweep", "sync_all"]
@@ -41,9 +43,22 @@ def _bodies(batch: list[tuple[str, dict]]) -> list[ingest.Body]:
             for _, kw in batch]
 
 
+class _BodyBatches(BatchTask):
+    """Batches of queued webhook bodies, cut by count and by size: a batch
+    of large multi-message bodies is handed over early, so the pool's
+    processes share the backlog instead of one taking it all."""
+
+    abstract = True
+
+    def weigh(self, kwargs: dict) -> int:
+        body = kwargs.get("body")
+        return len(body) if isinstance(body, str) else 1
+
+
 @shared_task(
-    base=BatchTask, name="sync.tasks.ingest", acks_late=True,
+    base=_BodyBatches, name=names.INGEST, acks_late=True,
     flush_every=settings.CLOUDSYNC_INGEST_BATCH_SIZE,
+    flush_weight=settings.CLOUDSYNC_INGEST_BATCH_BYTES,
     flush_interval=settings.CLOUDSYNC_INGEST_FLUSH_SECONDS,
 )
 def ingest_task(batch: list[tuple[str, dict]]) -> list[str]:
@@ -79,7 +94,7 @@ def _ingest_alone(task_id: str, kwargs: dict) -> str:
     return ACK
 
 
-@shared_task(name="sync.tasks.replay", acks_late=True)
+@shared_task(name=names.REPLAY, acks_late=True)
 def replay_events(event_ids: list[int]) -> dict:
     """Process events by id (operator replay, retries, the sweeper)."""
     report = _through_outages(lambda: ingest.replay(event_ids), "replaying events")
@@ -87,20 +102,15 @@ def replay_events(event_ids: list[int]) -> dict:
             "retry": len(report.retry)}
 
 
-@shared_task(name="sync.tasks.sweep", expires=300)
+@shared_task(name=names.SWEEP, expires=300)
 def sweep() -> dict:
     """Beat: re-queue events stuck in the inbox and runs whose worker died."""
-    from sync import sweeper
-
     return sweeper.sweep()
 
 
-@shared_task(bind=True, name="sync.tasks.run_sync", acks_late=True, max_retries=None)
+@shared_task(bind=True, name=names.RUN_SYNC, acks_late=True, max_retries=None)
 def run_sync(self: Any, run_id: int) -> dict:
     """Execute a claimed SyncRun; auth/network failures retry the whole listing."""
-    from sync import runs
-    from sync.drivers.base import TemporaryError
-
     try:
         run = runs.execute_run(run_id)
     except TemporaryError as exc:
@@ -113,22 +123,18 @@ def run_sync(self: Any, run_id: int) -> dict:
     return {"run": run.pk, "status": run.status, "drift_healed": run.drift_healed}
 
 
-@shared_task(name="sync.tasks.apply_plan", acks_late=True)
+@shared_task(name=names.APPLY_PLAN, acks_late=True)
 def apply_plan(run_id: int, triggered_by: str = "") -> dict:
     """Apply a stored plan (dry run, or deletions held back by the guard)."""
-    from sync import runs
-
     try:
         run = runs.apply_stored_plan(run_id, triggered_by=triggered_by)
-    except runs.PlanNotApplicable as exc:  # gone, or applied meanwhile: nothing to do
+    except PlanNotApplicable as exc:  # gone, or applied meanwhile: nothing to do
         log.warning("apply_plan dropped: %s", exc)
         return {"run": run_id, "status": "not applicable"}
     return {"run": run.pk, "status": run.status}
 
 
-@shared_task(name="sync.tasks.sync_all", expires=3600)
+@shared_task(name=names.SYNC_ALL, expires=3600)
 def sync_all(kind: str = "full") -> dict:
     """Beat entry point: start a run for every enabled provider that supports it."""
-    from sync import runs
-
     return runs.start_all(kind, triggered_by="beat")

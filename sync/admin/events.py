@@ -12,9 +12,10 @@ from django.http import HttpRequest
 
 from sync.admin.common import ReadOnlyAdminMixin, pretty_json
 from sync.choices import EventStatusChoices as EventStatus
+from sync.errors import PlanNotApplicable
 from sync.ingest import request_replay
 from sync.models import Event, SyncRun
-from sync.runs import PlanNotApplicable, release_runs, request_plan_apply
+from sync.runs import release_runs, request_plan_apply
 
 __all__ = ["EventAdmin", "SyncRunAdmin"]
 

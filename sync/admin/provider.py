@@ -20,6 +20,7 @@ from django.utils.html import format_html
 from sync.choices import SyncRunKindChoices as RunKind
 from sync.drivers.base import AuthError, ConfigError, DriverError, NetworkError
 from sync.drivers.registry import get_driver
+from sync.errors import RunInProgress
 from sync.forms import CloudProviderForm
 from sync.models import (
     CloudFlavor,
@@ -32,7 +33,7 @@ from sync.models import (
     Event,
     SyncRun,
 )
-from sync.runs import RunInProgress, start_run
+from sync.runs import start_run
 
 __all__ = ["CloudProviderAdmin", "check_provider_connection", "endpoint_url"]
 

@@ -13,7 +13,7 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
-from sync import runs
+from sync import errors
 from sync.api.permissions import ModelPermissions
 from sync.api.renderers import BrowsableAPIRenderer, JSONRenderer
 from sync.drivers.base import DriverError
@@ -64,9 +64,9 @@ class BaseViewSet(viewsets.GenericViewSet):
     action_permissions: dict[str, list[str]] = {}
 
     def handle_exception(self, exc: Exception) -> Response:
-        if isinstance(exc, runs.RunInProgress | runs.PlanNotApplicable):
+        if isinstance(exc, errors.RunInProgress | errors.PlanNotApplicable):
             exc = Conflict(str(exc))
-        elif isinstance(exc, runs.QueueUnavailable | OperationalError | RedisError):
+        elif isinstance(exc, errors.QueueUnavailable | OperationalError | RedisError):
             response = super().handle_exception(BrokerUnavailable())
             response["Retry-After"] = "30"
             return response

@@ -23,22 +23,25 @@ def fake_driver(settings):
 
 @dataclass
 class FakeTask:
-    """Stands in for a Celery task: records apply_async calls, publishes nothing."""
+    """What was queued for one task name (the kwargs of each message)."""
 
     calls: list[dict[str, Any]] = field(default_factory=list)
-
-    def apply_async(self, *args: Any, **kwargs: Any) -> None:
-        self.calls.append(kwargs.get("kwargs") or {})
 
 
 @pytest.fixture
 def published(monkeypatch):
-    """Every task the admin can queue, captured by name."""
-    import sync.tasks
+    """Every task the admin queues, captured by task name instead of sent:
+    services queue work only through ``sync.queueing.send_task``."""
+    from sync import names, queueing
 
-    tasks = {name: FakeTask() for name in ("run_sync", "apply_plan", "replay_events")}
-    for name, task in tasks.items():
-        monkeypatch.setattr(sync.tasks, name, task, raising=False)
+    tasks = {"run_sync": FakeTask(), "apply_plan": FakeTask(), "replay_events": FakeTask()}
+    by_name = {names.RUN_SYNC: tasks["run_sync"], names.APPLY_PLAN: tasks["apply_plan"],
+               names.REPLAY: tasks["replay_events"]}
+
+    def send_task(name: str, *, countdown: float | None = None, **kwargs: Any) -> None:
+        by_name[name].calls.append(kwargs)
+
+    monkeypatch.setattr(queueing, "send_task", send_task)
     return tasks
 
 

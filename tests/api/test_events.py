@@ -76,12 +76,12 @@ def test_replay_matching_rejects_bad_filters(admin_api, provider, broker):
 def test_replay_answers_503_when_the_broker_is_down(admin_api, provider, monkeypatch):
     from kombu.exceptions import OperationalError
 
-    from sync.tasks import replay_events
+    from sync import queueing
 
     def down(*args, **kwargs):
         raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
-    monkeypatch.setattr(replay_events, "apply_async", down)
+    monkeypatch.setattr(queueing, "send_task", down)
     dead = event(provider, "1", "dead")
     response = admin_api.post(f"/api/events/{dead.pk}/replay/")
     assert response.status_code == 503

@@ -31,12 +31,12 @@ def test_start_run(admin_api, fake_provider, broker):
 def test_start_run_broker_down_is_503(admin_api, fake_provider, monkeypatch):
     from kombu.exceptions import OperationalError
 
-    from sync.tasks import run_sync
+    from sync import queueing
 
     def down(*args, **kwargs):
         raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
-    monkeypatch.setattr(run_sync, "apply_async", down)
+    monkeypatch.setattr(queueing, "send_task", down)
     response = admin_api.post("/api/sync-runs/", {"provider": fake_provider.pk}, format="json")
     assert response.status_code == 503
     assert response["Retry-After"] == "30"

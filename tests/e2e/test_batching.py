@@ -56,3 +56,30 @@ def test_messages_are_acknowledged_only_after_their_batch_succeeded(celery_worke
     assert all(ran.count(n) >= 2 for n in RUNS[0])
     # message 3 asked to be requeued once: it ran once more than the others of its batch
     assert ran.count(3) >= 3 if 3 in RUNS[0] else ran.count(3) >= 2
+
+
+WEIGHED: list[list[int]] = []
+
+
+class _Weighed(BatchTask):
+    abstract = True
+
+    def weigh(self, kwargs: dict) -> int:
+        return kwargs["w"]
+
+
+@celery_app.task(base=_Weighed, name="tests.batch.weighed", acks_late=True, flush_every=100,
+                 flush_weight=10, flush_interval=60)
+def weighed(batch: list) -> list[str]:
+    with LOCK:
+        WEIGHED.append([kwargs["w"] for _, kwargs in batch])
+    return [ACK] * len(batch)
+
+
+def test_a_batch_is_cut_once_its_messages_weigh_enough(celery_worker):
+    # given heavy messages (weight 4 each, a batch is cut at weight 10), and a
+    # flush interval far beyond the test: only the weight can cut batches
+    for _ in range(6):
+        celery_app.send_task("tests.batch.weighed", kwargs={"w": 4}, queue="cloudsync.events")
+    wait_for(lambda: sum(map(len, WEIGHED)) >= 6, timeout=20)
+    assert WEIGHED == [[4, 4, 4], [4, 4, 4]]

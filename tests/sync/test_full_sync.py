@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from sync import runs
+from sync import errors, runs
 from sync.apply import apply
 from sync.changes import Change, Kind, Op, Source, make_version
 from sync.choices import SyncRunKindChoices as RunKind
@@ -243,7 +243,7 @@ def test_catch_up_applies_changes_since_the_last_run_including_deletes(fake, pro
 
 def test_one_run_per_provider_at_a_time(fake, provider):
     runs.claim_run(provider, RunKind.FULL)
-    with pytest.raises(runs.RunInProgress, match="already running"):
+    with pytest.raises(errors.RunInProgress, match="already running"):
         runs.claim_run(provider, RunKind.DRY_RUN)
     with pytest.raises(CommandError, match="already running"):
         call_command("cloudsync_sync", str(provider.pk))
@@ -308,7 +308,7 @@ def test_a_stored_plan_is_refused_once_a_later_listing_completed(fake, provider,
     servers, held = held_plan(fake, provider, settings, hidden=6)
     listed(fake, servers[:6], visible=True)
     assert full_sync(provider).status == RunStatus.SUCCEEDED
-    with pytest.raises(runs.PlanNotApplicable, match="superseded"):
+    with pytest.raises(errors.PlanNotApplicable, match="superseded"):
         runs.apply_stored_plan(held.pk)
     assert len(hosts(provider)) == 10
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from sync import runs
+from sync import errors, runs
 from sync.management.commands.cloudsync_sync import summary
 from sync.models import SyncRun
 
@@ -22,6 +22,6 @@ class Command(BaseCommand):
             raise CommandError(f"no sync run #{opts['run']}")
         try:
             run = runs.apply_stored_plan(opts["run"], triggered_by="cloudsync_apply_plan")
-        except runs.PlanNotApplicable as exc:
+        except errors.PlanNotApplicable as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(summary(run))

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from sync import runs
+from sync import errors, runs
 from sync.choices import SyncRunKindChoices as RunKind
 from sync.choices import SyncRunStatusChoices as RunStatus
 from sync.drivers.base import DriverError
@@ -27,7 +27,7 @@ class Command(BaseCommand):
         kind = RunKind.DRY_RUN if opts["dry_run"] else RunKind.CATCH_UP if opts["catch_up"] else RunKind.FULL
         try:
             run = runs.claim_run(provider, kind, triggered_by="cloudsync_sync")
-        except runs.RunInProgress as exc:
+        except errors.RunInProgress as exc:
             raise CommandError(str(exc)) from exc
         try:
             run = runs.execute_run(run.pk)

@@ -1,0 +1,33 @@
+"""Queue and task names, defined once (a leaf: imports nothing).
+
+``project/celery.py`` routes by ``ROUTES``; ``sync/tasks.py`` registers its
+tasks under these names; services queue work by name through
+``sync.queueing.send_task`` and never import ``sync.tasks``. The names are
+part of the broker contract (queued messages and beat schedules carry
+them): change one only with a migration of what is queued.
+"""
+
+__all__ = [
+    "APPLY_PLAN", "EVENTS_QUEUE", "INGEST", "QUEUES", "REPLAY", "ROUTES", "RUN_SYNC", "SWEEP",
+    "SYNC_ALL", "SYNC_QUEUE",
+]
+
+EVENTS_QUEUE = "cloudsync.events"  # webhook bodies, event replays and retries
+SYNC_QUEUE = "cloudsync.sync"  # full syncs, plans, beat jobs
+QUEUES = (EVENTS_QUEUE, SYNC_QUEUE)
+
+INGEST = "sync.tasks.ingest"
+REPLAY = "sync.tasks.replay"
+RUN_SYNC = "sync.tasks.run_sync"
+APPLY_PLAN = "sync.tasks.apply_plan"
+SYNC_ALL = "sync.tasks.sync_all"
+SWEEP = "sync.tasks.sweep"
+
+ROUTES = {
+    INGEST: {"queue": EVENTS_QUEUE},
+    REPLAY: {"queue": EVENTS_QUEUE},
+    RUN_SYNC: {"queue": SYNC_QUEUE},
+    APPLY_PLAN: {"queue": SYNC_QUEUE},
+    SYNC_ALL: {"queue": SYNC_QUEUE},
+    SWEEP: {"queue": SYNC_QUEUE},
+}
