@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from sync import queueing
-from sync.drivers.registry import get_driver
+from sync.drivers.registry import is_installed
 from sync.jsonsafety import too_deep
 from sync.models import CloudProvider
 
@@ -114,16 +114,8 @@ def _read_provider(provider_id: int) -> _ProviderInfo | None:
         row.cloud_sync_enabled,
         row.cloud_sync_driver,
         row.endpoint_secret.encode(),
-        _driver_installed(row.cloud_sync_driver),
+        is_installed(row.cloud_sync_driver),
     )
-
-
-def _driver_installed(name: str) -> bool:
-    try:
-        get_driver(name)
-    except KeyError:
-        return False
-    return True
 
 
 def _error(status: int, message: str, **headers: str) -> JsonResponse:

@@ -5,7 +5,7 @@ admin and management commands, which import them from here so that no
 entry point and no lower layer has to import a higher one.
 """
 
-__all__ = ["PlanNotApplicable", "QueueUnavailable", "RunInProgress"]
+__all__ = ["PlanNotApplicable", "QueueUnavailable", "RunFailed", "RunInProgress", "RunRefused"]
 
 
 class RunInProgress(Exception):
@@ -18,3 +18,13 @@ class QueueUnavailable(Exception):
 
 class PlanNotApplicable(Exception):
     """The run has no stored plan that can be applied."""
+
+
+class RunRefused(Exception):
+    """A run may not start (sync disabled, driver not installed, or unable to
+    list); nothing was recorded. The message says why."""
+
+
+class RunFailed(Exception):
+    """A sync run ended failed (already recorded on the run): raised by the
+    task so that Celery, and Flower, count it as a failed task."""

@@ -20,7 +20,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
+from django.db import (
+    DatabaseError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    connections,
+    transaction,
+)
 from django.db.models import F, Q, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
@@ -253,10 +260,19 @@ def claim_stuck_events(limit: int = 10_000) -> tuple[list[int], list[int]]:
 
 
 def reopen(event_ids: Iterable[int]) -> list[int]:
-    """Put failed/dead events back in the queue state; returns the ids reopened."""
-    ids = list(
-        Event.objects.filter(pk__in=list(event_ids), status__in=(Status.FAILED, Status.DEAD))
-        .values_list("pk", flat=True)
-    )
-    Event.objects.filter(pk__in=ids).update(status=Status.QUEUED, error="")
-    return ids
+    """Put failed/dead events back in the queue state, with one conditional
+    UPDATE (an event processed or reopened meanwhile is left alone); returns
+    the ids reopened."""
+    ids = [int(pk) for pk in event_ids]
+    if not ids:
+        return []
+    connection = connections[Event.objects.db]
+    qn = connection.ops.quote_name
+    marks = ", ".join(["%s"] * len(ids))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {qn(Event._meta.db_table)} SET {qn('status')} = %s, {qn('error')} = '' "
+            f"WHERE {qn('id')} IN ({marks}) AND {qn('status')} IN (%s, %s) RETURNING {qn('id')}",
+            [Status.QUEUED, *ids, Status.FAILED, Status.DEAD],
+        )
+        return sorted(row[0] for row in cursor.fetchall())

@@ -34,16 +34,14 @@ from django.utils import timezone
 from sync import bulk, inbox, names, queueing
 from sync.apply import apply
 from sync.choices import EventStatusChoices as Status
-from sync.choices import SyncRunKindChoices
 from sync.db_outage import is_transient, is_unavailable
-from sync.drivers.base import BadPayload, Driver, TemporaryError, Translation
+from sync.drivers.base import BadPayload, Driver, DriverNotInstalled, TemporaryError, Translation
 from sync.drivers.registry import get_driver
 from sync.errors import RunInProgress
 from sync.inbox import OPEN_STATUSES
 from sync.models import CloudProvider, Event
-from sync.reconcile import reconcile
 from sync.retries import retry_countdown
-from sync.runs import claim_run
+from sync.runs import run_snapshot
 
 __all__ = [
     "Body",
@@ -101,9 +99,11 @@ def _when(value: datetime | str | None) -> datetime:
 
 
 def _driver_for(provider: CloudProvider) -> Driver | None:
+    """The provider's driver; None if this worker does not have it (its
+    events are recorded failed, replayable once it is installed)."""
     try:
         return get_driver(provider.cloud_sync_driver)
-    except KeyError:
+    except DriverNotInstalled:
         return None
 
 
@@ -320,9 +320,8 @@ def _process_snapshot(
             if claimed is None:
                 report.duplicates += 1
                 return
-            run = claim_run(provider, SyncRunKindChoices.SNAPSHOT,
-                            triggered_by=f"event {event.key}"[:100])
-            reconcile(run, translation.snapshot)
+            run = run_snapshot(provider, translation.snapshot,
+                               triggered_by=f"event {event.key}"[:100])
             claimed.status = Status.PROCESSED
             claimed.result = {"sync_run": run.pk, "status": run.status,
                               "drift_healed": run.drift_healed}
@@ -430,13 +429,14 @@ def replay(event_ids: Iterable[int]) -> IngestReport:
 def request_replay(event_ids: Iterable[int]) -> list[int]:
     """Operator action: reopen failed/dead events and queue them again."""
     events = Event.objects.filter(pk__in=list(event_ids), status__in=(Status.FAILED, Status.DEAD))
-    before = dict(events.values_list("pk", "status"))
+    before = {pk: (status, error) for pk, status, error in events.values_list("pk", "status", "error")}
     ids = inbox.reopen(before)
     if ids:
         try:
             queueing.send_task(names.REPLAY, event_ids=ids)
         except Exception:  # broker down: put them back as they were, nothing lost
-            for pk, status in before.items():
-                Event.objects.filter(pk=pk, status=Status.QUEUED).update(status=status)
+            for pk in ids:
+                status, error = before[pk]
+                Event.objects.filter(pk=pk, status=Status.QUEUED).update(status=status, error=error)
             raise
     return ids

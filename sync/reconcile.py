@@ -13,6 +13,9 @@ stays bounded). Deletions are decided only once the listing completed:
 
 A dry run applies nothing: each chunk is applied inside a transaction that is
 rolled back, which yields the exact field-by-field plan.
+
+This module never reads or writes a ``SyncRun``: it returns what it did (a
+``Reconciliation``) and ``sync.runs`` records it.
 """
 
 from __future__ import annotations
@@ -20,21 +23,21 @@ from __future__ import annotations
 import itertools
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.db import models, transaction
-from django.utils import timezone
 
 from sync.apply import MODEL_FOR_KIND, ApplyResult, Outcome, apply
 from sync.changes import Change, Kind, Op, Source, make_version
-from sync.choices import SyncRunKindChoices as RunKind
 from sync.choices import SyncRunStatusChoices as RunStatus
 from sync.drivers.base import Snapshot
-from sync.errors import PlanNotApplicable
-from sync.models import CloudProvider, SyncRun
+from sync.models import CloudProvider
 
-__all__ = ["apply_plan_of", "reconcile", "change_to_plan", "plan_to_change"]
+__all__ = ["PlanResult", "Reconciliation", "apply_plan", "change_to_plan", "plan_to_change",
+           "reconcile"]
 
 CHUNK = 1000
 DRIFT_SAMPLE = 50  # ids kept per kind and outcome in SyncRun.drift
@@ -66,10 +69,6 @@ def plan_to_change(item: dict[str, Any], source: Source, source_ref: str) -> Cha
         fields=item.get("fields") or {}, version=item.get("version", ""),
         source=source, source_ref=source_ref,
     )
-
-
-def _source_for(run: SyncRun) -> Source:
-    return Source.CATCH_UP if run.kind == RunKind.CATCH_UP else Source.FULL_SYNC
 
 
 def _restamp(changes: Iterable[Change], source: Source, ref: str) -> Iterator[Change]:
@@ -119,11 +118,32 @@ class _Drift:
         }
 
 
-def reconcile(run: SyncRun, snapshot: Snapshot, *, dry_run: bool = False) -> SyncRun:
-    """Heal the provider's inventory from a complete snapshot (see module doc)."""
-    provider = run.cloudprovider
-    source, ref = _source_for(run), str(run.pk)
-    started = snapshot.started_at or run.started_at
+@dataclass
+class Reconciliation:
+    """What a reconciliation did (or, for a dry run, would do)."""
+
+    status: str  # succeeded, planned (dry run) or needs_approval (mass-delete guard)
+    counts: dict[str, dict[str, int]]
+    drift_healed: int
+    drift: dict[str, Any]
+    plan: list[dict[str, Any]] | None
+    error: str
+
+
+def reconcile(
+    provider: CloudProvider,
+    snapshot: Snapshot,
+    *,
+    source: Source,
+    ref: str,
+    started_at: datetime,
+    dry_run: bool = False,
+) -> Reconciliation:
+    """Heal the provider's inventory from a complete snapshot (see module doc).
+    ``source``/``ref`` stamp the changes (the run's kind and id);
+    ``started_at`` is when the listing began (the run's start if the
+    snapshot does not say)."""
+    started = snapshot.started_at or started_at
     seen: dict[Kind, set[str]] = defaultdict(set)
     totals = ApplyResult()
     drift = _Drift()
@@ -156,8 +176,11 @@ def reconcile(run: SyncRun, snapshot: Snapshot, *, dry_run: bool = False) -> Syn
             result.outcomes.clear()
             totals.merge(result)
         status, error = RunStatus.SUCCEEDED, ""
-    _finish(run, status, totals, drift, plan if (dry_run or tripped) else None, error)
-    return run
+    return Reconciliation(
+        status=status, counts=totals.as_dict(),
+        drift_healed=0 if status == RunStatus.PLANNED else drift.total, drift=drift.as_dict(),
+        plan=plan if (dry_run or tripped) else None, error=error,
+    )
 
 
 def _planned(chunk: list[Change], result: ApplyResult) -> list[dict[str, Any]]:
@@ -228,75 +251,39 @@ def _guard(provider: CloudProvider, snapshot: Snapshot, deletes: list[Change]) -
     )
 
 
-def _finish(
-    run: SyncRun,
-    status: str,
-    totals: ApplyResult,
-    drift: _Drift,
-    plan: list[dict[str, Any]] | None,
-    error: str,
-) -> None:
-    now = timezone.now()
-    run.status, run.finished_at, run.error = status, now, error
-    run.counts = totals.as_dict()
-    run.drift_healed = 0 if status == RunStatus.PLANNED else drift.total
-    run.drift = drift.as_dict()
-    run.plan = plan
-    run.save(update_fields=["status", "finished_at", "error", "counts", "drift_healed", "drift", "plan"])
-    if run.kind != RunKind.DRY_RUN:
-        CloudProvider.objects.filter(pk=run.cloudprovider_id).update(
-            last_full_sync_at=now, last_full_sync_status=status
-        )
+@dataclass
+class PlanResult:
+    """What applying a stored plan did."""
+
+    counts: dict[str, dict[str, int]]
+    drift_healed: int
 
 
-def apply_plan_of(run: SyncRun, *, triggered_by: str = "") -> SyncRun:
-    """Apply a stored plan (dry run or held-back deletions) through apply()."""
-    provider = run.cloudprovider
-    source, ref = Source.FULL_SYNC, str(run.pk)
-    _check_not_superseded(run)
-    changes = _still_valid(run, [plan_to_change(item, source, ref) for item in run.plan or ()])
+def apply_plan(
+    provider: CloudProvider,
+    plan: list[dict[str, Any]],
+    *,
+    ref: str,
+    started_at: datetime,
+    listed_at: datetime | None,
+) -> PlanResult:
+    """Apply a stored plan (dry run or held-back deletions) through apply();
+    deletions of objects seen or changed since ``started_at`` are dropped.
+    ``listed_at``: when the plan's listing began (None: resurrect nothing)."""
+    changes = _still_valid(provider, started_at,
+                           [plan_to_change(item, Source.FULL_SYNC, ref) for item in plan])
     totals, drift = ApplyResult(), _Drift()
-    # The listing began about when the run did (execute_run); a pushed
-    # snapshot's listing time is not kept, so it resurrects nothing here.
-    listed_at = None if run.kind == RunKind.SNAPSHOT else run.started_at
     for chunk in _chunks(changes, CHUNK):
         result = apply(provider, chunk, listed_at=listed_at)
         drift.add(result)
         result.outcomes.clear()
         totals.merge(result)
-    counts = run.counts or {}
-    for kind, values in totals.as_dict().items():
-        merged = counts.setdefault(kind, {})
-        for outcome, n in values.items():
-            merged[outcome] = merged.get(outcome, 0) + n
-    run.status, run.counts = RunStatus.APPLIED, counts
-    run.drift_healed = run.drift_healed + drift.total
-    run.error = (run.error + f"\nplan applied by {triggered_by or 'operator'} at {timezone.now():%Y-%m-%d %H:%M:%S} UTC").strip()
-    run.save(update_fields=["status", "counts", "drift_healed", "error"])
-    return run
+    return PlanResult(counts=totals.as_dict(), drift_healed=drift.total)
 
 
-def _check_not_superseded(run: SyncRun) -> None:
-    """A plan describes the cloud as one listing saw it: once a later listing
-    of the provider completed, the plan is stale and must not be applied."""
-    newer = (
-        SyncRun.objects.filter(
-            cloudprovider_id=run.cloudprovider_id,
-            started_at__gt=run.started_at,
-            kind__in=(RunKind.FULL, RunKind.SNAPSHOT),
-            status__in=(RunStatus.SUCCEEDED, RunStatus.APPLIED, RunStatus.NEEDS_APPROVAL),
-        )
-        .order_by("started_at")
-        .first()
-    )
-    if newer is not None:
-        raise PlanNotApplicable(
-            f"run #{run.pk}'s plan is superseded by run #{newer.pk} "
-            f"({newer.get_kind_display().lower()}, {newer.status}); start a new dry run instead"
-        )
-
-
-def _still_valid(run: SyncRun, changes: list[Change]) -> list[Change]:
+def _still_valid(
+    provider: CloudProvider, started_at: datetime, changes: list[Change]
+) -> list[Change]:
     """Drop planned deletions of objects seen or changed after the listing
     (an event, a catch-up, another sync), as ``_deletions`` would."""
     deletes = [c for c in changes if c.op == Op.DELETE]
@@ -310,10 +297,10 @@ def _still_valid(run: SyncRun, changes: list[Change]) -> list[Change]:
         touched.update(
             (kind, ext)
             for ext in model.all_objects.filter(
-                models.Q(last_event_at__gte=run.started_at)
-                | models.Q(last_seen_at__gte=run.started_at)
-                | models.Q(source_version__gte=make_version(run.started_at)),
-                cloudprovider_id=run.cloudprovider_id,
+                models.Q(last_event_at__gte=started_at)
+                | models.Q(last_seen_at__gte=started_at)
+                | models.Q(source_version__gte=make_version(started_at)),
+                cloudprovider=provider,
                 **{f"{idf}__in": ids},
             ).values_list(idf, flat=True)
         )

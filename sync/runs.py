@@ -1,6 +1,9 @@
-"""Sync runs: starting them (one per provider at a time), executing them, and
+"""Sync runs, the only owner of their lifecycle: whether a run may start
+(``check_can_start``, the one rule for API, admin, command and beat),
+claiming the per-provider lock, executing, recording the outcome, and
 applying stored plans. Full syncs, catch-ups, dry runs and pushed snapshots
-all end in ``sync.apply.apply`` through ``sync.reconcile``."""
+all end in ``sync.apply.apply`` through ``sync.reconcile``, which returns
+what it did; only this module saves ``SyncRun`` state."""
 
 from __future__ import annotations
 
@@ -18,20 +21,29 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from sync import names, queueing
+from sync.changes import Source
 from sync.choices import SyncRunKindChoices as RunKind
 from sync.choices import SyncRunStatusChoices as RunStatus
-from sync.drivers.base import AuthError, DriverError, NetworkError, TemporaryError
+from sync.drivers.base import (
+    AuthError,
+    Driver,
+    DriverError,
+    DriverNotInstalled,
+    NetworkError,
+    Snapshot,
+    TemporaryError,
+)
 from sync.drivers.registry import get_driver
-from sync.errors import PlanNotApplicable, QueueUnavailable, RunInProgress
+from sync.errors import PlanNotApplicable, QueueUnavailable, RunInProgress, RunRefused
 from sync.models import CloudProvider, SyncRun
-from sync.reconcile import apply_plan_of, reconcile
+from sync.reconcile import Reconciliation, apply_plan, reconcile
 
 __all__ = [
-    "PlanNotApplicable",
+    "check_can_start",
+    "reconcile_run",
+    "run_snapshot",
     "abandoned_runs",
     "release_for_retry",
-    "QueueUnavailable",
-    "RunInProgress",
     "apply_stored_plan",
     "claim_run",
     "execute_run",
@@ -76,9 +88,28 @@ def claim_run(provider: CloudProvider, kind: str, *, triggered_by: str = "") -> 
         ) from None
 
 
+def check_can_start(provider: CloudProvider, kind: str) -> Driver:
+    """Whether an operator or beat may start a ``kind`` run of ``provider``:
+    the one rule for the API, the admin, ``cloudsync_sync`` and beat. Raises
+    ``RunRefused`` (recording nothing) with the reason; returns the driver."""
+    if kind == RunKind.SNAPSHOT:
+        raise RunRefused("snapshot runs start when a snapshot is pushed to the provider's endpoint")
+    if not provider.cloud_sync_enabled:
+        raise RunRefused(f"cloud sync is disabled for provider {provider}")
+    try:
+        driver = get_driver(provider.cloud_sync_driver)
+    except DriverNotInstalled as exc:
+        raise RunRefused(str(exc)) from None
+    if kind == RunKind.CATCH_UP and not driver.supports_catch_up:
+        raise RunRefused(f"driver {driver.name!r} does not support catch-up")
+    if kind in (RunKind.FULL, RunKind.DRY_RUN) and not driver.supports_full_sync:
+        raise RunRefused(f"driver {driver.name!r} does not support full sync")
+    return driver
+
+
 def start_run(provider: CloudProvider, kind: str = RunKind.FULL, *, triggered_by: str = "") -> SyncRun:
-    """Claim the provider's lock and queue the run on ``cloudsync.sync``."""
-    _check_driver(provider, kind)
+    """Check, claim the provider's lock and queue the run on ``cloudsync.sync``."""
+    check_can_start(provider, kind)
     run = claim_run(provider, kind, triggered_by=triggered_by)
     try:
         queueing.send_task(names.RUN_SYNC, run_id=run.pk)
@@ -86,14 +117,6 @@ def start_run(provider: CloudProvider, kind: str = RunKind.FULL, *, triggered_by
         fail_run(run, f"could not queue the run: {exc}")
         raise QueueUnavailable(f"could not queue the sync run: {exc}") from exc
     return run
-
-
-def _check_driver(provider: CloudProvider, kind: str) -> None:
-    driver = get_driver(provider.cloud_sync_driver)
-    if kind == RunKind.CATCH_UP and not driver.supports_catch_up:
-        raise DriverError(f"driver {driver.name} does not support catch-up")
-    if kind in (RunKind.FULL, RunKind.DRY_RUN) and not driver.supports_full_sync:
-        raise DriverError(f"driver {driver.name} does not support full sync")
 
 
 def _since(provider: CloudProvider) -> datetime | None:
@@ -134,8 +157,8 @@ def _execute(run: SyncRun) -> SyncRun:
     provider = run.cloudprovider
     try:
         driver = get_driver(provider.cloud_sync_driver)
-    except KeyError:
-        fail_run(run, f"driver {provider.cloud_sync_driver!r} is not installed on this worker")
+    except DriverNotInstalled as exc:
+        fail_run(run, f"{exc} on this worker")
         run.refresh_from_db()
         return run
     config = provider.client_config
@@ -151,7 +174,7 @@ def _execute(run: SyncRun) -> SyncRun:
             snapshot = driver.list_inventory(config)
         if snapshot.started_at is None:
             snapshot.started_at = run.started_at
-        reconcile(run, snapshot, dry_run=run.kind == RunKind.DRY_RUN)
+        reconcile_run(run, snapshot, dry_run=run.kind == RunKind.DRY_RUN)
     except OperationalError as exc:  # deadlock, lost connection: retry the run
         try:
             SyncRun.objects.filter(pk=run.pk).update(error=f"database error: {exc}"[:5000])
@@ -168,6 +191,35 @@ def _execute(run: SyncRun) -> SyncRun:
         fail_run(run, f"internal error: {type(exc).__name__}: {exc}")
     run.refresh_from_db()
     return run
+
+
+def reconcile_run(run: SyncRun, snapshot: Snapshot, *, dry_run: bool = False) -> SyncRun:
+    """Reconcile the provider with ``snapshot`` as ``run`` and record the outcome."""
+    source = Source.CATCH_UP if run.kind == RunKind.CATCH_UP else Source.FULL_SYNC
+    result = reconcile(run.cloudprovider, snapshot, source=source, ref=str(run.pk),
+                       started_at=run.started_at, dry_run=dry_run)
+    _finish(run, result)
+    return run
+
+
+def run_snapshot(provider: CloudProvider, snapshot: Snapshot, *, triggered_by: str) -> SyncRun:
+    """A pushed complete inventory: a run of kind snapshot (same lock, same
+    deletion safety as a full sync), executed here, in the caller's
+    transaction. Raises ``RunInProgress`` while another run holds the lock."""
+    run = claim_run(provider, RunKind.SNAPSHOT, triggered_by=triggered_by)
+    return reconcile_run(run, snapshot)
+
+
+def _finish(run: SyncRun, result: Reconciliation) -> None:
+    now = timezone.now()
+    run.status, run.finished_at, run.error = result.status, now, result.error
+    run.counts, run.drift_healed, run.drift = result.counts, result.drift_healed, result.drift
+    run.plan = result.plan
+    run.save(update_fields=["status", "finished_at", "error", "counts", "drift_healed", "drift", "plan"])
+    if run.kind != RunKind.DRY_RUN:
+        CloudProvider.objects.filter(pk=run.cloudprovider_id).update(
+            last_full_sync_at=now, last_full_sync_status=result.status
+        )
 
 
 def _executor_id() -> str:
@@ -282,27 +334,64 @@ def apply_stored_plan(run_id: int, *, triggered_by: str = "") -> SyncRun:
         raise PlanNotApplicable(f"sync run #{run_id} no longer exists")
     if run.status not in (RunStatus.NEEDS_APPROVAL, RunStatus.PLANNED) or not run.plan:
         raise PlanNotApplicable(f"run #{run.pk} has no stored plan to apply (status {run.status})")
-    apply_plan_of(run, triggered_by=triggered_by)
-    run.refresh_from_db()
+    _check_not_superseded(run)
+    # The listing began about when the run did (execute_run); a pushed
+    # snapshot's listing time is not kept, so it resurrects nothing here.
+    listed_at = None if run.kind == RunKind.SNAPSHOT else run.started_at
+    result = apply_plan(run.cloudprovider, run.plan, ref=str(run.pk), started_at=run.started_at,
+                        listed_at=listed_at)
+    counts = run.counts or {}
+    for kind, values in result.counts.items():
+        merged = counts.setdefault(kind, {})
+        for outcome, n in values.items():
+            merged[outcome] = merged.get(outcome, 0) + n
+    run.status, run.counts = RunStatus.APPLIED, counts
+    run.drift_healed = run.drift_healed + result.drift_healed
+    run.error = (run.error + f"\nplan applied by {triggered_by or 'operator'} at "
+                 f"{timezone.now():%Y-%m-%d %H:%M:%S} UTC").strip()
+    run.save(update_fields=["status", "counts", "drift_healed", "error"])
     return run
 
 
-def fail_run_by_id(run_id: int, exc: Exception) -> None:
-    """The last retry failed: record why (auth vs network vs API) and unlock."""
+def _check_not_superseded(run: SyncRun) -> None:
+    """A plan describes the cloud as one listing saw it: once a later listing
+    of the provider completed, the plan is stale and must not be applied."""
+    newer = (
+        SyncRun.objects.filter(
+            cloudprovider_id=run.cloudprovider_id,
+            started_at__gt=run.started_at,
+            kind__in=(RunKind.FULL, RunKind.SNAPSHOT),
+            status__in=(RunStatus.SUCCEEDED, RunStatus.APPLIED, RunStatus.NEEDS_APPROVAL),
+        )
+        .order_by("started_at")
+        .first()
+    )
+    if newer is not None:
+        raise PlanNotApplicable(
+            f"run #{run.pk}'s plan is superseded by run #{newer.pk} "
+            f"({newer.get_kind_display().lower()}, {newer.status}); start a new dry run instead"
+        )
+
+
+def fail_run_by_id(run_id: int, exc: Exception) -> bool:
+    """The last retry failed: record why (auth vs network vs API) and unlock.
+    False if the run no longer exists (nothing to record)."""
     run = SyncRun.objects.filter(pk=run_id).first()
     if run is None:
         log.warning("sync run #%s no longer exists; dropping its task", run_id)
-        return
+        return False
     fail_run(run, _describe(exc))
+    return True
 
 
 def start_all(kind: str, *, triggered_by: str = "") -> dict[str, str]:
-    """Start ``kind`` runs for every enabled provider whose driver supports it."""
+    """Start ``kind`` runs of every provider that ``check_can_start`` allows;
+    the others are listed as skipped, with the reason."""
     outcome: dict[str, str] = {}
-    for provider in CloudProvider.objects.filter(cloud_sync_enabled=True):
+    for provider in CloudProvider.objects.order_by("pk"):
         try:
             run = start_run(provider, kind, triggered_by=triggered_by)
-        except (RunInProgress, DriverError, KeyError) as exc:
+        except (RunInProgress, RunRefused) as exc:
             outcome[provider.name] = f"skipped: {exc}"
         else:
             outcome[provider.name] = f"run #{run.pk}"

@@ -17,9 +17,10 @@ from django.conf import settings
 
 from sync import ingest, journal, names, runs, sweeper
 from sync.batching import ACK, REQUEUE, BatchTask
+from sync.choices import SyncRunStatusChoices as RunStatus
 from sync.db_outage import DatabaseUnavailable, wait_out_outage
 from sync.drivers.base import TemporaryError
-from sync.errors import PlanNotApplicable
+from sync.errors import PlanNotApplicable, RunFailed
 from sync.retries import retry_countdown
 
 __all__ = ["apply_plan", "ingest_task", "replay_events", "run_sync", "sweep", "sync_all"]
@@ -110,16 +111,24 @@ def sweep() -> dict:
 
 @shared_task(bind=True, name=names.RUN_SYNC, acks_late=True, max_retries=None)
 def run_sync(self: Any, run_id: int) -> dict:
-    """Execute a claimed SyncRun; auth/network failures retry the whole listing."""
+    """Execute a claimed SyncRun; auth/network failures retry the whole listing.
+
+    A run that ends failed (recorded on the run first) raises ``RunFailed``:
+    the task is failed in Celery's and Flower's eyes, and its message is
+    acknowledged (no second retry path)."""
     try:
         run = runs.execute_run(run_id)
     except TemporaryError as exc:
         if self.request.retries >= settings.CLOUDSYNC_SYNC_RETRY_MAX:
-            runs.fail_run_by_id(run_id, exc)
-            return {"run": run_id, "status": "failed"}
+            if not runs.fail_run_by_id(run_id, exc):  # the run is gone: nothing failed
+                return {"run": run_id, "status": "gone"}
+            raise RunFailed(f"sync run #{run_id} failed after {self.request.retries} retries: "
+                            f"{exc}") from exc
         countdown = retry_countdown(self.request.retries)
         runs.release_for_retry(run_id, countdown)
         raise self.retry(countdown=countdown, exc=exc) from exc
+    if run.status == RunStatus.FAILED:
+        raise RunFailed(f"sync run #{run.pk} failed: {run.error}")
     return {"run": run.pk, "status": run.status, "drift_healed": run.drift_healed}
 
 

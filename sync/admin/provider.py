@@ -18,9 +18,9 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
 from sync.choices import SyncRunKindChoices as RunKind
-from sync.drivers.base import AuthError, ConfigError, DriverError, NetworkError
+from sync.drivers.base import AuthError, ConfigError, DriverError, DriverNotInstalled, NetworkError
 from sync.drivers.registry import get_driver
-from sync.errors import RunInProgress
+from sync.errors import RunInProgress, RunRefused
 from sync.forms import CloudProviderForm
 from sync.models import (
     CloudFlavor,
@@ -67,8 +67,8 @@ def check_provider_connection(provider: CloudProvider) -> tuple[bool, str]:
         return False, "no driver configured"
     try:
         driver = get_driver(name)
-    except KeyError:
-        return False, f"driver {name!r} is not installed"
+    except DriverNotInstalled as exc:
+        return False, str(exc)
     try:
         result = driver.test_connection(provider.client_config or {})
     except AuthError as exc:
@@ -256,15 +256,8 @@ class CloudProviderAdmin(admin.ModelAdmin):
                 run = start_run(provider, kind, triggered_by=_triggered_by(request))
             except RunInProgress as exc:
                 self.message_user(request, f"{provider}: {exc}", messages.ERROR)
-            except DriverError as exc:
+            except RunRefused as exc:
                 self.message_user(request, f"{provider}: {label} refused: {exc}", messages.ERROR)
-            except KeyError:
-                driver = provider.cloud_sync_driver or "(none)"
-                self.message_user(
-                    request,
-                    f"{provider}: {label} refused: driver {driver!r} is not installed",
-                    messages.ERROR,
-                )
             except Exception as exc:  # e.g. the broker is unreachable
                 log.exception("could not start a %s of provider %s", kind, provider.pk)
                 self.message_user(

@@ -64,7 +64,7 @@ class BaseViewSet(viewsets.GenericViewSet):
     action_permissions: dict[str, list[str]] = {}
 
     def handle_exception(self, exc: Exception) -> Response:
-        if isinstance(exc, errors.RunInProgress | errors.PlanNotApplicable):
+        if isinstance(exc, errors.RunInProgress | errors.RunRefused | errors.PlanNotApplicable):
             exc = Conflict(str(exc))
         elif isinstance(exc, errors.QueueUnavailable | OperationalError | RedisError):
             response = super().handle_exception(BrokerUnavailable())

@@ -21,7 +21,6 @@ from django.db.models.functions import Coalesce
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
@@ -354,11 +353,14 @@ class SyncRunViewSet(mixins.CreateModelMixin, ReadOnlyViewSet):
     @extend_schema(
         summary="Start a sync run",
         description="Queues a full sync, dry run or catch-up of one provider. 409 while a run "
-        "of that provider is running (one at a time) or when its cloud sync is disabled.",
+        "of that provider is running (one at a time), or when the provider cannot start one: "
+        "cloud sync disabled, driver not installed, driver without full sync / catch-up.",
         request=serializers.SyncRunCreateSerializer,
         responses={
             202: serializers.SyncRunSerializer,
-            409: OpenApiResponse(description="A run is already running, or sync is disabled."),
+            409: OpenApiResponse(description="A run is already running, or the provider cannot "
+                                 "start one (sync disabled, driver not installed, or unable "
+                                 "to list)."),
             **ERROR_RESPONSES,
         },
         examples=[
@@ -369,16 +371,9 @@ class SyncRunViewSet(mixins.CreateModelMixin, ReadOnlyViewSet):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         provider = serializer.validated_data["provider"]
-        if not provider.cloud_sync_enabled:
-            raise Conflict(f"cloud sync is disabled for provider {provider}")
-        try:
-            run = runs.start_run(
-                provider, serializer.validated_data["kind"], triggered_by=self.triggered_by()
-            )
-        except KeyError:
-            raise ValidationError(
-                {"provider": f"driver {provider.cloud_sync_driver!r} is not installed"}
-            ) from None
+        run = runs.start_run(
+            provider, serializer.validated_data["kind"], triggered_by=self.triggered_by()
+        )
         run = self.get_queryset().get(pk=run.pk)
         return self.accepted(
             serializers.SyncRunSerializer(run, context=self.get_serializer_context())

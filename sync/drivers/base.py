@@ -30,6 +30,7 @@ __all__ = [
     "ConfigError",
     "Driver",
     "DriverError",
+    "DriverNotInstalled",
     "EventInfo",
     "NetworkError",
     "Snapshot",
@@ -45,6 +46,14 @@ __all__ = [
 
 class DriverError(Exception):
     """Base class of every error a driver raises on purpose."""
+
+
+class DriverNotInstalled(LookupError):
+    """No driver is registered under this name in this process."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"driver {name!r} is not installed")
 
 
 class TemporaryError(DriverError):

@@ -12,9 +12,9 @@ from importlib.metadata import entry_points
 
 from django.conf import settings
 
-from sync.drivers.base import Driver
+from sync.drivers.base import Driver, DriverNotInstalled
 
-__all__ = ["BUILTIN_DRIVERS", "get_driver", "registered_names", "reset_registry"]
+__all__ = ["BUILTIN_DRIVERS", "get_driver", "is_installed", "registered_names", "reset_registry"]
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,15 @@ def _registry() -> dict[str, Driver]:
 
 
 def get_driver(name: str) -> Driver:
-    """The driver registered under ``name`` (KeyError if none)."""
-    return _registry()[name]
+    """The driver registered under ``name``; ``DriverNotInstalled`` if none."""
+    try:
+        return _registry()[name]
+    except KeyError:
+        raise DriverNotInstalled(name) from None
+
+
+def is_installed(name: str) -> bool:
+    return name in _registry()
 
 
 def registered_names() -> list[str]:

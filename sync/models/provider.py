@@ -51,7 +51,7 @@ class CloudProvider(models.Model):
         return self.endpoint_secret
 
     def clean(self) -> None:
-        from sync.drivers.base import ConfigError
+        from sync.drivers.base import ConfigError, DriverNotInstalled
         from sync.drivers.registry import get_driver, registered_names
 
         errors: dict[str, Any] = {}
@@ -62,7 +62,7 @@ class CloudProvider(models.Model):
         elif name:
             try:
                 driver = get_driver(name)
-            except KeyError:
+            except DriverNotInstalled:
                 errors["cloud_sync_driver"] = (
                     f"Unknown driver {name!r}; registered: {', '.join(registered_names())}."
                 )

@@ -74,9 +74,9 @@ def test_snapshot_runs_cannot_be_started_here(admin_api, fake_provider):
     assert "kind" in response.json()
 
 
-def test_start_for_driver_without_full_sync_is_400(admin_api, provider):
+def test_start_for_driver_without_full_sync_is_409(admin_api, provider):
     response = admin_api.post("/api/sync-runs/", {"provider": provider.pk}, format="json")
-    assert response.status_code == 400
+    assert response.status_code == 409
     assert "does not support full sync" in response.json()["detail"]
 
 

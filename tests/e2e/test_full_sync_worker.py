@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pytest
 
+from project.celery import app as celery_app
 from sync import runs
 from sync.choices import SyncRunStatusChoices as RunStatus
 from sync.drivers.openstack import connection
@@ -58,6 +64,51 @@ def test_401_always_fails_the_run_with_authentication_failed(fake, provider, cel
     assert not CloudHost.objects.filter(cloudprovider=provider).exists()
 
 
+@contextmanager
+def flower_view() -> Iterator[dict[str, list[dict]]]:
+    """The task events a monitor such as Flower receives, by type, while the block runs."""
+    seen: dict[str, list[dict]] = {"task-failed": [], "task-succeeded": [], "task-retried": []}
+    receivers: list = []
+
+    def listen() -> None:
+        with celery_app.connection_for_read() as conn:
+            handlers = {kind: seen[kind].append for kind in seen}
+            receivers.append(celery_app.events.Receiver(conn, handlers=handlers))
+            receivers[0].capture(limit=None, timeout=None, wakeup=False)
+
+    thread = threading.Thread(target=listen, daemon=True)
+    thread.start()
+    time.sleep(0.5)  # subscribed before the first event
+    try:
+        yield seen
+    finally:
+        if receivers:
+            receivers[0].should_stop = True
+        thread.join(5)
+
+
+def test_a_failed_sync_is_a_failed_task_for_flower(fake, provider, celery_worker):
+    fake.reject_tokens = True
+    with flower_view() as seen:
+        run = runs.start_run(provider, "full", triggered_by="test")
+        done = wait_for(lambda: finished(run), timeout=30)
+        wait_for(lambda: seen["task-failed"], timeout=10)
+    assert done.status == RunStatus.FAILED
+    [failed] = seen["task-failed"]
+    assert "RunFailed" in failed["exception"] and f"sync run #{run.pk} failed" in failed["exception"]
+    assert len(seen["task-retried"]) == 2  # CLOUDSYNC_SYNC_RETRY_MAX, then failed once
+    assert not [e for e in seen["task-succeeded"] if e["uuid"] == failed["uuid"]]
+
+
+def test_a_succeeded_sync_is_a_succeeded_task_for_flower(fake, provider, celery_worker):
+    with flower_view() as seen:
+        run = runs.start_run(provider, "full", triggered_by="test")
+        done = wait_for(lambda: finished(run), timeout=30)
+        wait_for(lambda: seen["task-succeeded"], timeout=10)
+    assert done.status == RunStatus.SUCCEEDED
+    assert seen["task-failed"] == []
+
+
 def test_the_beat_task_syncs_every_enabled_provider_once(fake, provider, provider_factory, celery_worker):
     from sync.tasks import sync_all
 
@@ -66,8 +117,8 @@ def test_the_beat_task_syncs_every_enabled_provider_once(fake, provider, provide
     noop = provider_factory(cloud_sync_driver="noop")
     outcome = sync_all.apply(kwargs={"kind": "full"}).get()  # what beat sends, run here
     assert outcome[provider.name].startswith("run #")
-    assert outcome[noop.name].startswith("skipped: driver noop does not support full sync")
-    assert disabled.name not in outcome
+    assert outcome[noop.name] == "skipped: driver 'noop' does not support full sync"
+    assert outcome[disabled.name] == f"skipped: cloud sync is disabled for provider {disabled}"
     run = SyncRun.objects.get(cloudprovider=provider)
     done = wait_for(lambda: finished(run), timeout=30)
     assert done.status == RunStatus.SUCCEEDED and done.triggered_by == "beat"

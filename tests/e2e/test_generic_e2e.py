@@ -14,7 +14,7 @@ from sync.choices import HostStatusChoices
 from sync.choices import SyncRunKindChoices as RunKind
 from sync.choices import SyncRunStatusChoices as RunStatus
 from sync.models import CloudFlavor, CloudHost, Event, SyncRun
-from sync.reconcile import apply_plan_of
+from sync.runs import apply_stored_plan
 from tests.e2e.conftest import done, post
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -203,6 +203,6 @@ def test_snapshot_over_the_mass_delete_guard_needs_approval(client, generic, cel
         f"vm-{i}" for i in range(2, 10)
     ]
     # an operator approves: the stored plan deletes exactly those
-    apply_plan_of(run, triggered_by="test")
+    apply_stored_plan(run.pk, triggered_by="test")
     alive = set(CloudHost.objects.filter(cloudprovider=generic).values_list("host_id", flat=True))
     assert alive == {"vm-0", "vm-1"}

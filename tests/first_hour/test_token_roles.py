@@ -40,7 +40,7 @@ def test_operator_replays_and_starts_runs_but_manages_no_provider(client, provid
     assert client.post("/api/events/replay/?status=dead", **auth).status_code == 202
     started = client.post("/api/sync-runs/", {"provider": provider.pk, "kind": "dry_run"},
                           content_type="application/json", **auth)
-    assert started.status_code == 400  # allowed; the noop driver has nothing to list
+    assert started.status_code == 409  # allowed; the noop driver has nothing to list
     assert b"does not support full sync" in started.content
     created = client.post("/api/cloud-providers/", {"name": "x", "cloud_sync_driver": "noop"},
                           content_type="application/json", **auth)

@@ -18,7 +18,6 @@ from sync.choices import SyncRunStatusChoices as RunStatus
 from sync.drivers.openstack import connection
 from sync.drivers.registry import get_driver
 from sync.models import CloudHost, CloudHostIP, SyncRun
-from sync.reconcile import reconcile
 from tests.fake_openstack import FakeOpenStack, fake_openstack_server
 
 pytestmark = [
@@ -155,7 +154,7 @@ def test_events_racing_with_a_full_sync_never_regress_a_host(fake, provider):
 
     snapshot.changes = with_events_midway(snapshot.changes)
     snapshot.started_at = run.started_at
-    reconcile(run, snapshot)
+    runs.reconcile_run(run, snapshot)
     run.refresh_from_db()
     assert run.status == RunStatus.SUCCEEDED
     now = hosts(provider)
@@ -344,5 +343,5 @@ def test_a_pushed_snapshot_without_a_listing_time_resurrects_nothing(provider_fa
     apply(provider, [Change(Kind.HOST, Op.DELETE, "x", {}, make_version(2))])  # event: deleted
     run = runs.claim_run(provider, RunKind.SNAPSHOT)
     listed = Change(Kind.HOST, Op.UPSERT, "x", {"hostname": "x"}, make_version(1), Source.FULL_SYNC)
-    reconcile(run, Snapshot(changes=[listed], kinds=frozenset({Kind.HOST})))
+    runs.reconcile_run(run, Snapshot(changes=[listed], kinds=frozenset({Kind.HOST})))
     assert "x" not in hosts(provider)

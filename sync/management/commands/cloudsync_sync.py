@@ -26,9 +26,10 @@ class Command(BaseCommand):
         provider = provider_arg(opts["provider"])
         kind = RunKind.DRY_RUN if opts["dry_run"] else RunKind.CATCH_UP if opts["catch_up"] else RunKind.FULL
         try:
+            runs.check_can_start(provider, kind)
             run = runs.claim_run(provider, kind, triggered_by="cloudsync_sync")
-        except errors.RunInProgress as exc:
-            raise CommandError(str(exc)) from exc
+        except (errors.RunRefused, errors.RunInProgress) as exc:
+            raise CommandError(f"{provider}: {exc}") from exc
         try:
             run = runs.execute_run(run.pk)
         except DriverError as exc:  # temporary errors: no Celery retry here, fail the run

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from sync.drivers.base import AuthError, DriverError, NetworkError
+from sync.drivers.base import AuthError, DriverError, DriverNotInstalled, NetworkError
 from sync.drivers.registry import get_driver
 from sync.management.commands._common import provider_arg
 
@@ -22,8 +22,8 @@ class Command(BaseCommand):
         provider = provider_arg(opts["provider"])
         try:
             driver = get_driver(provider.cloud_sync_driver)
-        except KeyError as exc:
-            raise CommandError(f"driver {provider.cloud_sync_driver!r} is not installed") from exc
+        except DriverNotInstalled as exc:
+            raise CommandError(str(exc)) from exc
         try:
             seen = driver.test_connection(provider.client_config)
         except NotImplementedError as exc:
