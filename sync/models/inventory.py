@@ -151,7 +151,7 @@ class CloudHost(SyncedModel):
     # The ports named by the newest complete port list seen for this host
     # (its version: ``field_versions["port_ids"]``; none = never listed).
     # A register like any other field; ``CloudPort.host`` is decided from it
-    # and the ports' own claims (sync.addresses).
+    # and the ports' own claims (sync.apply.addresses).
     port_ids = models.JSONField(blank=True, default=list, editable=False)
 
     class Meta(SyncedModel.Meta):
@@ -167,7 +167,7 @@ class CloudPort(SyncedModel):
     """A network attachment that carries addresses: a Neutron port, an AWS
     ENI or a floating IP (``port_id`` "fip:<id>", bound to ``parent_port_id``).
 
-    ``host`` is the attachment as it stands; it is derived (sync.addresses)
+    ``host`` is the attachment as it stands; it is derived (sync.apply.addresses)
     from registers that converge in any order: ``claimed_host`` (the host the
     newest statement about this port names, its own event's or a host's
     complete port list's; version ``field_versions["claimed_host_id"]``), the
