@@ -342,6 +342,6 @@ class ChunkAddresses:
         """The port-less address rows of the chunk's hosts."""
         loaded: dict[int, list] = defaultdict(list)
         qs = CloudHostIP.objects.filter(host_id__in=self.row_pks, port__isnull=True)
-        for ip in qs.values_list("host_id", "address", "version", "kind", "mac"):
+        for ip in qs.values_list("host_id", *CloudHostIP.address_fields):
             loaded[ip[0]].append(tuple(ip[1:]))
         return {k: sorted(v) for k, v in loaded.items()}
