@@ -20,6 +20,7 @@ __all__ = [
     "FIELDS",
     "Kind",
     "Op",
+    "SYNCED_FIELDS",
     "Source",
     "make_version",
     "parse_timestamp",
@@ -45,46 +46,46 @@ class Source(StrEnum):
     CATCH_UP = "catch_up"
 
 
-# The fields a change may carry, per kind. References (``flavor``, ``image``,
-# ``project``, ``host``) are external ids; apply resolves them, creating
-# placeholder rows for ids it has not seen yet.
-FIELDS: dict[Kind, frozenset[str]] = {
-    Kind.HOST: frozenset(
-        {
-            "hostname",  # display name / Name tag
-            "status",  # sync.choices.HostStatus value
-            "flavor",  # external flavor id
-            "image",  # external image id (also kept raw as image_ref)
-            "project",  # external project id
-            "hypervisor",  # compute host name
-            "tags",  # list[str]
-            "metadata",  # dict[str, str]
-            "addresses",  # list of address dicts: the host's port-less IP set
-            "port_ids",  # list[str]: the host's complete set of ports (others detach)
-            "launched_at",  # ISO timestamp or None
-        }
+# The fields a change may carry, per kind, declared once, in the order the
+# admin and the API show them: ``FIELDS``, the models' ``synced_fields`` (and
+# through them the admin, the API serializers and filtersets) derive from
+# these. References (``flavor``, ``image``, ``project``, ``host``) are external
+# ids; apply resolves them (``sync.apply.references``), creating placeholder
+# rows for ids it has not seen yet.
+SYNCED_FIELDS: dict[Kind, tuple[str, ...]] = {
+    Kind.HOST: (
+        "hostname",  # display name / Name tag
+        "status",  # sync.choices.HostStatus value
+        "flavor",  # external flavor id
+        "image",  # external image id (also kept raw as image_ref)
+        "project",  # external project id
+        "hypervisor",  # compute host name
+        "tags",  # list[str]
+        "metadata",  # dict[str, str]
+        "addresses",  # list of address dicts: the host's port-less IP set
+        "port_ids",  # list[str]: the host's complete set of ports (others detach)
+        "launched_at",  # ISO timestamp or None
     ),
-    Kind.FLAVOR: frozenset(
-        {"name", "cores", "memory", "disk", "extra_specs", "is_public"}
+    Kind.FLAVOR: ("name", "cores", "memory", "disk", "extra_specs", "is_public"),
+    Kind.IMAGE: (
+        "name",
+        "status",
+        "os_distro",
+        "os_version",
+        "architecture",
+        "min_disk",
+        "min_ram",
+        "visibility",
     ),
-    Kind.IMAGE: frozenset(
-        {
-            "name",
-            "status",
-            "os_distro",
-            "os_version",
-            "architecture",
-            "min_disk",
-            "min_ram",
-            "visibility",
-        }
-    ),
-    Kind.PROJECT: frozenset({"name", "domain", "enabled"}),
+    Kind.PROJECT: ("name", "domain", "enabled"),
     # One host_ip object is one network attachment (a Neutron port, an AWS
     # ENI, a floating IP): external_id is its id; ``addresses`` is the whole
     # set of addresses it carries; ``host`` the external host id (None when
     # detached); ``port_id`` lets a floating IP find its host through a port.
-    Kind.HOST_IP: frozenset({"host", "port_id", "addresses"}),
+    Kind.HOST_IP: ("host", "port_id", "addresses"),
+}
+FIELDS: dict[Kind, frozenset[str]] = {
+    kind: frozenset(names) for kind, names in SYNCED_FIELDS.items()
 }
 
 # An address dict in ``addresses``:

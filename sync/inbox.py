@@ -32,7 +32,7 @@ from django.db.models import F, Q, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
-from sync import bulk
+from sync.apply import bulk
 from sync.choices import EventStatusChoices as Status
 from sync.drivers.base import BadPayload, Driver, EventInfo, body_hash
 from sync.jsonsafety import lossless_text, parse, unstorable_reason

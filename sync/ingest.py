@@ -31,8 +31,8 @@ from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from sync import bulk, inbox, names, queueing
-from sync.apply import apply
+from sync import inbox, names, queueing
+from sync.apply import apply, bulk
 from sync.choices import EventStatusChoices as Status
 from sync.db_outage import is_transient, is_unavailable
 from sync.drivers.base import BadPayload, Driver, DriverNotInstalled, TemporaryError, Translation

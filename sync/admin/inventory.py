@@ -11,7 +11,15 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from sync.admin.common import DeletedListFilter, ReadOnlyAdminMixin, pretty_json
-from sync.models import CloudFlavor, CloudHost, CloudHostIP, CloudImage, CloudPort, CloudProject
+from sync.models import (
+    CloudFlavor,
+    CloudHost,
+    CloudHostIP,
+    CloudImage,
+    CloudPort,
+    CloudProject,
+    SyncedModel,
+)
 
 __all__ = [
     "CloudFlavorAdmin",
@@ -20,17 +28,34 @@ __all__ = [
     "CloudPortAdmin",
     "CloudProjectAdmin",
     "InventoryAdmin",
+    "inventory_columns",
+    "inventory_fieldsets",
 ]
 
-BOOKKEEPING = (
-    "source_version",
-    "last_seen_at",
-    "last_event_at",
-    "last_synced_by",
-    "deleted_at",
-    "created_at",
-    "modified_at",
-)
+
+def inventory_columns(model: type[SyncedModel], *, leave_out: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """``list_display``: the row's name, external id and provider, then its
+    other synced fields (but ``leave_out``), then whether it is live."""
+    name, *rest = model.synced_fields
+    shown = (f for f in rest if f not in leave_out)
+    return (name, model.external_id_field, "cloudprovider", *shown, "is_live")
+
+
+def inventory_fieldsets(
+    model: type[SyncedModel],
+    *,
+    leave_out: tuple[str, ...] = (),
+    more: tuple[str, ...] = (),
+    extra: tuple = (),
+) -> tuple:
+    """The provider, the external id and the synced fields (but ``leave_out``;
+    ``more`` after them), the ``extra`` fieldsets, then the bookkeeping."""
+    shown = (f for f in model.synced_fields if f not in leave_out)
+    return (
+        (None, {"fields": ("cloudprovider", model.external_id_field, *shown, *more)}),
+        *extra,
+        ("Sync bookkeeping", {"fields": model.bookkeeping_fields}),
+    )
 
 
 class InventoryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
@@ -56,7 +81,7 @@ class InventoryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 class CloudHostIPInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = CloudHostIP
     fk_name = "host"
-    fields = ("address", "version", "kind", "mac", "port")
+    fields = (*CloudHostIP.address_fields, "port")
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -67,7 +92,7 @@ class CloudHostIPInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 class PortIPInline(CloudHostIPInline):
     fk_name = "port"
-    fields = ("address", "version", "kind", "mac", "host")
+    fields = (*CloudHostIP.address_fields, "host")
     readonly_fields = fields
 
 
@@ -90,26 +115,10 @@ class CloudHostAdmin(InventoryAdmin):
     list_select_related = ("cloudprovider", "cloudflavor", "image", "project")
     search_fields = ("host_id", "hostname", "ips__address")
     inlines = (CloudHostIPInline,)
-    fieldsets = (
-        (
-            None,
-            {
-                "fields": (
-                    "cloudprovider",
-                    "host_id",
-                    "hostname",
-                    "status",
-                    "project",
-                    "cloudflavor",
-                    "image",
-                    "image_ref",
-                    "hypervisor",
-                    "launched_at",
-                )
-            },
-        ),
-        ("Tags and metadata", {"fields": ("tags_pretty", "metadata_pretty")}),
-        ("Sync bookkeeping", {"fields": BOOKKEEPING}),
+    fieldsets = inventory_fieldsets(
+        CloudHost,
+        leave_out=("ips", "tags", "metadata"),  # the inline and the pretty fieldset show them
+        extra=(("Tags and metadata", {"fields": ("tags_pretty", "metadata_pretty")}),),
     )
     readonly_fields = ("tags_pretty", "metadata_pretty")
 
@@ -124,37 +133,11 @@ class CloudHostAdmin(InventoryAdmin):
 
 @admin.register(CloudFlavor)
 class CloudFlavorAdmin(InventoryAdmin):
-    list_display = (
-        "name",
-        "flavor_id",
-        "cloudprovider",
-        "cores",
-        "memory",
-        "disk",
-        "is_public",
-        "is_live",
-    )
+    list_display = inventory_columns(CloudFlavor, leave_out=("extra_specs",))
     list_display_links = ("name", "flavor_id")
     list_filter = ("cloudprovider", "is_public", DeletedListFilter)
     search_fields = ("flavor_id", "name")
-    fieldsets = (
-        (
-            None,
-            {
-                "fields": (
-                    "cloudprovider",
-                    "flavor_id",
-                    "name",
-                    "cores",
-                    "memory",
-                    "disk",
-                    "is_public",
-                    "extra_specs_pretty",
-                )
-            },
-        ),
-        ("Sync bookkeeping", {"fields": BOOKKEEPING}),
-    )
+    fieldsets = inventory_fieldsets(CloudFlavor, leave_out=("extra_specs",), more=("extra_specs_pretty",))
     readonly_fields = ("extra_specs_pretty",)
 
     @admin.display(description="extra specs")
@@ -164,61 +147,26 @@ class CloudFlavorAdmin(InventoryAdmin):
 
 @admin.register(CloudImage)
 class CloudImageAdmin(InventoryAdmin):
-    list_display = (
-        "name",
-        "image_id",
-        "cloudprovider",
-        "status",
-        "os_distro",
-        "os_version",
-        "architecture",
-        "visibility",
-        "is_live",
-    )
+    list_display = inventory_columns(CloudImage, leave_out=("min_disk", "min_ram"))
     list_display_links = ("name", "image_id")
     list_filter = ("cloudprovider", "status", "os_distro", "visibility", DeletedListFilter)
     search_fields = ("image_id", "name", "os_distro")
-    fieldsets = (
-        (
-            None,
-            {
-                "fields": (
-                    "cloudprovider",
-                    "image_id",
-                    "name",
-                    "status",
-                    "os_distro",
-                    "os_version",
-                    "architecture",
-                    "min_disk",
-                    "min_ram",
-                    "visibility",
-                )
-            },
-        ),
-        ("Sync bookkeeping", {"fields": BOOKKEEPING}),
-    )
+    fieldsets = inventory_fieldsets(CloudImage)
 
 
 @admin.register(CloudProject)
 class CloudProjectAdmin(InventoryAdmin):
-    list_display = ("name", "project_id", "cloudprovider", "domain", "enabled", "is_live")
+    list_display = inventory_columns(CloudProject)
     list_display_links = ("name", "project_id")
     list_filter = ("cloudprovider", "enabled", DeletedListFilter)
     search_fields = ("project_id", "name", "domain")
-    fieldsets = (
-        (None, {"fields": ("cloudprovider", "project_id", "name", "domain", "enabled")}),
-        ("Sync bookkeeping", {"fields": BOOKKEEPING}),
-    )
+    fieldsets = inventory_fieldsets(CloudProject)
 
 
 @admin.register(CloudPort)
 class CloudPortAdmin(InventoryAdmin):
-    list_display = ("port_id", "cloudprovider", "host", "parent_port_id", "is_live")
+    list_display = ("port_id", "cloudprovider", *CloudPort.synced_fields, "is_live")
     list_select_related = ("cloudprovider", "host")
     search_fields = ("port_id", "parent_port_id", "host__host_id", "ips__address")
     inlines = (PortIPInline,)
-    fieldsets = (
-        (None, {"fields": ("cloudprovider", "port_id", "host", "parent_port_id")}),
-        ("Sync bookkeeping", {"fields": BOOKKEEPING}),
-    )
+    fieldsets = inventory_fieldsets(CloudPort)

@@ -17,11 +17,11 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
+from sync.admin.forms import CloudProviderForm
 from sync.choices import SyncRunKindChoices as RunKind
 from sync.drivers.base import AuthError, ConfigError, DriverError, DriverNotInstalled, NetworkError
 from sync.drivers.registry import get_driver
 from sync.errors import RunInProgress, RunRefused
-from sync.forms import CloudProviderForm
 from sync.models import (
     CloudFlavor,
     CloudHost,

@@ -31,6 +31,7 @@ from sync.models import (
     CloudProject,
     CloudProvider,
     Event,
+    SyncedModel,
     SyncRun,
 )
 
@@ -210,6 +211,14 @@ class SyncedFilterSet(FilterSet):
         return super().filter_queryset(queryset)
 
 
+def synced_filter_fields(
+    model: type[SyncedModel], *, leave_out: tuple[str, ...] = ()
+) -> list[str]:
+    """``Meta.fields`` of a synced model: its external id and its synced
+    fields (but ``leave_out``), filtered by exact value."""
+    return [model.external_id_field, *(f for f in model.synced_fields if f not in leave_out)]
+
+
 def provider_q(values: list[str], field: str) -> Q:
     """Match providers by id (numeric values) or by name."""
     q = Q(**{f"{field}__name__in": values})
@@ -224,7 +233,7 @@ class CloudProjectFilterSet(SyncedFilterSet):
 
     class Meta:
         model = CloudProject
-        fields = ["project_id", "name", "domain", "enabled"]
+        fields = synced_filter_fields(CloudProject)
 
 
 class CloudFlavorFilterSet(SyncedFilterSet):
@@ -232,7 +241,7 @@ class CloudFlavorFilterSet(SyncedFilterSet):
 
     class Meta:
         model = CloudFlavor
-        fields = ["flavor_id", "name", "cores", "memory", "disk", "is_public"]
+        fields = synced_filter_fields(CloudFlavor, leave_out=("extra_specs",))
 
 
 class CloudImageFilterSet(SyncedFilterSet):
@@ -240,15 +249,7 @@ class CloudImageFilterSet(SyncedFilterSet):
 
     class Meta:
         model = CloudImage
-        fields = [
-            "image_id",
-            "name",
-            "status",
-            "os_distro",
-            "os_version",
-            "architecture",
-            "visibility",
-        ]
+        fields = synced_filter_fields(CloudImage, leave_out=("min_disk", "min_ram"))
 
 
 class CloudHostFilterSet(SyncedFilterSet):

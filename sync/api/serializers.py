@@ -20,6 +20,7 @@ from sync.models import (
     CloudProject,
     CloudProvider,
     Event,
+    SyncedModel,
     SyncRun,
 )
 
@@ -39,15 +40,15 @@ __all__ = [
     "SyncRunSerializer",
 ]
 
-SYNCED_FIELDS = (
-    "source_version",
-    "last_seen_at",
-    "last_event_at",
-    "last_synced_by",
-    "deleted_at",
-    "created_at",
-    "modified_at",
-)
+# What the API calls the model attributes it renames (nested/related representations).
+API_NAMES = {"cloudflavor": "flavor", "ips": "ip_addresses"}
+
+
+def inventory_fields(model: type[SyncedModel]) -> list[str]:
+    """``Meta.fields`` of a synced model: id, url, provider, external id, the
+    synced fields (as the API names them), then the bookkeeping."""
+    synced = [API_NAMES.get(name, name) for name in model.synced_fields]
+    return ["id", "url", "provider", model.external_id_field, *synced, *model.bookkeeping_fields]
 
 
 class ValidatedModelSerializer(serializers.ModelSerializer):
@@ -205,16 +206,7 @@ class CloudProjectSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = CloudProject
-        fields = [
-            "id",
-            "url",
-            "provider",
-            "project_id",
-            "name",
-            "domain",
-            "enabled",
-            *SYNCED_FIELDS,
-        ]
+        fields = inventory_fields(CloudProject)
 
 
 class CloudFlavorSerializer(serializers.ModelSerializer):
@@ -223,19 +215,7 @@ class CloudFlavorSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = CloudFlavor
-        fields = [
-            "id",
-            "url",
-            "provider",
-            "flavor_id",
-            "name",
-            "cores",
-            "memory",
-            "disk",
-            "extra_specs",
-            "is_public",
-            *SYNCED_FIELDS,
-        ]
+        fields = inventory_fields(CloudFlavor)
 
 
 class CloudImageSerializer(serializers.ModelSerializer):
@@ -244,21 +224,7 @@ class CloudImageSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = CloudImage
-        fields = [
-            "id",
-            "url",
-            "provider",
-            "image_id",
-            "name",
-            "status",
-            "os_distro",
-            "os_version",
-            "architecture",
-            "min_disk",
-            "min_ram",
-            "visibility",
-            *SYNCED_FIELDS,
-        ]
+        fields = inventory_fields(CloudImage)
 
 
 class CloudHostIPSerializer(serializers.ModelSerializer):
@@ -268,7 +234,7 @@ class CloudHostIPSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = CloudHostIP
-        fields = ["address", "version", "kind", "mac", "port_id"]
+        fields = [*CloudHostIP.address_fields, "port_id"]
 
 
 class CloudHostSerializer(serializers.ModelSerializer):
@@ -281,24 +247,7 @@ class CloudHostSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = CloudHost
-        fields = [
-            "id",
-            "url",
-            "provider",
-            "host_id",
-            "hostname",
-            "status",
-            "project",
-            "flavor",
-            "image",
-            "image_ref",
-            "hypervisor",
-            "ip_addresses",
-            "tags",
-            "metadata",
-            "launched_at",
-            *SYNCED_FIELDS,
-        ]
+        fields = inventory_fields(CloudHost)
 
 
 # --- events -----------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from django.db import models
 
+from sync.changes import SYNCED_FIELDS, Kind
 from sync.choices import HostIPKindChoices, HostStatusChoices
 
 __all__ = [
@@ -32,6 +33,19 @@ class SyncedModel(models.Model):
     """Bookkeeping shared by every synced row."""
 
     external_id_field: str = ""
+    # The synced attributes, in the order the admin and the API show them
+    # (the admin, the serializers and the filtersets derive their lists).
+    synced_fields: tuple[str, ...] = ()
+    # What sync records about a row, shown after its fields.
+    bookkeeping_fields: tuple[str, ...] = (
+        "source_version",
+        "last_seen_at",
+        "last_event_at",
+        "last_synced_by",
+        "deleted_at",
+        "created_at",
+        "modified_at",
+    )
 
     cloudprovider = models.ForeignKey("sync.CloudProvider", on_delete=models.CASCADE)
     source_version = models.CharField(max_length=80, blank=True, default="")
@@ -67,6 +81,7 @@ class CloudProject(SyncedModel):
     """A project / tenant / account."""
 
     external_id_field = "project_id"
+    synced_fields = SYNCED_FIELDS[Kind.PROJECT]
     project_id = models.CharField(max_length=255)
     name = models.CharField(max_length=255, blank=True, default="")
     domain = models.CharField(max_length=255, blank=True, default="")
@@ -85,6 +100,7 @@ class CloudFlavor(SyncedModel):
     """A flavor / instance type."""
 
     external_id_field = "flavor_id"
+    synced_fields = SYNCED_FIELDS[Kind.FLAVOR]
     flavor_id = models.CharField(max_length=255)
     name = models.CharField(max_length=255, blank=True, default="")
     cores = models.PositiveIntegerField(null=True, blank=True)
@@ -106,6 +122,7 @@ class CloudImage(SyncedModel):
     """An image / AMI."""
 
     external_id_field = "image_id"
+    synced_fields = SYNCED_FIELDS[Kind.IMAGE]
     image_id = models.CharField(max_length=255)
     name = models.CharField(max_length=255, blank=True, default="")
     status = models.CharField(max_length=50, blank=True, default="")
@@ -129,6 +146,21 @@ class CloudHost(SyncedModel):
     """A virtual machine."""
 
     external_id_field = "host_id"
+    # The change's fields as stored: references resolved to rows (and the raw
+    # image id), ``addresses`` as the ``ips`` rows; ``port_ids`` is internal.
+    synced_fields = (
+        "hostname",
+        "status",
+        "project",
+        "cloudflavor",
+        "image",
+        "image_ref",
+        "hypervisor",
+        "ips",
+        "tags",
+        "metadata",
+        "launched_at",
+    )
     host_id = models.CharField(max_length=255)
     hostname = models.CharField(max_length=255, blank=True, default="", db_index=True)
     status = models.CharField(
@@ -151,7 +183,7 @@ class CloudHost(SyncedModel):
     # The ports named by the newest complete port list seen for this host
     # (its version: ``field_versions["port_ids"]``; none = never listed).
     # A register like any other field; ``CloudPort.host`` is decided from it
-    # and the ports' own claims (sync.addresses).
+    # and the ports' own claims (sync.apply.addresses).
     port_ids = models.JSONField(blank=True, default=list, editable=False)
 
     class Meta(SyncedModel.Meta):
@@ -167,7 +199,7 @@ class CloudPort(SyncedModel):
     """A network attachment that carries addresses: a Neutron port, an AWS
     ENI or a floating IP (``port_id`` "fip:<id>", bound to ``parent_port_id``).
 
-    ``host`` is the attachment as it stands; it is derived (sync.addresses)
+    ``host`` is the attachment as it stands; it is derived (sync.apply.addresses)
     from registers that converge in any order: ``claimed_host`` (the host the
     newest statement about this port names, its own event's or a host's
     complete port list's; version ``field_versions["claimed_host_id"]``), the
@@ -175,6 +207,7 @@ class CloudPort(SyncedModel):
     """
 
     external_id_field = "port_id"
+    synced_fields = ("host", "parent_port_id")  # what the admin shows; the rest is internal
     port_id = models.CharField(max_length=255)
     host = models.ForeignKey(
         CloudHost, null=True, blank=True, on_delete=models.SET_NULL, related_name="ports"
@@ -208,6 +241,10 @@ class CloudPort(SyncedModel):
 class CloudHostIP(models.Model):
     """One address of a host. Rows with a ``port`` come from that port;
     rows without one are the host's own address list (e.g. legacy Nova)."""
+
+    # An address, in the order of an address row (sync.apply.addresses) and of
+    # the admin and the API.
+    address_fields: tuple[str, ...] = ("address", "version", "kind", "mac")
 
     host = models.ForeignKey(
         CloudHost, null=True, blank=True, on_delete=models.CASCADE, related_name="ips"

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sync.changes import Change, Kind, Op, Source, make_version, parse_timestamp
+from sync.changes import SYNCED_FIELDS, Change, Kind, Op, Source, make_version, parse_timestamp
 from sync.drivers.openstack.status import host_status
 
 __all__ = [
@@ -37,17 +37,6 @@ __all__ = [
     "server_change",
     "version_of",
 ]
-
-IMAGE_FIELDS = (
-    "name",
-    "status",
-    "os_distro",
-    "os_version",
-    "architecture",
-    "min_disk",
-    "min_ram",
-    "visibility",
-)
 
 
 def version_of(updated: Any, fallback: datetime | None) -> str:
@@ -103,7 +92,7 @@ def flavor_change(
 
 def image_change(image: Mapping[str, Any], source: Source, started: datetime) -> Change:
     # Glance omits unset properties: absent means "none" here, not "hidden".
-    fields = {key: image.get(key) for key in IMAGE_FIELDS}
+    fields = {key: image.get(key) for key in SYNCED_FIELDS[Kind.IMAGE]}
     fields["name"] = fields["name"] or ""
     return Change(
         kind=Kind.IMAGE,

@@ -14,7 +14,7 @@ instance's network info cache as it stands when the notification is sent
 network info), so every completed action states the host's complete port
 set at its version. Taking it from all of them makes the newest statement
 win (an ``update`` listing no port, then a ``power_off.end`` listing it
-again: the port is attached), as ``sync.addresses`` decides membership.
+again: the port is attached), as ``sync.apply.addresses`` decides membership.
 
 Flavor external id = Nova's ``flavorid`` (the ``id`` the flavors API shows and
 the server's ``flavor.id`` before microversion 2.47): versioned

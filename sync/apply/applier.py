@@ -1,53 +1,29 @@
-"""``apply()``: the only code that writes inventory rows.
-
-Events, catch-ups and full syncs all end here. The rules (DESIGN §5):
-
-* idempotent: the same change twice leaves the same state;
-* ordered per field: each field remembers the version that set it
-  (``field_versions``); a change sets a field only if it is at least as new,
-  so an older change never overwrites newer data but may still fill a field
-  no newer change has spoken about, and every order of the same changes
-  converges to the same row;
-* tombstones: a delete always wins and keeps the row (``deleted_at``) with the
-  highest version seen; only a full sync listing the object with a newer
-  version brings it back. Events never resurrect;
-* references (flavor, image, project, host) are external ids; unknown ones
-  get placeholder rows, so an event never fails because its flavor is late;
-* port membership (which host a port is on) is derived from registers too:
-  a port's newest claim and its host's newest complete port list
-  (``sync.addresses``), so it converges like every other field;
-* concurrency: the rows of a batch are locked (``select_for_update``, in pk
-  order) inside one short transaction; missing rows are inserted first with
-  ``ON CONFLICT DO NOTHING`` so two workers never race on a create.
-
-Work is done per kind in bulk: a handful of queries per batch, not per change.
-"""
+"""One chunk of changes of one kind, applied in bulk (``sync.apply``)."""
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from django.db import models, transaction
-from django.utils import timezone
+from django.db import models
 
-from sync import bulk
-from sync.addresses import (
+from sync.apply import bulk
+from sync.apply.addresses import (
+    ChunkAddresses,
     address_rows,
     apply_port_lists,
     decide,
     save,
     write_host_addresses,
 )
+from sync.apply.references import references_of, resolve
+from sync.apply.result import ApplyResult, Outcome
 from sync.changes import Change, Kind, Op, Source, parse_timestamp
 from sync.choices import HostStatusChoices
 from sync.models import (
     CloudFlavor,
     CloudHost,
-    CloudHostIP,
     CloudImage,
     CloudPort,
     CloudProject,
@@ -55,7 +31,7 @@ from sync.models import (
     SyncedModel,
 )
 
-__all__ = ["ApplyResult", "Outcome", "apply", "MODEL_FOR_KIND"]
+__all__ = ["KIND_ORDER", "MODEL_FOR_KIND", "KindApplier"]
 
 MODEL_FOR_KIND: dict[Kind, type[SyncedModel]] = {
     Kind.PROJECT: CloudProject,
@@ -66,81 +42,6 @@ MODEL_FOR_KIND: dict[Kind, type[SyncedModel]] = {
 }
 # Referenced kinds first, so their rows exist when referrers are written.
 KIND_ORDER = (Kind.PROJECT, Kind.FLAVOR, Kind.IMAGE, Kind.HOST, Kind.HOST_IP)
-CHUNK = 1000
-
-
-class Outcome:
-    CREATED = "created"
-    UPDATED = "updated"
-    UNCHANGED = "unchanged"
-    DELETED = "deleted"
-    STALE = "stale"
-
-
-@dataclass
-class ApplyResult:
-    """What an apply did: counts per kind and outcome, and each change's outcome."""
-
-    counts: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
-    outcomes: list[tuple[Change, str]] = field(default_factory=list)
-    # external id -> {field: [old, new]} per kind, when asked (dry runs, drift reports)
-    diffs: dict[str, dict[str, dict[str, list]]] | None = None
-
-    def add(self, change: Change, outcome: str) -> None:
-        self.counts[change.kind.value][outcome] += 1
-        self.outcomes.append((change, outcome))
-
-    def total(self, outcome: str) -> int:
-        return sum(c[outcome] for c in self.counts.values())
-
-    def as_dict(self) -> dict[str, dict[str, int]]:
-        return {kind: dict(counter) for kind, counter in sorted(self.counts.items())}
-
-    def merge(self, other: ApplyResult) -> None:
-        for kind, counter in other.counts.items():
-            self.counts[kind].update(counter)
-        self.outcomes.extend(other.outcomes)
-        if other.diffs and self.diffs is not None:
-            for kind, objs in other.diffs.items():
-                self.diffs.setdefault(kind, {}).update(objs)
-
-
-def apply(
-    provider: CloudProvider,
-    changes: Iterable[Change],
-    *,
-    now: datetime | None = None,
-    keep_outcomes: bool = True,
-    record_diffs: bool = False,
-    listed_at: datetime | None = None,
-) -> ApplyResult:
-    """Apply changes to one provider's inventory in one transaction.
-
-    ``record_diffs`` also reports, per object, each field's old and new value.
-    ``listed_at`` (full syncs): when the listing began. A listed object whose
-    tombstone is older than that exists after all and comes back, whatever
-    the versions say (a cloud's ``updated_at`` may predate our deletion).
-    """
-    now = now or timezone.now()
-    by_kind: dict[Kind, list[Change]] = defaultdict(list)
-    for change in changes:
-        by_kind[change.kind].append(change)
-    result = ApplyResult(diffs={} if record_diffs else None)
-    with transaction.atomic():
-        for kind in KIND_ORDER:
-            group = by_kind.get(kind)
-            for start in range(0, len(group or ()), CHUNK):
-                _KindApplier(
-                    provider, kind, group[start : start + CHUNK], now, result, listed_at
-                ).run()
-    if not keep_outcomes:
-        result.outcomes.clear()
-    return result
-
-
-def _is_empty(value: Any) -> bool:
-    return value is None or value == "" or value == [] or value == {}
-
 
 _BOOKKEEPING = frozenset({"source_version", "field_versions", "last_synced_by", "last_event_at"})
 # Changed on every row a sync touches; alone, they do not make a row "modified".
@@ -172,7 +73,7 @@ def _parent_port(change: Change) -> str:
     return "" if value == change.external_id else value
 
 
-class _KindApplier:
+class KindApplier:
     """Applies one chunk of changes of one kind."""
 
     def __init__(
@@ -193,51 +94,29 @@ class _KindApplier:
         self.result = result
         self.dirty: dict[int, set[str]] = defaultdict(set)
         self.seen: set[int] = set()
-        self.addresses: dict[int, list] = {}  # row pk -> new address rows
+        self.ips = ChunkAddresses(ports=kind == Kind.HOST_IP)
         # Hosts: every complete port list seen (host pk, port ids, version),
         # and the hosts whose stored list or tombstone changed.
         self.port_lists: list[tuple[int, list[str], str]] = []
         self.membership_hosts: set[int] = set()
         self.version = ""  # of the change being applied
-        self.refs: dict[str, dict[str, int]] = {}
-        self.row_pks: list[int] = []
+        self.references = references_of(kind)
+        self.refs: dict[str, dict[str, int]] = {}  # change field -> {external id: pk}
 
     # -- driver ------------------------------------------------------------
     def run(self) -> None:
         ids = list(dict.fromkeys(c.external_id for c in self.changes))
         # References first (placeholders inserted, hosts and bound ports
         # share-locked), then our rows: every apply locks in that order.
-        self._resolve_refs()
+        self.refs = resolve(self.provider, self.references, self.changes)
         if self.kind == Kind.HOST_IP:
             self._lock_claimed(set(ids))
         rows = bulk.ensure_rows(self.provider, self.model, ids, lock=True)
-        self.row_pks = [r.pk for r in rows.values()]
+        self.ips.row_pks = [r.pk for r in rows.values()]
         for change in self.changes:
             row = rows[change.external_id]
             self.result.add(change, self._apply_one(row, change))
         self._flush(rows)
-
-    def _resolve_refs(self) -> None:
-        wanted: dict[str, set[str]] = defaultdict(set)
-        for change in self.changes:
-            if change.op != Op.UPSERT:
-                continue
-            f = change.fields
-            if self.kind == Kind.HOST:
-                for name in ("flavor", "image", "project"):
-                    if f.get(name):
-                        wanted[name].add(str(f[name]))
-            elif self.kind == Kind.HOST_IP and f.get("host"):
-                wanted["host"].add(str(f["host"]))
-        models_for = {
-            "flavor": CloudFlavor,
-            "image": CloudImage,
-            "project": CloudProject,
-            "host": CloudHost,
-        }
-        self.refs = {
-            name: bulk.ref_ids(self.provider, models_for[name], ids) for name, ids in wanted.items()
-        }
 
     def _lock_claimed(self, ids: set[str]) -> None:
         """A port change decides its attachment from the claimed host's port
@@ -262,7 +141,7 @@ class _KindApplier:
         tombstoned = row.deleted_at is not None and not getattr(row, "died_with_host", False)
         if self.kind == Kind.HOST and "port_ids" in change.fields:
             # Every complete list claims the ports it names, even an old one:
-            # in order, it attached them at its version (sync.addresses).
+            # in order, it attached them at its version (sync.apply.addresses).
             ports = sorted({str(p) for p in change.fields["port_ids"] or ()})
             self.port_lists.append((row.pk, ports, change.version))
         if (
@@ -326,7 +205,7 @@ class _KindApplier:
         if self.kind == Kind.HOST:
             self._set(row, "status", HostStatusChoices.DELETED)
             self.membership_hosts.add(row.pk)  # its ports die with it
-            self.addresses[row.pk] = []
+            self.ips.new[row.pk] = []
         if self.kind == Kind.HOST_IP:
             self._set(row, "addresses", [])
         self._touch(row, change)
@@ -346,7 +225,7 @@ class _KindApplier:
                 diff = self.result.diffs.setdefault(self.kind.value, {})
                 diff.setdefault(row.external_id, {})[attr] = [_plain(old), _plain(value)]
         if attr == "addresses":
-            self.addresses[row.pk] = value
+            self.ips.new[row.pk] = value
             if self.kind == Kind.HOST:  # the host's port-less rows
                 return
             value = [list(a) for a in value]  # a port keeps its set on the row
@@ -359,14 +238,9 @@ class _KindApplier:
         values: dict[str, Any] = {}
         for name, value in change.fields.items():
             if name == "host" and self.kind == Kind.HOST_IP and _parent_port(change):
-                continue  # a floating IP follows the host of its port (sync.addresses)
-            if name in ("flavor", "image", "project", "host"):
-                attr = {"flavor": "cloudflavor_id", "image": "image_id", "project": "project_id"}
-                # a port's host is a claim; its attachment is decided on flush
-                attr = attr.get(name, "claimed_host_id")
-                values[attr] = self.refs[name][str(value)] if value else None
-                if name == "image":
-                    values["image_ref"] = str(value or "")
+                continue  # a floating IP follows the host of its port (sync.apply.addresses)
+            if name in self.references:
+                values.update(self.references[name].values(value, self.refs.get(name, {})))
             elif name == "addresses":
                 values["addresses"] = address_rows(value)
             elif name == "port_ids":
@@ -389,40 +263,11 @@ class _KindApplier:
         field_ = self.model._meta.get_field(attr)
         return isinstance(field_, models.CharField | models.TextField)
 
-    def _current_addresses(self, row: SyncedModel) -> list:
-        if row.pk in self.addresses:
-            return self.addresses[row.pk]
-        if self.kind == Kind.HOST_IP:
-            return [tuple(a) for a in row.addresses or ()]
-        if row.is_placeholder:
-            return []
-        if not hasattr(self, "_loaded_addresses"):
-            self._loaded_addresses = self._load_addresses()
-        return self._loaded_addresses.get(row.pk, [])
-
-    def _load_addresses(self) -> dict[int, list]:
-        """The port-less address rows of this chunk's hosts."""
-        loaded: dict[int, list] = defaultdict(list)
-        qs = CloudHostIP.objects.filter(host_id__in=self.row_pks, port__isnull=True)
-        for ip in qs.values_list("host_id", "address", "version", "kind", "mac"):
-            loaded[ip[0]].append(tuple(ip[1:]))
-        return {k: sorted(v) for k, v in loaded.items()}
-
-    def _current_ports(self, row: SyncedModel) -> list[str]:
-        """The ports attached to a host now (what a diff shows as the old value)."""
-        if not hasattr(self, "_loaded_ports"):  # placeholders too: a port event may name them
-            loaded: dict[int, list[str]] = defaultdict(list)
-            ports = CloudPort.objects.filter(host_id__in=self.row_pks, parent_port_id="")
-            for host_id, port_id in ports.values_list("host_id", "port_id"):
-                loaded[host_id].append(port_id)
-            self._loaded_ports = {k: sorted(v) for k, v in loaded.items()}
-        return self._loaded_ports.get(row.pk, [])
-
     def _current(self, row: SyncedModel, attr: str) -> Any:
         if attr == "addresses":
-            return self._current_addresses(row)
+            return self.ips.current(row)
         if attr == "port_ids":
-            return self._current_ports(row)
+            return self.ips.attached_ports(row)
         return getattr(row, attr)
 
     def _differs(self, row: SyncedModel, attr: str, value: Any) -> bool:
@@ -430,7 +275,7 @@ class _KindApplier:
             # The stored list (the register); a newer list naming the same
             # ports may still detach ports attached by older claims.
             newer = self.version > (row.field_versions or {}).get(attr, "")
-            return row.port_ids != value or (newer and self._current_ports(row) != value)
+            return row.port_ids != value or (newer and self.ips.attached_ports(row) != value)
         return self._current(row, attr) != value
 
     # -- write -------------------------------------------------------------
@@ -447,7 +292,7 @@ class _KindApplier:
                 self.provider,
                 list(by_pk.values()),
                 self.now,
-                rewrite=self.addresses,
+                rewrite=self.ips.new,
                 moved=alive_changed,
             )
             for pk in plan.dirty & by_pk.keys():
@@ -459,7 +304,7 @@ class _KindApplier:
         seen_only: dict[str, list[int]] = defaultdict(list)
         dirty_rows, fields = [], set()
         for pk, attrs in self.dirty.items():
-            if attrs <= _SYNC_MARKS and pk not in self.addresses:
+            if attrs <= _SYNC_MARKS and pk not in self.ips.new:
                 seen_only[by_pk[pk].last_synced_by].append(pk)
             else:
                 dirty_rows.append(by_pk[pk])
@@ -479,8 +324,8 @@ class _KindApplier:
         if rest:
             qs.filter(pk__in=rest).update(last_seen_at=self.now)
         if self.kind == Kind.HOST:
-            if self.addresses:
-                write_host_addresses(self.addresses)
+            if self.ips.new:
+                write_host_addresses(self.ips.new)
             if self.port_lists or self.membership_hosts:
                 apply_port_lists(self.provider, self.port_lists, self.membership_hosts, self.now)
         if plan is not None:

@@ -29,6 +29,7 @@ ports claimed by hosts whose list or tombstone changed), then brings their
 from __future__ import annotations
 
 import ipaddress
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,12 +38,13 @@ from typing import Any, NamedTuple
 from django.db import connections
 from django.db.models import Q
 
-from sync import bulk
+from sync.apply import bulk
 from sync.choices import HostIPKindChoices
-from sync.models import CloudHost, CloudHostIP, CloudPort, CloudProvider
+from sync.models import CloudHost, CloudHostIP, CloudPort, CloudProvider, SyncedModel
 
 __all__ = [
     "CLAIM",
+    "ChunkAddresses",
     "HostList",
     "Settlement",
     "address_rows",
@@ -300,3 +302,46 @@ def write_host_addresses(addresses: dict[int, list]) -> None:
             for a, v, k, m in addrs
         ]
     )
+
+
+class ChunkAddresses:
+    """The address sets of one chunk of rows (hosts, or ports if ``ports``):
+    the new ones set by the chunk (``new``, row pk -> address rows) and the
+    current ones, what a diff shows as the old value. A host's stored
+    port-less addresses and attached ports are read once, when first asked."""
+
+    def __init__(self, *, ports: bool) -> None:
+        self.ports = ports
+        self.new: dict[int, list] = {}
+        self.row_pks: list[int] = []  # the chunk's rows, set once they exist
+        self._stored: dict[int, list] | None = None
+        self._attached: dict[int, list[str]] | None = None
+
+    def current(self, row: SyncedModel) -> list:
+        if row.pk in self.new:
+            return self.new[row.pk]
+        if self.ports:
+            return [tuple(a) for a in row.addresses or ()]
+        if row.is_placeholder:
+            return []
+        if self._stored is None:
+            self._stored = self._load_addresses()
+        return self._stored.get(row.pk, [])
+
+    def attached_ports(self, row: SyncedModel) -> list[str]:
+        """The ports attached to a host now."""
+        if self._attached is None:  # placeholders too: a port event may name them
+            loaded: dict[int, list[str]] = defaultdict(list)
+            ports = CloudPort.objects.filter(host_id__in=self.row_pks, parent_port_id="")
+            for host_id, port_id in ports.values_list("host_id", "port_id"):
+                loaded[host_id].append(port_id)
+            self._attached = {k: sorted(v) for k, v in loaded.items()}
+        return self._attached.get(row.pk, [])
+
+    def _load_addresses(self) -> dict[int, list]:
+        """The port-less address rows of the chunk's hosts."""
+        loaded: dict[int, list] = defaultdict(list)
+        qs = CloudHostIP.objects.filter(host_id__in=self.row_pks, port__isnull=True)
+        for ip in qs.values_list("host_id", *CloudHostIP.address_fields):
+            loaded[ip[0]].append(tuple(ip[1:]))
+        return {k: sorted(v) for k, v in loaded.items()}
