@@ -93,7 +93,6 @@ class KindApplier:
         self.now = now
         self.result = result
         self.dirty: dict[int, set[str]] = defaultdict(set)
-        self.seen: set[int] = set()
         self.ips = ChunkAddresses(ports=kind == Kind.HOST_IP)
         # Hosts: every complete port list seen (host pk, port ids, version),
         # and the hosts whose stored list or tombstone changed.
@@ -131,7 +130,6 @@ class KindApplier:
 
     # -- one change --------------------------------------------------------
     def _apply_one(self, row: SyncedModel, change: Change) -> str:
-        self.seen.add(row.pk)
         self.version = change.version
         if change.op == Op.DELETE:
             return self._delete(row, change)
@@ -297,32 +295,31 @@ class KindApplier:
             )
             for pk in plan.dirty & by_pk.keys():
                 self.dirty[pk] |= {"host_id", "deleted_at", "died_with_host"}
-        # Rows whose only change is who synced them last (a no-change full
-        # sync: same versions, same values, same addresses) are not rewritten
-        # field by field: one UPDATE per ref sets that and last_seen_at, and
-        # their modified_at stays (nothing about the object changed).
-        seen_only: dict[str, list[int]] = defaultdict(list)
+        # Rows whose only change would be who synced them last (a no-change
+        # full sync: same versions, same values, same addresses) are not
+        # written at all: a re-sync that changes nothing writes nothing. What
+        # deletions need of the listing (the ids it listed) stays in memory
+        # (sync.reconcile), and a later complete listing supersedes stored
+        # plans (sync.runs). A catch-up (a few objects) still marks what it
+        # saw: a stored plan must not delete an object a catch-up listed after
+        # it, whatever the cloud's clock says of its version.
         dirty_rows, fields = [], set()
         for pk, attrs in self.dirty.items():
             if attrs <= _SYNC_MARKS and pk not in self.ips.new:
-                seen_only[by_pk[pk].last_synced_by].append(pk)
-            else:
-                dirty_rows.append(by_pk[pk])
-                fields |= attrs
+                continue
+            dirty_rows.append(by_pk[pk])
+            fields |= attrs
         if dirty_rows:
             for row in dirty_rows:
-                row.modified_at = self.now
-                row.last_seen_at = self.now  # every dirty row was seen
+                if self.dirty[row.pk] - _BOOKKEEPING or row.pk in self.ips.new:
+                    row.modified_at = self.now  # something about the object changed
+                row.last_seen_at = self.now
             bulk.bulk_update(
                 self.model, dirty_rows, [*sorted(fields), "modified_at", "last_seen_at"]
             )
-        rest = self.seen.difference(row.pk for row in dirty_rows)
-        qs = self.model.all_objects
-        for ref, pks in seen_only.items():
-            rest.difference_update(pks)
-            qs.filter(pk__in=pks).update(last_seen_at=self.now, last_synced_by=ref)
-        if rest:
-            qs.filter(pk__in=rest).update(last_seen_at=self.now)
+        if any(c.source == Source.CATCH_UP for c in self.changes):
+            seen_only = set(by_pk).difference(row.pk for row in dirty_rows)
+            self.model.all_objects.filter(pk__in=seen_only).update(last_seen_at=self.now)
         if self.kind == Kind.HOST:
             if self.ips.new:
                 write_host_addresses(self.ips.new)
