@@ -40,6 +40,7 @@ from sync.reconcile import Reconciliation, apply_plan, reconcile
 
 __all__ = [
     "check_can_start",
+    "execute_run_once",
     "reconcile_run",
     "run_snapshot",
     "abandoned_runs",
@@ -140,17 +141,23 @@ def execute_run(run_id: int) -> SyncRun:
     Only one worker executes a run at a time: the one that took it (see
     ``_take``) and keeps its heartbeat fresh.
     """
+    return execute_run_once(run_id)[0]
+
+
+def execute_run_once(run_id: int) -> tuple[SyncRun, bool]:
+    """``execute_run``, and whether this call executed the run (False for a
+    duplicate message: the run was finished, or a live worker has it)."""
     run = SyncRun.objects.select_related("cloudprovider").filter(pk=run_id).first()
     if run is None:  # queued from inside a transaction that has not committed yet
         raise TemporaryError(f"sync run #{run_id} is not visible yet")
     if run.status != RunStatus.RUNNING:
-        return run
+        return run, False
     worker = _take(run)
     if worker is None:  # a redelivered message: a live worker is executing the run
         log.info("sync run #%s is being executed by %s; nothing to do", run.pk, run.worker)
-        return run
+        return run, False
     with _heartbeat(run.pk, worker):
-        return _execute(run)
+        return _execute(run), True
 
 
 def _execute(run: SyncRun) -> SyncRun:
@@ -355,14 +362,16 @@ def apply_stored_plan(run_id: int, *, triggered_by: str = "") -> SyncRun:
 
 def _check_not_superseded(run: SyncRun) -> None:
     """A plan describes the cloud as one listing saw it: once a later listing
-    of the provider completed, the plan is stale and must not be applied."""
+    of the provider began, the plan is stale and must not be applied, even
+    if that listing is still running or failed part-way (an object it found
+    unchanged is not rewritten, so nothing else records that it saw it)."""
     newer = (
         SyncRun.objects.filter(
             cloudprovider_id=run.cloudprovider_id,
             started_at__gt=run.started_at,
             kind__in=(RunKind.FULL, RunKind.SNAPSHOT),
-            status__in=(RunStatus.SUCCEEDED, RunStatus.APPLIED, RunStatus.NEEDS_APPROVAL),
         )
+        .exclude(status=RunStatus.PLANNED)  # a dry run applies nothing
         .order_by("started_at")
         .first()
     )

@@ -117,7 +117,7 @@ def run_sync(self: Any, run_id: int) -> dict:
     the task is failed in Celery's and Flower's eyes, and its message is
     acknowledged (no second retry path)."""
     try:
-        run = runs.execute_run(run_id)
+        run, executed = runs.execute_run_once(run_id)
     except TemporaryError as exc:
         if self.request.retries >= settings.CLOUDSYNC_SYNC_RETRY_MAX:
             if not runs.fail_run_by_id(run_id, exc):  # the run is gone: nothing failed
@@ -127,6 +127,8 @@ def run_sync(self: Any, run_id: int) -> dict:
         countdown = retry_countdown(self.request.retries)
         runs.release_for_retry(run_id, countdown)
         raise self.retry(countdown=countdown, exc=exc) from exc
+    if not executed:  # a duplicate message: the run was (or is being) executed elsewhere
+        return {"run": run.pk, "status": run.status, "executed_here": False}
     if run.status == RunStatus.FAILED:
         raise RunFailed(f"sync run #{run.pk} failed: {run.error}")
     return {"run": run.pk, "status": run.status, "drift_healed": run.drift_healed}

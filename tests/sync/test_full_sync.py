@@ -391,3 +391,43 @@ def test_a_pushed_snapshot_without_a_listing_time_resurrects_nothing(provider_fa
     listed = Change(Kind.HOST, Op.UPSERT, "x", {"hostname": "x"}, make_version(1), Source.FULL_SYNC)
     runs.reconcile_run(run, Snapshot(changes=[listed], kinds=frozenset({Kind.HOST})))
     assert "x" not in hosts(provider)
+
+
+def test_a_plan_is_refused_once_a_later_listing_began_even_if_it_failed(
+    fake, provider, settings, monkeypatch
+):
+    # given a held plan that would delete 6 hosts, and a later full sync that
+    # listed them alive (unchanged, so not rewritten) and then failed
+    servers, held = held_plan(fake, provider, settings, hidden=6)
+    listed(fake, servers[:6], visible=True)
+    import sync.reconcile as reconcile_module
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("crash after the listing was applied")
+
+    monkeypatch.setattr(reconcile_module, "_guard", crash)
+    assert full_sync(provider).status == RunStatus.FAILED
+    monkeypatch.undo()
+    # then the old plan cannot be applied, and nothing was deleted
+    with pytest.raises(errors.PlanNotApplicable, match="superseded"):
+        runs.apply_stored_plan(held.pk)
+    assert len(hosts(provider)) == 10
+
+
+def test_a_plan_is_refused_while_a_later_listing_runs(fake, provider, settings):
+    servers, held = held_plan(fake, provider, settings, hidden=6)
+    runs.claim_run(provider, RunKind.FULL)  # a later full sync, still running
+    with pytest.raises(errors.PlanNotApplicable, match="running"):
+        runs.apply_stored_plan(held.pk)
+    assert len(hosts(provider)) == 10
+
+
+def test_a_duplicate_message_for_a_finished_run_is_not_a_second_failed_task(provider_factory):
+    from sync.tasks import run_sync
+
+    run = runs.claim_run(provider_factory(), RunKind.FULL)
+    runs.fail_run(run, "network error: cloud down")  # recorded (and counted) by the first task
+    result = run_sync.apply(kwargs={"run_id": run.pk})  # a redelivery or a sweeper copy
+    assert result.successful(), result.traceback
+    assert result.result["executed_here"] is False
+    assert SyncRun.objects.get(pk=run.pk).status == RunStatus.FAILED
