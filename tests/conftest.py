@@ -11,12 +11,18 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 import redis
 
 from project.celery import app as celery_app
+
+if TYPE_CHECKING:
+    from tests.fake_openstack import FakeOpenStack
 
 
 def _private_redis() -> str | None:
@@ -79,6 +85,61 @@ def _fresh_caches():
     reset_registry()
     yield
     clear_provider_cache()
+
+
+@pytest.fixture
+def empty_queue() -> Iterator[None]:
+    """The broker's queues emptied before and after the test (endpoint tests
+    count what one request queued)."""
+    from tests.broker import purge
+
+    purge()
+    yield
+    purge()
+
+
+@pytest.fixture
+def runserver() -> Iterator[str]:
+    """Django's runserver request handler (the one writing the django.server
+    access log) serving the project in a thread on a free port; yields its
+    base URL. The test marks its database access: the server thread has a
+    connection of its own, so it sees only committed rows
+    (``django_db(transaction=True)``); ``django_db`` when it needs none."""
+    from django.core.handlers.wsgi import WSGIHandler
+    from django.core.servers.basehttp import WSGIRequestHandler, WSGIServer
+
+    server = WSGIServer(("127.0.0.1", 0), WSGIRequestHandler)
+    server.set_app(WSGIHandler())
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def openstack_server() -> Iterator[FakeOpenStack]:
+    """A fake OpenStack cloud over HTTP, one per test module that uses it
+    (tests take ``fake_openstack``, which resets it)."""
+    from tests.fake_openstack import fake_openstack_server
+
+    with fake_openstack_server() as server:
+        yield server
+
+
+@pytest.fixture
+def fake_openstack(openstack_server: FakeOpenStack,
+                   monkeypatch: pytest.MonkeyPatch) -> FakeOpenStack:
+    """The module's fake OpenStack with fresh data, no faults and default
+    switches; the driver retries after 0.01 s instead of its real delay."""
+    from sync.drivers.openstack import connection
+
+    openstack_server.reset()
+    monkeypatch.setattr(connection, "RETRY_DELAY", 0.01)
+    return openstack_server
 
 
 @pytest.fixture

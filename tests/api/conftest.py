@@ -31,6 +31,16 @@ ROLE_PERMS = {
     "operator": [*VIEW_PERMS, "change_event", "add_syncrun", "change_syncrun"],
 }
 ROLES = ("anonymous", "reader", "operator", "admin")
+# The list + detail endpoints under /api/ (the permission matrix and the schema check each).
+READ_ENDPOINTS = [
+    "cloud-providers",
+    "cloud-projects",
+    "cloud-flavors",
+    "cloud-images",
+    "cloud-hosts",
+    "events",
+    "sync-runs",
+]
 
 
 @pytest.fixture(autouse=True)

@@ -8,19 +8,9 @@ from django.utils import timezone
 
 from sync.models import Event, SyncRun
 
-from .conftest import ROLES
+from .conftest import READ_ENDPOINTS, ROLES
 
 ANON, READER, OPERATOR, ADMIN = ROLES
-
-READ_ENDPOINTS = [
-    "cloud-providers",
-    "cloud-projects",
-    "cloud-flavors",
-    "cloud-images",
-    "cloud-hosts",
-    "events",
-    "sync-runs",
-]
 
 
 @pytest.fixture

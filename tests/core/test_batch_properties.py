@@ -6,6 +6,8 @@ deleted comes back."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -20,6 +22,9 @@ STREAM = nova_stream(24, 3, tag="prop", delete_every=2)
 CONFIG = {"auth_url": "http://keystone.invalid:5000/v3", "username": "u", "password": "p",
           "project_name": "admin"}
 _reference: dict[str, tuple] = {}
+# Hypothesis runs every example in the test's one transaction: each shuffled
+# provider needs a name of its own (id() of a list may come back).
+_shuffled = itertools.count(1)
 
 
 def _provider(name: str) -> CloudProvider:
@@ -65,7 +70,7 @@ def test_any_order_duplication_and_batching_converges(order, copies, cuts, data)
     sequence = [STREAM[i] for i in order]
     for i in copies:  # duplicates land anywhere, possibly in the same batch
         sequence.insert(data.draw(st.integers(0, len(sequence))), STREAM[i])
-    provider = _provider(f"shuffled-{len(_reference)}-{id(sequence)}")
+    provider = _provider(f"shuffled-{next(_shuffled)}")
     bounds = sorted({0, len(sequence), *(c for c in cuts if c < len(sequence))})
     for start, end in zip(bounds, bounds[1:], strict=False):
         ingest_bodies([Body(provider.pk, m.text) for m in sequence[start:end]])

@@ -9,10 +9,8 @@ itself is also checked on ClientError objects built by hand.
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
 import pytest
@@ -28,6 +26,7 @@ from sync.drivers.aws import AwsEc2Driver, ec2
 from sync.drivers.aws.ec2 import classify_error
 from sync.drivers.base import AuthError, BadPayload, DriverError, NetworkError
 from tests.drivers.test_aws_fixtures import load
+from tests.local_http import LocalHttpServer, QuietHandler
 
 DRIVER = AwsEc2Driver()
 STATE_EVENT = "aws-lambda-rust-runtime/example-eventbridge-event-obj.json"  # us-east-1, pending
@@ -42,7 +41,7 @@ STS_ERROR = (
 )
 
 
-class FakeAws:
+class FakeAws(LocalHttpServer):
     """Answers every request for ``Action`` with a configured error."""
 
     def __init__(self, errors: dict[str, tuple[int, str]], delay: float = 0.0) -> None:
@@ -51,7 +50,7 @@ class FakeAws:
         self.actions: list[str] = []
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server API)
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
                 action = parse_qs(body).get("Action", [""])[0]
@@ -70,14 +69,7 @@ class FakeAws:
                 except OSError:  # the client gave up (read timeout test)
                     pass
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
+        super().__init__(Handler)
 
     def config(self, **extra: str) -> dict[str, str]:
         return {
@@ -87,10 +79,6 @@ class FakeAws:
             "endpoint_url": self.url,
             **extra,
         }
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture(autouse=True)

@@ -3,29 +3,28 @@ server here), UnsubscribeConfirmation is ignored, Notification is unwrapped."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from sync.drivers.aws import AwsEc2Driver
 from sync.drivers.aws.sns import confirm_allowed
 from sync.drivers.base import BadPayload, NetworkError
+from tests.local_http import LocalHttpServer, QuietHandler
 
 DRIVER = AwsEc2Driver()
 LOCAL = {"region_name": "us-east-1", "endpoint_url": "http://127.0.0.1:5000"}
 REAL = {"region_name": "us-east-1"}
 
 
-class Subscriber:
+class Subscriber(LocalHttpServer):
     """Records the GETs SNS's SubscribeURL would receive; answers ``status``."""
 
     def __init__(self, status: int = 200, location: str = "") -> None:
         self.requests: list[tuple[str, str]] = []
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server API)
                 owner.requests.append((self.command, self.path))
                 body = b"<ConfirmSubscriptionResponse/>"
@@ -36,14 +35,7 @@ class Subscriber:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
+        super().__init__(Handler)
 
 
 @pytest.fixture
@@ -56,8 +48,7 @@ def subscriber() -> Iterator[type[Subscriber]]:
 
     yield make  # type: ignore[misc]
     for sub in made:
-        sub.server.shutdown()
-        sub.server.server_close()
+        sub.close()
 
 
 def confirmation(url: str) -> dict[str, str]:

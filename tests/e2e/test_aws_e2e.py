@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -16,6 +14,7 @@ from sync.choices import EventStatusChoices as Status
 from sync.models import CloudHost, Event
 from tests.drivers.test_aws_events import state_event
 from tests.e2e.conftest import post, wait_for
+from tests.local_http import LocalHttpServer, QuietHandler
 from tests.moto_server import MotoServer, fresh_region, moto_server_fixture  # noqa: F401
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -49,22 +48,18 @@ def test_sns_subscription_confirmation_is_visited_by_the_worker(client, moto_ser
                                                                provider_factory, celery_worker):
     visits: list[str] = []
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:  # noqa: N802
             visits.append(self.path)
             self.send_response(200)
             self.send_header("Content-Length", "0")
             self.end_headers()
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = LocalHttpServer(Handler)
     try:
         provider = provider_factory(cloud_sync_driver="aws.ec2",
                                     client_config=moto_server.config(fresh_region()))
-        url = f"http://127.0.0.1:{server.server_address[1]}/?Action=ConfirmSubscription&Token=t1"
+        url = f"{server.url}/?Action=ConfirmSubscription&Token=t1"
         post(client, provider, {"Type": "SubscriptionConfirmation", "MessageId": "sub-1",
                                 "Token": "t1", "TopicArn": "arn:aws:sns:x:1:t", "SubscribeURL": url},
              content_type="text/plain; charset=UTF-8")
@@ -72,5 +67,4 @@ def test_sns_subscription_confirmation_is_visited_by_the_worker(client, moto_ser
         assert event.result == {"ignored": "SNS subscription confirmed"}
         assert visits == ["/?Action=ConfirmSubscription&Token=t1"]
     finally:
-        server.shutdown()
-        server.server_close()
+        server.close()

@@ -12,22 +12,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from sync.models import Event
-from tests.broker import broker_at, purge, queued_messages
+from tests.broker import broker_at, queued_messages
+from tests.endpoint.common import MESSAGE, endpoint_path
 
-pytestmark = pytest.mark.django_db
-
-MESSAGE = {"message_id": "m-1", "event_type": "compute.instance.update", "payload": {}}
-
-
-@pytest.fixture(autouse=True)
-def _empty_queue():
-    purge()
-    yield
-    purge()
-
-
-def url(provider) -> str:
-    return f"/cloud-sync/provider/{provider.pk}/"
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_queue")]
 
 
 def post(client, provider, body, secret=None, **extra):
@@ -36,7 +24,7 @@ def post(client, provider, body, secret=None, **extra):
         secret = provider.endpoint_secret
     if secret:
         extra.setdefault("HTTP_AUTHORIZATION", f"Bearer {secret}")
-    return client.post(url(provider), data=data, content_type=extra.pop("content_type", "application/json"), **extra)
+    return client.post(endpoint_path(provider), data=data, content_type=extra.pop("content_type", "application/json"), **extra)
 
 
 def test_accepted_message_is_in_redis_and_nothing_in_the_database(client, provider):
@@ -109,9 +97,9 @@ def test_hmac_signature_basic_and_query_token_are_accepted(client, provider):
     assert post(client, provider, body, secret="", HTTP_X_CLOUDSYNC_SIGNATURE=bad).status_code == 401
     basic = base64.b64encode(b"cloudsync:" + secret).decode()
     assert post(client, provider, body, secret="", HTTP_AUTHORIZATION=f"Basic {basic}").status_code == 202
-    response = client.post(f"{url(provider)}?token={provider.endpoint_secret}", data=body, content_type="text/plain; charset=UTF-8")
+    response = client.post(f"{endpoint_path(provider)}?token={provider.endpoint_secret}", data=body, content_type="text/plain; charset=UTF-8")
     assert response.status_code == 202
-    response = client.post(f"{url(provider)}?token=nope", data=body, content_type="application/json")
+    response = client.post(f"{endpoint_path(provider)}?token=nope", data=body, content_type="application/json")
     assert response.status_code == 401
 
 
@@ -143,7 +131,7 @@ def test_driver_not_installed_is_501(client, provider_factory):
 
 @pytest.mark.parametrize("method", ["get", "put", "delete", "patch"])
 def test_other_methods_are_405(client, provider, method):
-    response = getattr(client, method)(url(provider))
+    response = getattr(client, method)(endpoint_path(provider))
     assert response.status_code == 405
     assert response.headers["Allow"] == "POST"
 

@@ -18,16 +18,18 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 import requests
-from django.core.handlers.wsgi import WSGIHandler
-from django.core.servers.basehttp import WSGIRequestHandler, WSGIServer
+from django.http import HttpResponse
+from django.test import Client
 
-from tests.broker import purge, queued_messages
+from sync.models import CloudProvider
+from tests.broker import queued_messages
+from tests.endpoint.common import endpoint_path
+
+pytestmark = pytest.mark.usefixtures("empty_queue")
 
 SNS_NOTIFICATION = {
     "Type": "Notification",
@@ -53,15 +55,11 @@ def basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
-@pytest.fixture(autouse=True)
-def _empty_queue():
-    purge()
-    yield
-    purge()
-
-
-def url(provider) -> str:
-    return f"/cloud-sync/provider/{provider.pk}/"
+def post_sns(client: Client, provider: CloudProvider, body: dict = SNS_NOTIFICATION,
+             **headers: str) -> HttpResponse:
+    """POST ``body`` the way SNS delivers it: JSON as ``text/plain; charset=UTF-8``."""
+    return client.post(endpoint_path(provider), data=json.dumps(body),
+                       content_type="text/plain; charset=UTF-8", **headers)
 
 
 # -- SNS and EventBridge through the Django test client ------------------------------
@@ -80,11 +78,10 @@ def test_sns_text_plain_delivery_with_basic_auth_is_queued(client, provider, mes
     """SNS sends JSON as text/plain and can only authenticate with the
     user:password of the subscription URL; the body is queued untouched
     (unwrapping and confirming the subscription is the AWS driver's job)."""
-    raw = json.dumps(body)
-    response = client.post(
-        url(provider),
-        data=raw,
-        content_type="text/plain; charset=UTF-8",
+    response = post_sns(
+        client,
+        provider,
+        body,
         HTTP_AUTHORIZATION=basic("sns", provider.endpoint_secret),
         HTTP_X_AMZ_SNS_MESSAGE_TYPE=message_type,
         HTTP_X_AMZ_SNS_MESSAGE_ID=body["MessageId"],
@@ -108,13 +105,7 @@ def test_sns_text_plain_delivery_with_basic_auth_is_queued(client, provider, mes
 )
 def test_sns_delivery_without_valid_basic_auth_is_refused(client, provider, credentials):
     extra = {"HTTP_AUTHORIZATION": credentials} if credentials else {}
-    response = client.post(
-        url(provider),
-        data=json.dumps(SNS_NOTIFICATION),
-        content_type="text/plain; charset=UTF-8",
-        HTTP_X_AMZ_SNS_MESSAGE_TYPE="Notification",
-        **extra,
-    )
+    response = post_sns(client, provider, HTTP_X_AMZ_SNS_MESSAGE_TYPE="Notification", **extra)
     assert response.status_code == 401
     assert response["WWW-Authenticate"]
     assert queued_messages() == []
@@ -124,12 +115,7 @@ def test_sns_delivery_without_valid_basic_auth_is_refused(client, provider, cred
 def test_sns_basic_with_the_wrong_password_or_another_providers_secret(client, provider_factory):
     mine, other = provider_factory(), provider_factory()
     for password in ("wrong", other.endpoint_secret, mine.endpoint_secret + "x", ""):
-        response = client.post(
-            url(mine),
-            data=json.dumps(SNS_NOTIFICATION),
-            content_type="text/plain; charset=UTF-8",
-            HTTP_AUTHORIZATION=basic("sns", password),
-        )
+        response = post_sns(client, mine, HTTP_AUTHORIZATION=basic("sns", password))
         assert response.status_code == 401, password
     assert queued_messages() == []
 
@@ -146,7 +132,7 @@ def test_eventbridge_api_destination(client, provider, scheme):
         else basic("eventbridge", provider.endpoint_secret)
     )
     response = client.post(
-        url(provider),
+        endpoint_path(provider),
         data=json.dumps(event),
         content_type="application/json; charset=utf-8",
         HTTP_AUTHORIZATION=auth,
@@ -165,31 +151,15 @@ def load_eventbridge_event() -> dict:
 # -- no secret in any log ------------------------------------------------------------
 
 
-@pytest.fixture
-def runserver(transactional_db) -> Iterator[str]:
-    """Django's runserver request handler (it writes the django.server
-    access log) serving the project in a thread on a free port."""
-    server = WSGIServer(("127.0.0.1", 0), WSGIRequestHandler)
-    server.set_app(WSGIHandler())
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-
 def _requests(base: str, provider, secret: str) -> list[tuple[str, dict]]:
-    path = f"{base}/cloud-sync/provider/{provider.pk}/"
+    path = f"{base}{endpoint_path(provider)}"
     host = base.removeprefix("http://")
     return [
         ("bearer", {"url": path, "headers": {"Authorization": f"Bearer {secret}"}}),
         ("basic", {"url": path, "headers": {"Authorization": basic("cloudsync", secret)}}),
         (
             "userinfo",
-            {"url": f"http://cloudsync:{secret}@{host}/cloud-sync/provider/{provider.pk}/"},
+            {"url": f"http://cloudsync:{secret}@{host}{endpoint_path(provider)}"},
         ),
         ("token", {"url": f"{path}?token={secret}"}),
         ("token+other", {"url": f"{path}?a=1&token={secret}&b=2"}),
@@ -211,6 +181,7 @@ def _leaks(records: list[logging.LogRecord], secret: str) -> list[str]:
 
 
 
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(
     "form,valid",
     [
@@ -246,6 +217,7 @@ def test_no_secret_in_any_log(runserver, provider_factory, caplog, form, valid):
     assert not _leaks(caplog.records, provider.endpoint_secret)
 
 
+@pytest.mark.django_db(transaction=True)
 def test_no_secret_in_the_log_of_a_503(runserver, provider_factory, caplog):
     """The broker-unavailable error is logged (ERROR) with the exception text."""
     from tests.broker import broker_at
@@ -254,7 +226,7 @@ def test_no_secret_in_the_log_of_a_503(runserver, provider_factory, caplog):
     caplog.set_level(logging.DEBUG)
     with broker_at("redis://:broker-password@127.0.0.1:1/0"):
         response = requests.post(
-            f"{runserver}/cloud-sync/provider/{provider.pk}/",
+            f"{runserver}{endpoint_path(provider)}",
             headers={"Authorization": f"Bearer {provider.endpoint_secret}"},
             json={"message_id": "m-1"},
             timeout=10,
@@ -266,12 +238,7 @@ def test_no_secret_in_the_log_of_a_503(runserver, provider_factory, caplog):
 
 @pytest.mark.django_db
 def test_401_challenge_offers_basic_for_sns(client, provider):
-    response = client.post(
-        url(provider),
-        data=json.dumps(SNS_NOTIFICATION),
-        content_type="text/plain; charset=UTF-8",
-        HTTP_X_AMZ_SNS_MESSAGE_TYPE="Notification",
-    )
+    response = post_sns(client, provider, HTTP_X_AMZ_SNS_MESSAGE_TYPE="Notification")
     assert response.status_code == 401
     challenges = ", ".join(
         response.headers.getlist("WWW-Authenticate")

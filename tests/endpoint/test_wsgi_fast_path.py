@@ -10,9 +10,10 @@ from wsgiref.util import setup_testing_defaults
 import pytest
 
 from project.wsgi import application
-from tests.broker import broker_at, purge, queued_messages
+from tests.broker import broker_at, queued_messages
+from tests.endpoint.common import endpoint_path
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_queue")]
 
 
 def call(path: str, body: bytes = b"", method: str = "POST", host: str = "127.0.0.1", **headers):
@@ -33,16 +34,9 @@ def call(path: str, body: bytes = b"", method: str = "POST", host: str = "127.0.
     return seen["status"], seen["headers"], content
 
 
-@pytest.fixture(autouse=True)
-def _empty_queue():
-    purge()
-    yield
-    purge()
-
-
 def test_accepted_and_queued(provider):
     body = json.dumps({"message_id": "m-1"}).encode()
-    status, headers, content = call(f"/cloud-sync/provider/{provider.pk}/", body,
+    status, headers, content = call(endpoint_path(provider), body,
                                     authorization=f"Bearer {provider.endpoint_secret}")
     assert status == 202 and json.loads(content)["queued"] == 1
     assert headers["Content-Type"] == "application/json"
@@ -69,7 +63,7 @@ def test_errors_match_the_django_path(provider, case, expected):
 
 def test_broker_down_is_503(provider):
     with broker_at("redis://127.0.0.1:1/0"):
-        status, headers, _ = call(f"/cloud-sync/provider/{provider.pk}/", b"{}",
+        status, headers, _ = call(endpoint_path(provider), b"{}",
                                   authorization=f"Bearer {provider.endpoint_secret}")
     assert status == 503 and headers["Retry-After"] == "30"
 
@@ -80,7 +74,7 @@ def test_other_paths_go_through_django(provider):
 
 
 def test_fast_path_sets_length_and_nosniff(provider):
-    status, headers, content = call(f"/cloud-sync/provider/{provider.pk}/", b"{}",
+    status, headers, content = call(endpoint_path(provider), b"{}",
                                     authorization=f"Bearer {provider.endpoint_secret}")
     assert status == 202
     assert headers["Content-Length"] == str(len(content))

@@ -16,15 +16,8 @@ import random
 import pytest
 
 from tests.faults.events import nova_stream
-from tests.faults.inbox import (
-    compare_inventories,
-    figures,
-    inbox_state,
-    inventory,
-    summarize_diff,
-    wait_final,
-)
-from tests.faults.scenario import env_int, reference_inventory, report
+from tests.faults.inbox import figures
+from tests.faults.scenario import env_int, judge, settle
 from tests.faults.traffic import post_all
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(900)]
@@ -40,16 +33,12 @@ def test_duplicate_storm_matches_in_order_reference(stack):
     bodies = [(m.text.encode(), (m.key,)) for m in messages for _ in range(copies)]
     random.Random(5).shuffle(bodies)
     answers = post_all(stack.web_port, provider.pk, provider.secret, bodies, threads=8)
-    state, waited, why = wait_final(stack.pg, provider.pk, keys, 600, stack.redis)
-    state = state or inbox_state(stack.pg, provider.pk)
+    state, waited, why = settle(stack, provider, keys, 600)
 
     fig = figures("duplicate-storm", answers, state, keys)
     fig.notes.update({"copies": copies, "inbox_rows": state.total_rows,
                       "wait": f"{waited:.0f}s:{why}"})
-    diff = compare_inventories(inventory(stack.pg, provider.pk),
-                               reference_inventory(stack, "storm-reference", messages))
-    fig.notes["inventory"] = summarize_diff(diff)
-    line = report(fig)
+    diff, line = judge(stack, provider, fig, "storm-reference", messages)
 
     assert answers.statuses() == {202: n * copies}, line
     assert state.total_rows == n, line

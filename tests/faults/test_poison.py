@@ -19,15 +19,8 @@ import pytest
 
 from tests.faults.events import batch_body, nova_stream, poison_messages
 from tests.faults.harness import FINAL_STATUSES
-from tests.faults.inbox import (
-    Figures,
-    compare_inventories,
-    inbox_state,
-    inventory,
-    summarize_diff,
-    wait_final,
-)
-from tests.faults.scenario import env_int, reference_inventory, report
+from tests.faults.inbox import Figures
+from tests.faults.scenario import env_int, judge, settle
 from tests.faults.traffic import post_all
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(900)]
@@ -64,9 +57,7 @@ def test_poison_alone_and_in_batches(stack):
         finals = sum(1 for s, _, _ in state.rows.values() if s in FINAL_STATUSES)
         return finals >= len(accepted) and finals == state.total_rows
 
-    state, waited, why = wait_final(stack.pg, provider.pk, good_keys, 300, stack.redis,
-                                    satisfied=complete)
-    state = state or inbox_state(stack.pg, provider.pk)
+    state, waited, why = settle(stack, provider, good_keys, 300, satisfied=complete)
     rows = state.rows
 
     # Poison recorded under a key of the product's own (e.g. a hash of the
@@ -121,10 +112,7 @@ def test_poison_alone_and_in_batches(stack):
                                   if rows.get(m.key, ("",))[0] not in ("processed", "ignored")),
         "wait": f"{waited:.0f}s:{why}",
     })
-    diff = compare_inventories(inventory(stack.pg, provider.pk),
-                               reference_inventory(stack, "poison-reference", good_accepted))
-    fig.notes["inventory"] = summarize_diff(diff)
-    line = report(fig)
+    diff, line = judge(stack, provider, fig, "poison-reference", good_accepted)
     print("[faults] poison outcomes: " + ", ".join(f"{k}={v}" for k, v in sorted(outcomes.items())))
 
     assert set(answers.statuses()) <= {202, 400}, f"answers: {line}"

@@ -16,24 +16,18 @@ import time
 
 import pytest
 
-from tests.faults.inbox import (
-    compare_inventories,
-    figures,
-    inbox_state,
-    inventory,
-    summarize_diff,
-    wait_final,
-)
+from tests.faults.inbox import figures
 from tests.faults.scenario import (
     accepted_bodies,
+    assert_exactly_once,
     drain_estimate,
-    drain_stream,
     env_float,
+    judge,
     redelivery_bound,
-    reference_inventory,
-    report,
     retry_until_accepted,
+    settle,
     single_bodies,
+    start_drain,
     wait_budget,
     wait_for_progress,
 )
@@ -43,11 +37,10 @@ pytestmark = [pytest.mark.faults, pytest.mark.timeout(1500)]
 
 
 def outage_during_drain(stack, name: str, outage_s: float) -> None:
-    messages, n = drain_stream()
+    drain = start_drain(stack, name)
+    messages, n, provider, all_keys = drain.messages, drain.upfront, drain.provider, drain.keys
     before, during = messages[:n], messages[n:]
-    all_keys = {m.key for m in messages}
-    provider = stack.add_provider(name)
-    bodies = dict((keys, body) for body, keys in single_bodies(messages))
+    bodies = drain.bodies()
 
     started = time.monotonic()
     answers = post_all(stack.web_port, provider.pk, provider.secret, single_bodies(before))
@@ -74,8 +67,7 @@ def outage_during_drain(stack, name: str, outage_s: float) -> None:
     every = Answers(answers.items + outage.items + retried.items)
     budget = wait_budget(redelivery_bound(stack),
                          1.5 * drain_estimate(done, t_stop - started, len(messages) - done))
-    state, waited, why = wait_final(stack.pg, provider.pk, all_keys, budget, stack.redis)
-    state = state or inbox_state(stack.pg, provider.pk)
+    state, waited, why = settle(stack, provider, all_keys, budget)
 
     fig = figures(f"postgres-outage-{outage_s:.0f}s", every, state, all_keys)
     fig.recovery_s = (time.monotonic() - t_up) if why == "all final" else None
@@ -86,17 +78,12 @@ def outage_during_drain(stack, name: str, outage_s: float) -> None:
         "final_at_stop": done,
         "wait": f"{waited:.0f}s/{budget:.0f}s:{why}",
     })
-    diff = compare_inventories(inventory(stack.pg, provider.pk),
-                               reference_inventory(stack, "drain-reference", messages))
-    fig.notes["inventory"] = summarize_diff(diff)
-    line = report(fig)
+    diff, line = judge(stack, provider, fig, "drain-reference", messages)
 
     assert set(outage.statuses()) <= {202, 503}, f"answers during the outage: {line}"
     assert set(every.statuses()) <= {202, 503}, f"answers: {line}"
     assert fig.accepted == len(messages), f"not every event accepted after retries: {line}"
-    assert (fig.lost, fig.dead, fig.stuck, fig.failed, fig.duplicated) == (0, 0, 0, 0, 0), line
-    assert state.total_rows == len(messages), line
-    assert not diff, f"inventory differs from the in-order reference: {diff}"
+    assert_exactly_once(fig, state, diff, len(messages), line)
 
 
 def test_postgres_outage_15s_during_drain(stack):

@@ -15,25 +15,20 @@ import time
 
 import pytest
 
-from tests.faults.inbox import (
-    compare_inventories,
-    figures,
-    inbox_state,
-    inventory,
-    summarize_diff,
-    wait_final,
-)
+from tests.faults.inbox import figures
 from tests.faults.scenario import (
     accepted_bodies,
+    assert_exactly_once,
     drain_estimate,
-    drain_stream,
     env_float,
+    judge,
     processed_count,
     redelivery_bound,
-    reference_inventory,
-    report,
+    redelivery_limit,
     retry_until_accepted,
+    settle,
     single_bodies,
+    start_drain,
     wait_budget,
 )
 from tests.faults.traffic import Answers, post_while
@@ -42,12 +37,10 @@ pytestmark = [pytest.mark.faults, pytest.mark.timeout(1500)]
 
 
 def test_redis_sigkill_and_restart_during_ingest(stack):
-    messages, _ = drain_stream()
-    keys = {m.key for m in messages}
-    bodies = {keys_: body for body, keys_ in single_bodies(messages)}
-    provider = stack.add_provider("redis-restart")
+    drain = start_drain(stack, "redis-restart")
+    messages, keys, provider, bodies = drain.messages, drain.keys, drain.provider, drain.bodies()
     bound = redelivery_bound(stack)
-    limit = env_float("FAULTS_REDELIVERY_LIMIT", 180)
+    limit = redelivery_limit()
     down_s = env_float("FAULTS_REDIS_DOWN_S", 3)
 
     started = time.monotonic()
@@ -72,8 +65,7 @@ def test_redis_sigkill_and_restart_during_ingest(stack):
     every = Answers(ingest_answers.items + retried.items)
     budget = wait_budget(min(bound, limit), 1.5 * drain_estimate(
         done, time.monotonic() - started, len(messages) - done))
-    state, waited, why = wait_final(stack.pg, provider.pk, keys, budget, stack.redis)
-    state = state or inbox_state(stack.pg, provider.pk)
+    state, waited, why = settle(stack, provider, keys, budget)
 
     fig = figures("redis-sigkill", every, state, keys)
     fig.recovery_s = (time.monotonic() - t_up) if why == "all final" else None
@@ -84,14 +76,9 @@ def test_redis_sigkill_and_restart_during_ingest(stack):
         "retried_posts": len(retried.items), "redelivery_bound_s": f"{bound:.0f}",
         "wait": f"{waited:.0f}s/{budget:.0f}s:{why}",
     })
-    diff = compare_inventories(inventory(stack.pg, provider.pk),
-                               reference_inventory(stack, "drain-reference", messages))
-    fig.notes["inventory"] = summarize_diff(diff)
-    line = report(fig)
+    diff, line = judge(stack, provider, fig, "drain-reference", messages)
 
     assert set(ingest_answers.statuses()) <= {202, 503}, f"answers during ingest: {line}"
     assert fig.accepted == len(messages), f"not every event accepted after retries: {line}"
     assert why == "all final", f"not every event final within {budget:.0f}s: {line}"
-    assert (fig.lost, fig.dead, fig.stuck, fig.failed, fig.duplicated) == (0, 0, 0, 0, 0), line
-    assert state.total_rows == len(messages), line
-    assert not diff, f"inventory differs from the in-order reference: {diff}"
+    assert_exactly_once(fig, state, diff, len(messages), line)

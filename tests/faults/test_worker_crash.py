@@ -16,22 +16,16 @@ import time
 
 import pytest
 
-from tests.faults.inbox import (
-    compare_inventories,
-    figures,
-    inbox_state,
-    inventory,
-    summarize_diff,
-    wait_final,
-)
+from tests.faults.inbox import figures
 from tests.faults.scenario import (
+    assert_exactly_once,
     drain_estimate,
-    drain_stream,
-    env_float,
+    judge,
     redelivery_bound,
-    reference_inventory,
-    report,
+    redelivery_limit,
+    settle,
     single_bodies,
+    start_drain,
     wait_budget,
     wait_for_progress,
 )
@@ -41,11 +35,10 @@ pytestmark = [pytest.mark.faults, pytest.mark.timeout(1500)]
 
 
 def test_worker_sigkill_mid_drain(stack):
-    messages, _ = drain_stream()
-    keys = {m.key for m in messages}
-    provider = stack.add_provider("worker-crash")
+    drain = start_drain(stack, "worker-crash")
+    messages, keys, provider = drain.messages, drain.keys, drain.provider
     bound = redelivery_bound(stack)
-    limit = env_float("FAULTS_REDELIVERY_LIMIT", 180)
+    limit = redelivery_limit()
 
     started = time.monotonic()
     answers = post_all(stack.web_port, provider.pk, provider.secret, single_bodies(messages))
@@ -61,8 +54,7 @@ def test_worker_sigkill_mid_drain(stack):
     # issue sets: a bound of hours fails below either way.
     budget = wait_budget(min(bound, limit),
                          1.5 * drain_estimate(done, t_kill - started, len(messages) - done))
-    state, waited, why = wait_final(stack.pg, provider.pk, keys, budget, stack.redis)
-    state = state or inbox_state(stack.pg, provider.pk)
+    state, waited, why = settle(stack, provider, keys, budget)
 
     fig = figures("worker-sigkill", answers, state, keys)
     fig.recovery_s = (time.monotonic() - t_kill) if why == "all final" else None
@@ -71,13 +63,8 @@ def test_worker_sigkill_mid_drain(stack):
         "unacked_at_kill": backlog_at_kill.get("unacked", 0),
         "redelivery_bound_s": f"{bound:.0f}", "wait": f"{waited:.0f}s/{budget:.0f}s:{why}",
     })
-    diff = compare_inventories(inventory(stack.pg, provider.pk),
-                               reference_inventory(stack, "drain-reference", messages))
-    fig.notes["inventory"] = summarize_diff(diff)
-    line = report(fig)
+    diff, line = judge(stack, provider, fig, "drain-reference", messages)
 
     assert bound <= limit, f"redelivery bound {bound:.0f}s is above {limit:.0f}s: {line}"
     assert why == "all final", f"not every event final within {budget:.0f}s: {line}"
-    assert (fig.lost, fig.dead, fig.stuck, fig.failed, fig.duplicated) == (0, 0, 0, 0, 0), line
-    assert state.total_rows == len(messages), line
-    assert not diff, f"inventory differs from the in-order reference: {diff}"
+    assert_exactly_once(fig, state, diff, len(messages), line)

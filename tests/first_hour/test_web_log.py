@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import logging
 import re
-import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -15,8 +14,6 @@ from pathlib import Path
 import pytest
 import requests
 from django.conf import settings
-from django.core.handlers.wsgi import WSGIHandler
-from django.core.servers.basehttp import WSGIRequestHandler, WSGIServer
 
 ACCESS = re.compile(
     r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (INFO|WARNING) django\.server \"GET (\S+) HTTP/1\.1\" (\d{3}) \d+$"
@@ -43,21 +40,6 @@ def web_log() -> Iterator[io.StringIO]:
         handler.setStream(old)
 
 
-@pytest.fixture
-def runserver(db) -> Iterator[str]:
-    """runserver's request handler (the one writing django.server lines) in a thread."""
-    server = WSGIServer(("127.0.0.1", 0), WSGIRequestHandler)
-    server.set_app(WSGIHandler())
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-
 def _access_lines(buffer: io.StringIO, count: int) -> list[tuple[str, str, str]]:
     deadline = time.monotonic() + 3  # the line is written after the response
     while True:
@@ -67,6 +49,7 @@ def _access_lines(buffer: io.StringIO, count: int) -> list[tuple[str, str, str]]
         time.sleep(0.02)
 
 
+@pytest.mark.django_db
 def test_every_request_gets_a_timestamped_access_line(runserver, web_log) -> None:
     assert requests.get(f"{runserver}/healthz", timeout=5).status_code == 200
     assert requests.get(f"{runserver}/", allow_redirects=False, timeout=5).status_code == 302

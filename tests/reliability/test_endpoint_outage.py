@@ -9,25 +9,17 @@ import json
 
 import pytest
 
-from tests.broker import purge, queued_messages
+from tests.broker import queued_messages
+from tests.endpoint.common import MESSAGE, endpoint_path
 from tests.endpoint.test_wsgi_fast_path import call
 from tests.reliability.conftest import database_down
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-MESSAGE = {"message_id": "m-1", "event_type": "compute.instance.update", "payload": {}}
-
-
-@pytest.fixture(autouse=True)
-def _empty_queue():
-    purge()
-    yield
-    purge()
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("empty_queue")]
 
 
 def post(provider, body=MESSAGE, secret=None):
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return call(f"/cloud-sync/provider/{provider.pk}/", raw,
+    return call(endpoint_path(provider), raw,
                 authorization=f"Bearer {secret or provider.endpoint_secret}")
 
 
@@ -46,7 +38,7 @@ def test_a_recently_seen_provider_is_still_accepted_while_the_database_is_down(
             status, headers, content = post(provider, secret=secret)
             return status, headers, json.loads(content)
         response = client.post(
-            f"/cloud-sync/provider/{provider.pk}/", data=json.dumps(MESSAGE),
+            endpoint_path(provider), data=json.dumps(MESSAGE),
             content_type="application/json",
             HTTP_AUTHORIZATION=f"Bearer {secret or provider.endpoint_secret}",
         )

@@ -16,10 +16,9 @@ from sync.apply import apply
 from sync.changes import Change, Kind, Op, Source, make_version
 from sync.choices import SyncRunKindChoices as RunKind
 from sync.choices import SyncRunStatusChoices as RunStatus
-from sync.drivers.openstack import connection as os_connection
 from sync.drivers.registry import get_driver
 from sync.models import CloudFlavor, CloudHost, CloudHostIP, SyncRun
-from tests.fake_openstack import FakeOpenStack, fake_openstack_server
+from tests.fake_openstack import FakeOpenStack
 
 pytestmark = [
     pytest.mark.django_db,
@@ -27,29 +26,18 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def server():
-    with fake_openstack_server() as fake:
-        yield fake
-
-
 @pytest.fixture
-def fake(server: FakeOpenStack, monkeypatch) -> FakeOpenStack:
-    server.reset()
-    monkeypatch.setattr(os_connection, "RETRY_DELAY", 0.01)
-    return server
+def provider(fake_openstack: FakeOpenStack, provider_factory):
+    """This module's provider: the OpenStack driver pointed at the fake cloud."""
+    return provider_factory(cloud_sync_driver="openstack.ocata",
+                            client_config=fake_openstack.client_config())
 
 
-@pytest.fixture
-def provider(fake, provider_factory):
-    return provider_factory(cloud_sync_driver="openstack.ocata", client_config=fake.client_config())
-
-
-def seed(fake: FakeOpenStack, servers: int = 10) -> list[dict]:
-    fake.data.add_projects(2)
-    fake.data.add_flavors(3)
-    fake.data.add_image()
-    return fake.data.add_servers(servers)
+def seed(fake_openstack: FakeOpenStack, servers: int = 10) -> list[dict]:
+    fake_openstack.data.add_projects(2)
+    fake_openstack.data.add_flavors(3)
+    fake_openstack.data.add_image()
+    return fake_openstack.data.add_servers(servers)
 
 
 def full_sync(provider, kind=RunKind.FULL) -> SyncRun:
@@ -61,29 +49,29 @@ def hosts(provider) -> dict[str, CloudHost]:
     return {h.host_id: h for h in CloudHost.objects.filter(cloudprovider=provider)}
 
 
-def listed(fake: FakeOpenStack, servers: list[dict], visible: bool) -> None:
+def listed(fake_openstack: FakeOpenStack, servers: list[dict], visible: bool) -> None:
     """Make servers vanish from (or reappear in) the listing, as a partial or
     racing listing would, without touching their updated_at."""
     for s in servers:
-        fake.data.servers.records[s["id"]]["_deleted"] = not visible
-    fake.data.servers.touch()
+        fake_openstack.data.servers.records[s["id"]]["_deleted"] = not visible
+    fake_openstack.data.servers.touch()
 
 
-def held_plan(fake: FakeOpenStack, provider, settings, hidden: int) -> tuple[list[dict], SyncRun]:
+def held_plan(fake_openstack: FakeOpenStack, provider, settings, hidden: int) -> tuple[list[dict], SyncRun]:
     """10 synced servers, then a run that misses ``hidden`` of them: its
     deletions are held back by the mass-delete guard."""
     settings.CLOUDSYNC_MASS_DELETE_MIN_COUNT = 2
-    servers = seed(fake, 10)
+    servers = seed(fake_openstack, 10)
     full_sync(provider)
-    listed(fake, servers[:hidden], visible=False)
+    listed(fake_openstack, servers[:hidden], visible=False)
     held = full_sync(provider)
     assert held.status == RunStatus.NEEDS_APPROVAL
     return servers, held
 
 
-def test_empty_database_then_a_second_run_changes_nothing(fake, provider):
+def test_empty_database_then_a_second_run_changes_nothing(fake_openstack, provider):
     # given
-    servers = seed(fake, 12)
+    servers = seed(fake_openstack, 12)
     # when
     run = full_sync(provider)
     # then
@@ -122,9 +110,9 @@ def row_versions() -> dict[str, set[tuple[str, str]]]:
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="reads Postgres row versions")
-def test_a_no_change_re_sync_writes_no_inventory_row(fake, provider):
+def test_a_no_change_re_sync_writes_no_inventory_row(fake_openstack, provider):
     # given a synced provider (servers with ports and addresses, flavors, images, projects)
-    servers = seed(fake, 12)
+    servers = seed(fake_openstack, 12)
     assert full_sync(provider).status == RunStatus.SUCCEEDED
     before = row_versions()
     assert all(before[t] for t in ("sync_cloudhost", "sync_cloudport", "sync_cloudhostip",
@@ -144,24 +132,24 @@ def test_a_no_change_re_sync_writes_no_inventory_row(fake, provider):
     assert {f.flavor_id: (f.name, f.cores, f.modified_at) for f in CloudFlavor.objects.all()} \
         == flavors_before
     # and deletions still work in the next run that has drift
-    fake.data.delete_server(servers[0]["id"])
+    fake_openstack.data.delete_server(servers[0]["id"])
     third = full_sync(provider)
     assert third.status == RunStatus.SUCCEEDED, third.error
     assert third.drift["host"]["counts"] == {"deleted": 1}
     assert servers[0]["id"] not in hosts(provider)
 
 
-def test_one_run_heals_drift_and_counts_it_exactly(fake, provider):
-    servers = seed(fake, 10)
+def test_one_run_heals_drift_and_counts_it_exactly(fake_openstack, provider):
+    servers = seed(fake_openstack, 10)
     assert full_sync(provider).status == RunStatus.SUCCEEDED
     # events were lost while: one server was deleted, two renamed, one added, one stopped
     gone, renamed, stopped = servers[0], servers[1:3], servers[3]
     old_names = {s["id"]: s["name"] for s in renamed}
-    fake.data.delete_server(gone["id"])
+    fake_openstack.data.delete_server(gone["id"])
     for s in renamed:
-        fake.data.update_server(s["id"], name=old_names[s["id"]] + "-renamed")
-    fake.data.update_server(stopped["id"], status="SHUTOFF")
-    added = fake.data.add_server()
+        fake_openstack.data.update_server(s["id"], name=old_names[s["id"]] + "-renamed")
+    fake_openstack.data.update_server(stopped["id"], status="SHUTOFF")
+    added = fake_openstack.data.add_server()
     # and an event got one host wrong in the database (older than the cloud's state)
     apply(provider, [Change(Kind.HOST, Op.UPSERT, servers[4]["id"], {"hypervisor": "wrong"}, make_version(1))])
     CloudHost.objects.filter(host_id=servers[4]["id"]).update(hypervisor="wrong")
@@ -179,8 +167,8 @@ def test_one_run_heals_drift_and_counts_it_exactly(fake, provider):
     assert CloudHost.all_objects.get(host_id=gone["id"]).deleted_at is not None
 
 
-def test_events_racing_with_a_full_sync_never_regress_a_host(fake, provider):
-    servers = seed(fake, 6)
+def test_events_racing_with_a_full_sync_never_regress_a_host(fake_openstack, provider):
+    servers = seed(fake_openstack, 6)
     target = servers[0]
     future = timezone.now() + timedelta(minutes=5)
     driver = get_driver("openstack.ocata")
@@ -209,11 +197,11 @@ def test_events_racing_with_a_full_sync_never_regress_a_host(fake, provider):
     assert "created-during-listing" in now  # not deleted: it changed after the listing began
 
 
-def test_listing_failure_mid_pagination_fails_the_run_and_deletes_nothing(fake, provider):
-    seed(fake, 30)
+def test_listing_failure_mid_pagination_fails_the_run_and_deletes_nothing(fake_openstack, provider):
+    seed(fake_openstack, 30)
     assert full_sync(provider).status == RunStatus.SUCCEEDED
-    fake.nova_max_limit = 10
-    fake.fail(500, "/compute/v2.1/servers/detail", after=1, times=100)
+    fake_openstack.nova_max_limit = 10
+    fake_openstack.fail(500, "/compute/v2.1/servers/detail", after=1, times=100)
     with pytest.raises(CommandError, match="network error: listing servers failed"):
         call_command("cloudsync_sync", str(provider.pk))
     run = SyncRun.objects.filter(cloudprovider=provider).order_by("-pk").first()
@@ -222,13 +210,13 @@ def test_listing_failure_mid_pagination_fails_the_run_and_deletes_nothing(fake, 
     assert not SyncRun.objects.filter(cloudprovider=provider, status=RunStatus.RUNNING).exists()
 
 
-def test_mass_delete_guard_holds_deletions_and_the_plan_can_be_applied(fake, provider, settings):
+def test_mass_delete_guard_holds_deletions_and_the_plan_can_be_applied(fake_openstack, provider, settings):
     settings.CLOUDSYNC_MASS_DELETE_RATIO = 0.2
     settings.CLOUDSYNC_MASS_DELETE_MIN_COUNT = 2
-    servers = seed(fake, 10)
+    servers = seed(fake_openstack, 10)
     full_sync(provider)
     for s in servers[:4]:
-        fake.data.delete_server(s["id"])
+        fake_openstack.data.delete_server(s["id"])
     run = full_sync(provider)
     assert run.status == RunStatus.NEEDS_APPROVAL
     assert "mass-delete guard" in run.error and "4 of 10 hosts" in run.error
@@ -242,12 +230,12 @@ def test_mass_delete_guard_holds_deletions_and_the_plan_can_be_applied(fake, pro
         call_command("cloudsync_apply_plan", str(run.pk))
 
 
-def test_dry_run_stores_a_field_by_field_plan_and_applies_nothing(fake, provider):
-    servers = seed(fake, 5)
+def test_dry_run_stores_a_field_by_field_plan_and_applies_nothing(fake_openstack, provider):
+    servers = seed(fake_openstack, 5)
     full_sync(provider)
     old_name = servers[0]["name"]
-    fake.data.update_server(servers[0]["id"], name="renamed")
-    fake.data.delete_server(servers[1]["id"])
+    fake_openstack.data.update_server(servers[0]["id"], name="renamed")
+    fake_openstack.data.delete_server(servers[1]["id"])
     run = full_sync(provider, RunKind.DRY_RUN)
     assert run.status == RunStatus.PLANNED
     by_id = {(p["kind"], p["external_id"]): p for p in run.plan}
@@ -260,24 +248,24 @@ def test_dry_run_stores_a_field_by_field_plan_and_applies_nothing(fake, provider
     assert servers[1]["id"] not in hosts(provider)
 
 
-def test_deletes_stay_inside_what_was_listed(fake, provider, provider_factory):
-    seed(fake, 3)
+def test_deletes_stay_inside_what_was_listed(fake_openstack, provider, provider_factory):
+    seed(fake_openstack, 3)
     full_sync(provider)
     other = provider_factory(cloud_sync_driver="noop")
     apply(other, [Change(Kind.HOST, Op.UPSERT, "elsewhere", {"hostname": "x"}, "1")])
-    fake.projects_forbidden = True  # projects cannot be listed: none is deleted
+    fake_openstack.projects_forbidden = True  # projects cannot be listed: none is deleted
     run = full_sync(provider)
     assert run.status == RunStatus.SUCCEEDED
     assert CloudHost.objects.filter(cloudprovider=other).count() == 1
     assert "project" not in {k for k, c in run.counts.items() if c.get("deleted")}
 
 
-def test_catch_up_applies_changes_since_the_last_run_including_deletes(fake, provider):
-    servers = seed(fake, 5)
+def test_catch_up_applies_changes_since_the_last_run_including_deletes(fake_openstack, provider):
+    servers = seed(fake_openstack, 5)
     full_sync(provider)
-    fake.data.clock = timezone.now()  # the cloud's clock: changes happen after that run
-    fake.data.delete_server(servers[0]["id"])
-    fake.data.update_server(servers[1]["id"], name="caught-up")
+    fake_openstack.data.clock = timezone.now()  # the cloud's clock: changes happen after that run
+    fake_openstack.data.delete_server(servers[0]["id"])
+    fake_openstack.data.update_server(servers[1]["id"], name="caught-up")
     run = full_sync(provider, RunKind.CATCH_UP)
     assert run.status == RunStatus.SUCCEEDED, run.error
     now = hosts(provider)
@@ -286,7 +274,7 @@ def test_catch_up_applies_changes_since_the_last_run_including_deletes(fake, pro
     assert len(now) == 4
 
 
-def test_one_run_per_provider_at_a_time(fake, provider):
+def test_one_run_per_provider_at_a_time(fake_openstack, provider):
     runs.claim_run(provider, RunKind.FULL)
     with pytest.raises(errors.RunInProgress, match="already running"):
         runs.claim_run(provider, RunKind.DRY_RUN)
@@ -294,10 +282,10 @@ def test_one_run_per_provider_at_a_time(fake, provider):
         call_command("cloudsync_sync", str(provider.pk))
 
 
-def test_auth_failure_is_reported_as_such_and_deletes_nothing(fake, provider):
-    seed(fake, 3)
+def test_auth_failure_is_reported_as_such_and_deletes_nothing(fake_openstack, provider):
+    seed(fake_openstack, 3)
     full_sync(provider)
-    fake.reject_tokens = True
+    fake_openstack.reject_tokens = True
     with pytest.raises(CommandError, match="authentication failed"):
         call_command("cloudsync_sync", provider.name)
     run = SyncRun.objects.filter(cloudprovider=provider).order_by("-pk").first()
@@ -305,19 +293,19 @@ def test_auth_failure_is_reported_as_such_and_deletes_nothing(fake, provider):
     assert len(hosts(provider)) == 3
 
 
-def test_management_commands_print_what_they_saw(fake, provider, capsys):
-    seed(fake, 2)
+def test_management_commands_print_what_they_saw(fake_openstack, provider, capsys):
+    seed(fake_openstack, 2)
     call_command("cloudsync_sync", provider.name)
     out = capsys.readouterr().out
     assert "succeeded" in out and "host: created 2" in out
     call_command("cloudsync_test_connection", str(provider.pk))
     assert "connection OK" in capsys.readouterr().out
-    fake.reject_tokens = True
+    fake_openstack.reject_tokens = True
     with pytest.raises(CommandError, match="authentication failed"):
         call_command("cloudsync_test_connection", str(provider.pk))
 
 
-def test_a_run_whose_driver_vanished_fails_and_releases_the_lock(fake, provider):
+def test_a_run_whose_driver_vanished_fails_and_releases_the_lock(fake_openstack, provider):
     run = runs.claim_run(provider, RunKind.FULL)
     type(provider).objects.filter(pk=provider.pk).update(cloud_sync_driver="gone.driver")
     done = runs.execute_run(run.pk)
@@ -325,7 +313,7 @@ def test_a_run_whose_driver_vanished_fails_and_releases_the_lock(fake, provider)
     runs.claim_run(provider, RunKind.FULL)  # not locked
 
 
-def test_an_abandoned_running_run_does_not_lock_the_provider_forever(fake, provider, settings):
+def test_an_abandoned_running_run_does_not_lock_the_provider_forever(fake_openstack, provider, settings):
     run = runs.claim_run(provider, RunKind.FULL)
     SyncRun.objects.filter(pk=run.pk).update(
         started_at=timezone.now() - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 3600))
@@ -335,35 +323,35 @@ def test_an_abandoned_running_run_does_not_lock_the_provider_forever(fake, provi
     assert fresh.status == RunStatus.RUNNING
 
 
-def test_a_later_listing_brings_back_what_a_full_sync_deleted(fake, provider, settings):
+def test_a_later_listing_brings_back_what_a_full_sync_deleted(fake_openstack, provider, settings):
     settings.CLOUDSYNC_MASS_DELETE_MIN_COUNT = 100
-    servers = seed(fake, 4)
+    servers = seed(fake_openstack, 4)
     full_sync(provider)
     hidden = servers[0]
-    listed(fake, [hidden], visible=False)  # a listing that missed it
+    listed(fake_openstack, [hidden], visible=False)  # a listing that missed it
     assert full_sync(provider).status == RunStatus.SUCCEEDED
     assert hidden["id"] not in hosts(provider)
-    listed(fake, [hidden], visible=True)  # listed again, same updated_at
+    listed(fake_openstack, [hidden], visible=True)  # listed again, same updated_at
     run = full_sync(provider)
     assert hidden["id"] in hosts(provider)
     assert run.drift["host"]["counts"] == {"created": 1}
 
 
-def test_a_stored_plan_is_refused_once_a_later_listing_completed(fake, provider, settings):
-    servers, held = held_plan(fake, provider, settings, hidden=6)
-    listed(fake, servers[:6], visible=True)
+def test_a_stored_plan_is_refused_once_a_later_listing_completed(fake_openstack, provider, settings):
+    servers, held = held_plan(fake_openstack, provider, settings, hidden=6)
+    listed(fake_openstack, servers[:6], visible=True)
     assert full_sync(provider).status == RunStatus.SUCCEEDED
     with pytest.raises(errors.PlanNotApplicable, match="superseded"):
         runs.apply_stored_plan(held.pk)
     assert len(hosts(provider)) == 10
 
 
-def test_planned_deletions_skip_objects_an_event_touched_since(fake, provider, settings):
+def test_planned_deletions_skip_objects_an_event_touched_since(fake_openstack, provider, settings):
     settings.CLOUDSYNC_MASS_DELETE_MIN_COUNT = 2
-    servers = seed(fake, 10)
+    servers = seed(fake_openstack, 10)
     full_sync(provider)
     for s in servers[:4]:
-        fake.data.delete_server(s["id"])
+        fake_openstack.data.delete_server(s["id"])
     held = full_sync(provider)
     assert held.status == RunStatus.NEEDS_APPROVAL
     apply(provider, [Change(Kind.HOST, Op.UPSERT, servers[0]["id"], {"hostname": "still-here"},
@@ -372,8 +360,8 @@ def test_planned_deletions_skip_objects_an_event_touched_since(fake, provider, s
     assert set(hosts(provider)) == {s["id"] for s in servers[4:]} | {servers[0]["id"]}
 
 
-def test_planned_deletions_skip_objects_a_catch_up_saw_since(fake, provider, settings):
-    servers, held = held_plan(fake, provider, settings, hidden=4)
+def test_planned_deletions_skip_objects_a_catch_up_saw_since(fake_openstack, provider, settings):
+    servers, held = held_plan(fake_openstack, provider, settings, hidden=4)
     apply(provider, [Change(Kind.HOST, Op.UPSERT, servers[0]["id"], {"hostname": "seen"},
                             make_version(1), Source.CATCH_UP)])
     runs.apply_stored_plan(held.pk)
@@ -394,12 +382,12 @@ def test_a_pushed_snapshot_without_a_listing_time_resurrects_nothing(provider_fa
 
 
 def test_a_plan_is_refused_once_a_later_listing_began_even_if_it_failed(
-    fake, provider, settings, monkeypatch
+    fake_openstack, provider, settings, monkeypatch
 ):
     # given a held plan that would delete 6 hosts, and a later full sync that
     # listed them alive (unchanged, so not rewritten) and then failed
-    servers, held = held_plan(fake, provider, settings, hidden=6)
-    listed(fake, servers[:6], visible=True)
+    servers, held = held_plan(fake_openstack, provider, settings, hidden=6)
+    listed(fake_openstack, servers[:6], visible=True)
     import sync.reconcile as reconcile_module
 
     def crash(*args, **kwargs):
@@ -414,8 +402,8 @@ def test_a_plan_is_refused_once_a_later_listing_began_even_if_it_failed(
     assert len(hosts(provider)) == 10
 
 
-def test_a_plan_is_refused_while_a_later_listing_runs(fake, provider, settings):
-    servers, held = held_plan(fake, provider, settings, hidden=6)
+def test_a_plan_is_refused_while_a_later_listing_runs(fake_openstack, provider, settings):
+    servers, held = held_plan(fake_openstack, provider, settings, hidden=6)
     runs.claim_run(provider, RunKind.FULL)  # a later full sync, still running
     with pytest.raises(errors.PlanNotApplicable, match="running"):
         runs.apply_stored_plan(held.pk)
