@@ -213,7 +213,7 @@ def record(provider: CloudProvider, incoming: list[Incoming]) -> list[Event]:
             _record_one(provider, item)
     known = [key for key in first if key not in rows]  # duplicates: the stored row wins
     if known:
-        rows.update((e.key, e) for e in Event.objects.filter(cloudprovider=provider, key__in=known))
+        rows.update((e.key, e) for e in Event.objects.filter(cloudprovider=provider, key__any=known))
     return [rows[item.key] for item in incoming]
 
 

@@ -274,7 +274,7 @@ def _apply_claimed(
     with transaction.atomic():
         claimed = set(
             Event.objects.select_for_update(skip_locked=True)
-            .filter(pk__in=[event.pk for event, _ in items], status__in=OPEN_STATUSES)
+            .filter(pk__any=[event.pk for event, _ in items], status__in=OPEN_STATUSES)
             .values_list("pk", flat=True)
         )
         mine = [(event, t) for event, t in items if event.pk in claimed]
@@ -352,7 +352,7 @@ def _finish_failed(errors: dict[int, str]) -> int:
     with transaction.atomic():
         open_ids = set(
             Event.objects.select_for_update(skip_locked=True)
-            .filter(pk__in=list(errors), status__in=OPEN_STATUSES)
+            .filter(pk__any=list(errors), status__in=OPEN_STATUSES)
             .values_list("pk", flat=True)
         )
         rows = [Event(pk=pk, status=Status.FAILED, error=errors[pk][:2000], processed_at=now)

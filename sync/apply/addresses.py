@@ -88,7 +88,7 @@ class HostList(NamedTuple):
 
 
 def host_lists(pks: Iterable[int]) -> dict[int, HostList]:
-    rows = CloudHost.all_objects.filter(pk__in=list(pks))
+    rows = CloudHost.all_objects.filter(pk__any=list(pks))
     return {
         pk: HostList(
             frozenset(ids or ()), (versions or {}).get("port_ids", ""), deleted is not None
@@ -128,7 +128,7 @@ def apply_port_lists(
     if not pks and not hosts:
         return
     qs = CloudPort.all_objects.filter(cloudprovider=provider).filter(
-        Q(pk__in=pks) | Q(claimed_host_id__in=hosts)
+        Q(pk__any=pks) | Q(claimed_host_id__any=list(hosts))
     )
     rows = list(bulk.locked(qs))
     by_id = {row.port_id: row for row in rows}
@@ -197,8 +197,8 @@ def decide(
             plan.dirty.add(row.pk)
     fips = {row.pk: row for row in rows if row.parent_port_id}
     if moved_ids:
-        bound = CloudPort.all_objects.filter(cloudprovider=provider, parent_port_id__in=moved_ids)
-        fips.update({f.pk: f for f in bulk.locked(bound.exclude(pk__in=list(plan.rows)))})
+        bound = CloudPort.all_objects.filter(cloudprovider=provider, parent_port_id__any=list(moved_ids))
+        fips.update({f.pk: f for f in bulk.locked(bound.exclude(pk__any=list(plan.rows)))})
     if fips:
         _follow_parents(provider, fips, {row.port_id: row for row in ports}, plan)
         plan.rows.update(fips)
@@ -242,7 +242,7 @@ def _follow_parents(
     dies with a host (only its own delete removes it)."""
     missing = {f.parent_port_id for f in fips.values()} - parents.keys()
     if missing:
-        qs = CloudPort.all_objects.filter(cloudprovider=provider, port_id__in=missing)
+        qs = CloudPort.all_objects.filter(cloudprovider=provider, port_id__any=list(missing))
         parents = {**parents, **{p.port_id: p for p in qs.only("port_id", "host", "deleted_at")}}
     for fip in fips.values():
         parent = parents.get(fip.parent_port_id)
@@ -260,7 +260,7 @@ def _rewrite_ips(rows: list[CloudPort]) -> None:
     the port is deleted)."""
     if not rows:
         return
-    CloudHostIP.objects.filter(port_id__in=[row.pk for row in rows]).delete()
+    CloudHostIP.objects.filter(port_id__any=[row.pk for row in rows]).delete()
     CloudHostIP.objects.bulk_create(
         [
             CloudHostIP(port_id=row.pk, host_id=row.host_id, address=a, version=v, kind=k, mac=m)
@@ -294,7 +294,7 @@ def _retarget_ips(rows: list[CloudPort]) -> None:
 def write_host_addresses(addresses: dict[int, list]) -> None:
     """Replace the port-less address rows of hosts (e.g. legacy Nova ``fixed_ips``)."""
     pks = list(addresses)
-    CloudHostIP.objects.filter(host_id__in=pks, port__isnull=True).delete()
+    CloudHostIP.objects.filter(host_id__any=list(pks), port__isnull=True).delete()
     CloudHostIP.objects.bulk_create(
         [
             CloudHostIP(host_id=pk, address=a, version=v, kind=k, mac=m)
@@ -332,7 +332,7 @@ class ChunkAddresses:
         """The ports attached to a host now."""
         if self._attached is None:  # placeholders too: a port event may name them
             loaded: dict[int, list[str]] = defaultdict(list)
-            ports = CloudPort.objects.filter(host_id__in=self.row_pks, parent_port_id="")
+            ports = CloudPort.objects.filter(host_id__any=list(self.row_pks), parent_port_id="")
             for host_id, port_id in ports.values_list("host_id", "port_id"):
                 loaded[host_id].append(port_id)
             self._attached = {k: sorted(v) for k, v in loaded.items()}
@@ -341,7 +341,7 @@ class ChunkAddresses:
     def _load_addresses(self) -> dict[int, list]:
         """The port-less address rows of the chunk's hosts."""
         loaded: dict[int, list] = defaultdict(list)
-        qs = CloudHostIP.objects.filter(host_id__in=self.row_pks, port__isnull=True)
+        qs = CloudHostIP.objects.filter(host_id__any=list(self.row_pks), port__isnull=True)
         for ip in qs.values_list("host_id", *CloudHostIP.address_fields):
             loaded[ip[0]].append(tuple(ip[1:]))
         return {k: sorted(v) for k, v in loaded.items()}

@@ -319,7 +319,7 @@ class KindApplier:
             )
         if any(c.source == Source.CATCH_UP for c in self.changes):
             seen_only = set(by_pk).difference(row.pk for row in dirty_rows)
-            self.model.all_objects.filter(pk__in=seen_only).update(last_seen_at=self.now)
+            self.model.all_objects.filter(pk__any=list(seen_only)).update(last_seen_at=self.now)
         if self.kind == Kind.HOST:
             if self.ips.new:
                 write_host_addresses(self.ips.new)

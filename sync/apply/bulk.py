@@ -33,12 +33,12 @@ def ensure_rows(
     qs = model.all_objects.filter(cloudprovider=provider)
     if lock:
         qs = locked(qs)
-    rows = {getattr(r, idf): r for r in qs.filter(**{f"{idf}__in": ids})}
+    rows = {getattr(r, idf): r for r in qs.filter(**{f"{idf}__any": ids})}
     # Sorted: concurrent transactions insert overlapping new ids in one order.
     missing = sorted(i for i in ids if i not in rows)
     if missing:
         insert_placeholders(provider, model, missing)
-        rows.update({getattr(r, idf): r for r in qs.filter(**{f"{idf}__in": missing})})
+        rows.update({getattr(r, idf): r for r in qs.filter(**{f"{idf}__any": missing})})
     return rows
 
 
@@ -115,11 +115,11 @@ def ref_ids(provider: CloudProvider, model: type[SyncedModel], ids: set[str]) ->
         return {}
     idf = model.external_id_field
     qs = model.all_objects.filter(cloudprovider=provider)
-    found = dict(qs.filter(**{f"{idf}__in": list(ids)}).values_list(idf, "pk"))
+    found = dict(qs.filter(**{f"{idf}__any": list(ids)}).values_list(idf, "pk"))
     missing = sorted(i for i in ids if i not in found)
     if missing:
         insert_placeholders(provider, model, missing)
-        found.update(qs.filter(**{f"{idf}__in": missing}).values_list(idf, "pk"))
+        found.update(qs.filter(**{f"{idf}__any": missing}).values_list(idf, "pk"))
     return found
 
 

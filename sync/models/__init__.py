@@ -1,3 +1,4 @@
+from sync.models import lookups  # noqa: F401 (registers field__any)
 from sync.models.events import Event, SyncRun
 from sync.models.inventory import (
     CloudFlavor,
