@@ -15,13 +15,13 @@ import redis
 
 from project.celery import app
 
-__all__ = ["DONE_KEY", "noop"]
+__all__ = ["DONE_KEY", "noop", "redis_client"]
 
 DONE_KEY = "bench:noop:done"
 _client: list[tuple[int, redis.Redis]] = []
 
 
-def _redis() -> redis.Redis:
+def redis_client() -> redis.Redis:
     """One client per process (pool processes are forked after import)."""
     pid = os.getpid()
     if not _client or _client[0][0] != pid:
@@ -32,4 +32,4 @@ def _redis() -> redis.Redis:
 @app.task(name="bench.noop", acks_late=True, ignore_result=True)
 def noop() -> None:
     """Count one finished task."""
-    _redis().incr(DONE_KEY)
+    redis_client().incr(DONE_KEY)

@@ -20,15 +20,13 @@ message, and one Redis round trip per batch.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-import redis
 from celery import signals
 from django.db import connections
 from django.db.backends.signals import connection_created
 
-from project.celery import app
+from bench.noop_tasks import redis_client as _redis
 
 __all__ = ["BATCHES_KEY", "STATEMENTS_KEY"]
 
@@ -36,14 +34,6 @@ STATEMENTS_KEY = "bench:probe:statements"
 BATCHES_KEY = "bench:probe:batches"
 _pending = {"statements": 0, "batches": 0}
 _in_batch = [False]
-_client: list[tuple[int, redis.Redis]] = []
-
-
-def _redis() -> redis.Redis:
-    pid = os.getpid()
-    if not _client or _client[0][0] != pid:
-        _client[:] = [(pid, redis.Redis.from_url(app.conf.broker_url))]
-    return _client[0][1]
 
 
 def _count(execute: Any, sql: str, params: Any, many: bool, context: dict) -> Any:

@@ -21,7 +21,7 @@ every order and duplication of the same changes ends in the same rows:
 * a **floating IP** follows the port it is bound to (``parent_port_id``), and
   is unattached while that port is gone.
 
-``settle`` recomputes that for ports whose registers changed (and for the
+``decide`` (then ``save``) recomputes that for ports whose registers changed (and for the
 ports claimed by hosts whose list or tombstone changed), then brings their
 ``CloudHostIP`` rows in line with ``CloudPort.addresses``.
 """
@@ -53,7 +53,6 @@ __all__ = [
     "decide",
     "host_lists",
     "save",
-    "settle",
     "write_host_addresses",
 ]
 
@@ -145,7 +144,7 @@ def apply_port_lists(
                 versions[CLAIM] = version
                 row.field_versions = versions
                 claimed.add(row.pk)
-    settle(provider, rows, now, dirty=claimed)
+    save(decide(provider, rows, now, dirty=claimed), now)
 
 
 @dataclass
@@ -217,19 +216,6 @@ def save(plan: Settlement, now: datetime, *, saved: Iterable[int] = ()) -> None:
         bulk.bulk_update(CloudPort, unsaved, _SETTLED)
     _rewrite_ips([plan.rows[pk] for pk in sorted(plan.rewrite)])
     _retarget_ips([row for row in changed if row.pk not in plan.rewrite])
-
-
-def settle(
-    provider: CloudProvider,
-    rows: list[CloudPort],
-    now: datetime,
-    *,
-    dirty: Iterable[int] = (),
-    rewrite: Iterable[int] = (),
-    moved: Iterable[int] = (),
-) -> None:
-    """``decide`` then ``save``."""
-    save(decide(provider, rows, now, dirty=dirty, rewrite=rewrite, moved=moved), now)
 
 
 def _follow_parents(
