@@ -122,7 +122,22 @@ class BatchTask(Task):
 
         def send(kind: str, batch_id: str, **fields: Any) -> None:
             if send_events:
-                eventer.send(kind, uuid=batch_id, **fields)
+                try:
+                    eventer.send(kind, uuid=batch_id, **fields)
+                except Exception as exc:  # monitoring must never stop the consumer
+                    log.warning("%s: event %s not sent: %r", task.name, kind, exc)
+
+        def settle(settler: Any, *args: Any) -> None:
+            """Acknowledge or reject one message. A message whose channel died
+            with its connection (the broker restarted) cannot be settled any
+            more: kombu may raise anything there (even AttributeError), and
+            the broker hands the message out again after the visibility
+            timeout. Never let that escape into the consumer's event loop."""
+            try:
+                settler(log, errors, *args)
+            except Exception as exc:
+                log.warning("%s: a message could not be settled (%r); the broker will "
+                            "deliver it again", task.name, exc)
 
         def flush() -> None:
             if not buffer:
@@ -143,9 +158,9 @@ class BatchTask(Task):
                 requeued = 0
                 for (_, _, _, ack, reject), verdict in zip(messages, outcome, strict=True):
                     if verdict == ACK:
-                        ack(log, errors)
+                        settle(ack)
                     else:
-                        reject(log, errors, True)
+                        settle(reject, True)
                         requeued += 1
                 if requeued:
                     send("task-failed", batch_id, exception=f"{requeued} messages requeued",
@@ -158,7 +173,7 @@ class BatchTask(Task):
                 log.error("%s: batch of %d failed (%r); all messages requeued",
                           task.name, len(messages), exc)
                 for _, _, _, _, reject in messages:
-                    reject(log, errors, True)
+                    settle(reject, True)
                 send("task-failed", batch_id, exception=repr(exc), traceback="")
 
             pool.apply_async(
@@ -173,7 +188,7 @@ class BatchTask(Task):
                 _args, kwargs, _embed = message.decode()
             except Exception as exc:  # not a protocol-2 message of ours: cannot be run
                 log.error("%s: undecodable message rejected: %r", task.name, exc)
-                reject(log, errors, False)
+                settle(reject, False)
                 return
             buffer.append((message.headers.get("id"), kwargs, message.delivery_info, ack, reject))
             if max_weight is not None:
