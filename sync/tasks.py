@@ -103,7 +103,10 @@ def replay_events(event_ids: list[int]) -> dict:
             "retry": len(report.retry)}
 
 
-@shared_task(name=names.SWEEP, expires=300)
+# Beat's tasks are acknowledged on receipt: beat sends them again on its next
+# tick, and a late acknowledgement of a message from a connection that died
+# meanwhile (Redis restarted) raises inside kombu on the consumer's loop.
+@shared_task(name=names.SWEEP, expires=300, acks_late=False)
 def sweep() -> dict:
     """Beat: re-queue events stuck in the inbox and runs whose worker died."""
     return sweeper.sweep()
@@ -145,7 +148,7 @@ def apply_plan(run_id: int, triggered_by: str = "") -> dict:
     return {"run": run.pk, "status": run.status}
 
 
-@shared_task(name=names.SYNC_ALL, expires=3600)
+@shared_task(name=names.SYNC_ALL, expires=3600, acks_late=False)
 def sync_all(kind: str = "full") -> dict:
     """Beat entry point: start a run for every enabled provider that supports it."""
     return runs.start_all(kind, triggered_by="beat")
