@@ -32,14 +32,15 @@ from django.db.models import F
 from django.utils import timezone
 
 from sync import inbox, names, queueing
-from sync.apply import apply, bulk
+from sync.apply import apply, bulk, floors
 from sync.choices import EventStatusChoices as Status
+from sync.choices import SyncRunStatusChoices as RunStatus
 from sync.db_outage import is_transient, is_unavailable
 from sync.drivers.base import BadPayload, Driver, DriverNotInstalled, TemporaryError, Translation
 from sync.drivers.registry import get_driver
 from sync.errors import RunInProgress
 from sync.inbox import OPEN_STATUSES
-from sync.models import CloudProvider, Event
+from sync.models import CloudProvider, Event, SyncRun
 from sync.retries import retry_countdown
 from sync.runs import run_snapshot
 
@@ -198,7 +199,7 @@ def process_events(
             ready.append((event, outcome))
     if failed:
         report.failed += _finish_failed(failed)
-    _apply_isolating(provider, ready, report, retry)
+    _apply_isolating(provider, ready, report, retry, waiting)
     if retry:
         _schedule_retry(retry, last_error, report)
     if waiting:
@@ -235,14 +236,14 @@ def _translate(
 
 def _apply_isolating(
     provider: CloudProvider, items: list[tuple[Event, Translation]], report: IngestReport,
-    retry: list[Event],
+    retry: list[Event], waiting: list[Event],
 ) -> None:
     """Apply ``items`` in one transaction; if the database refuses it, halve
     until the culprit is alone, and fail only that one."""
     if not items:
         return
     try:
-        _apply_claimed(provider, items, report)
+        waiting += _apply_claimed(provider, items, report)
         return
     except (OperationalError, InterfaceError) as exc:
         if is_unavailable(exc):
@@ -261,20 +262,26 @@ def _apply_isolating(
         )
         return
     middle = len(items) // 2
-    _apply_isolating(provider, items[:middle], report, retry)
-    _apply_isolating(provider, items[middle:], report, retry)
+    _apply_isolating(provider, items[:middle], report, retry, waiting)
+    _apply_isolating(provider, items[middle:], report, retry, waiting)
 
 
 def _apply_claimed(
     provider: CloudProvider, items: list[tuple[Event, Translation]], report: IngestReport
-) -> None:
+) -> list[Event]:
     """Claim, apply and mark ``items`` in one transaction (a few statements
-    for the whole batch)."""
+    for the whole batch). Returns the events that must wait for the
+    provider's running listing (``sync.apply.floors``), left open."""
     now = timezone.now()
     with transaction.atomic():
+        listed, pending = floors.read(provider)
+        held = {event.pk for event, t in items if pending and any(map(pending.below, t.changes))}
+        if held and not SyncRun.objects.filter(pk=pending.run, status=RunStatus.RUNNING).exists():
+            held = set()  # that listing ended without completing: nothing to wait for
         claimed = set(
             Event.objects.select_for_update(skip_locked=True)
-            .filter(pk__any=[event.pk for event, _ in items], status__in=OPEN_STATUSES)
+            .filter(pk__any=[event.pk for event, _ in items if event.pk not in held],
+                    status__in=OPEN_STATUSES)
             .values_list("pk", flat=True)
         )
         mine = [(event, t) for event, t in items if event.pk in claimed]
@@ -282,7 +289,7 @@ def _apply_claimed(
         changes = [change for _, t in mine for change in t.changes]
         per_event: dict[int, dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))
         if changes:
-            result = apply(provider, changes, now=now)
+            result = apply(provider, changes, now=now, floors=listed)
             for change, outcome in result.outcomes:
                 per_event[owner[id(change)]][change.kind.value][outcome] += 1
         rows = []
@@ -301,7 +308,8 @@ def _apply_claimed(
             report.ignored += 1
         else:
             report.processed += 1
-    report.duplicates += len(items) - len(rows)
+    report.duplicates += len(items) - len(rows) - len(held)
+    return [event for event, _ in items if event.pk in held]
 
 
 def _process_snapshot(
@@ -393,7 +401,8 @@ def _schedule_retry(events: list[Event], error: Exception | None, report: Ingest
 
 
 def _wait_for_run(events: list[Event], report: IngestReport) -> None:
-    """Snapshots that arrived while a sync of their provider runs: tried
+    """Snapshots that arrived while a sync of their provider runs, and events
+    older than the running listing's floor (``sync.apply.floors``): tried
     again every CLOUDSYNC_RETRY_CAP_SECONDS for as long as the run lasts,
     without using up their retry budget (a full sync may take hours)."""
     ids = [event.pk for event in events]

@@ -30,14 +30,14 @@ from typing import Any
 from django.conf import settings
 from django.db import models, transaction
 
-from sync.apply import MODEL_FOR_KIND, ApplyResult, Outcome, apply
+from sync.apply import MODEL_FOR_KIND, ApplyResult, Floors, Outcome, apply
 from sync.changes import Change, Kind, Op, Source, make_version
 from sync.choices import SyncRunStatusChoices as RunStatus
 from sync.drivers.base import Snapshot
 from sync.models import CloudProvider
 
-__all__ = ["PlanResult", "Reconciliation", "apply_plan", "change_to_plan", "plan_to_change",
-           "reconcile"]
+__all__ = ["PlanResult", "Reconciliation", "apply_plan", "change_to_plan", "listing_floors",
+           "plan_to_change", "reconcile"]
 
 CHUNK = 1000
 DRIFT_SAMPLE = 50  # ids kept per kind and outcome in SyncRun.drift
@@ -79,14 +79,16 @@ def _restamp(changes: Iterable[Change], source: Source, ref: str) -> Iterator[Ch
 
 
 def _apply_chunk(
-    provider: CloudProvider, chunk: list[Change], *, dry_run: bool, listed_at: Any = None
+    provider: CloudProvider, chunk: list[Change], *, dry_run: bool, listed_at: Any,
+    floors: Floors,
 ) -> ApplyResult:
     if not dry_run:  # diffs feed only a dry run's plan: not computed otherwise
-        return apply(provider, chunk, listed_at=listed_at)
+        return apply(provider, chunk, listed_at=listed_at, floors=floors)
     holder: list[ApplyResult] = []
     try:
         with transaction.atomic():
-            holder.append(apply(provider, chunk, record_diffs=True, listed_at=listed_at))
+            holder.append(apply(provider, chunk, record_diffs=True, listed_at=listed_at,
+                                floors=floors))
             raise _Rollback
     except _Rollback:
         pass
@@ -155,8 +157,10 @@ def reconcile(
                 seen[change.kind].add(change.external_id)
             yield change
 
+    floors = listing_floors(snapshot, started)
     for chunk in _chunks(_restamp(tracked(snapshot.changes), source, ref), CHUNK):
-        result = _apply_chunk(provider, chunk, dry_run=dry_run, listed_at=snapshot.started_at)
+        result = _apply_chunk(provider, chunk, dry_run=dry_run, listed_at=snapshot.started_at,
+                              floors=floors)
         drift.add(result)
         if dry_run:
             plan += _planned(chunk, result)
@@ -181,6 +185,16 @@ def reconcile(
         drift_healed=0 if status == RunStatus.PLANNED else drift.total, drift=drift.as_dict(),
         plan=plan if (dry_run or tripped) else None, error=error,
     )
+
+
+def listing_floors(snapshot: Snapshot, started: datetime) -> Floors:
+    """What ``snapshot`` vouches for (``sync.apply.floors``): its floors of
+    the kinds it listed completely, whole-provider."""
+    scopes = snapshot.scopes or {}
+    return Floors.of_listing(started, {
+        kind: version for kind, version in (snapshot.floors or {}).items()
+        if kind in snapshot.kinds and scopes.get(kind) is None
+    })
 
 
 def _planned(chunk: list[Change], result: ApplyResult) -> list[dict[str, Any]]:

@@ -21,6 +21,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from sync import names, queueing
+from sync.apply.floors import NO_FLOORS, Floors
 from sync.changes import Source
 from sync.choices import SyncRunKindChoices as RunKind
 from sync.choices import SyncRunStatusChoices as RunStatus
@@ -36,7 +37,7 @@ from sync.drivers.base import (
 from sync.drivers.registry import get_driver
 from sync.errors import PlanNotApplicable, QueueUnavailable, RunInProgress, RunRefused
 from sync.models import CloudProvider, SyncRun
-from sync.reconcile import Reconciliation, apply_plan, reconcile
+from sync.reconcile import Reconciliation, apply_plan, listing_floors, reconcile
 
 __all__ = [
     "check_can_start",
@@ -203,10 +204,32 @@ def _execute(run: SyncRun) -> SyncRun:
 def reconcile_run(run: SyncRun, snapshot: Snapshot, *, dry_run: bool = False) -> SyncRun:
     """Reconcile the provider with ``snapshot`` as ``run`` and record the outcome."""
     source = Source.CATCH_UP if run.kind == RunKind.CATCH_UP else Source.FULL_SYNC
+    floors = listing_floors(snapshot, snapshot.started_at or run.started_at)
+    if dry_run or not floors:
+        floors = NO_FLOORS
+    else:  # events older than this listing wait for it (sync.apply.floors)
+        _set_floors(run, pending=Floors(floors.started_at, floors.versions, run.pk))
     result = reconcile(run.cloudprovider, snapshot, source=source, ref=str(run.pk),
                        started_at=run.started_at, dry_run=dry_run)
     _finish(run, result)
+    if floors and result.status in (RunStatus.SUCCEEDED, RunStatus.NEEDS_APPROVAL):
+        _set_floors(run, listed=floors)
     return run
+
+
+def _set_floors(run: SyncRun, *, pending: Floors | None = None,
+                listed: Floors | None = None) -> None:
+    """Record a running listing's floor (``pending``), or the floor of one
+    that completed (``listed``, which also ends the pending one)."""
+    provider = CloudProvider.objects.get(pk=run.cloudprovider_id)
+    floors = dict(provider.listing_floors or {})
+    if pending is not None:
+        floors["pending"] = pending.as_json()
+    if listed is not None:
+        floors["listed"] = listed.as_json()
+        floors.pop("pending", None)
+    CloudProvider.objects.filter(pk=provider.pk).update(listing_floors=floors)
+    run.cloudprovider.listing_floors = floors
 
 
 def run_snapshot(provider: CloudProvider, snapshot: Snapshot, *, triggered_by: str) -> SyncRun:

@@ -35,11 +35,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from sync.apply.applier import KIND_ORDER, MODEL_FOR_KIND, KindApplier
+from sync.apply.floors import Floors
 from sync.apply.result import ApplyResult, Outcome
 from sync.changes import Change, Kind
 from sync.models import CloudProvider
 
-__all__ = ["ApplyResult", "Outcome", "apply", "MODEL_FOR_KIND"]
+__all__ = ["ApplyResult", "Floors", "Outcome", "apply", "MODEL_FOR_KIND"]
 
 CHUNK = 1000
 
@@ -52,6 +53,7 @@ def apply(
     keep_outcomes: bool = True,
     record_diffs: bool = False,
     listed_at: datetime | None = None,
+    floors: Floors | None = None,
 ) -> ApplyResult:
     """Apply changes to one provider's inventory in one transaction.
 
@@ -59,8 +61,12 @@ def apply(
     ``listed_at`` (full syncs): when the listing began. A listed object whose
     tombstone is older than that exists after all and comes back, whatever
     the versions say (a cloud's ``updated_at`` may predate our deletion).
+    ``floors`` (``sync.apply.floors``): what a complete listing vouches for;
+    a full sync passes its own, everything else gets the provider's last.
     """
     now = now or timezone.now()
+    if floors is None:
+        floors = Floors.from_json((provider.listing_floors or {}).get("listed"))
     by_kind: dict[Kind, list[Change]] = defaultdict(list)
     for change in changes:
         by_kind[change.kind].append(change)
@@ -70,7 +76,7 @@ def apply(
             group = by_kind.get(kind)
             for start in range(0, len(group or ()), CHUNK):
                 KindApplier(
-                    provider, kind, group[start : start + CHUNK], now, result, listed_at
+                    provider, kind, group[start : start + CHUNK], now, result, listed_at, floors
                 ).run()
     if not keep_outcomes:
         result.outcomes.clear()

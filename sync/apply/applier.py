@@ -17,6 +17,7 @@ from sync.apply.addresses import (
     save,
     write_host_addresses,
 )
+from sync.apply.floors import NO_FLOORS, Floors
 from sync.apply.references import references_of, resolve
 from sync.apply.result import ApplyResult, Outcome
 from sync.changes import Change, Kind, Op, Source, parse_timestamp
@@ -84,9 +85,12 @@ class KindApplier:
         now: datetime,
         result: ApplyResult,
         listed_at: datetime | None = None,
+        floors: Floors = NO_FLOORS,
     ) -> None:
         self.provider = provider
         self.listed_at = listed_at
+        self.floors = floors
+        self.floor = ""  # of the row being changed
         self.kind = kind
         self.model = MODEL_FOR_KIND[kind]
         self.changes = changes
@@ -157,23 +161,30 @@ class KindApplier:
             is_new, tombstoned = True, False
         previous = row.source_version
         versions = dict(row.field_versions or {})
+        # Every field is at least as new as the last complete listing that
+        # saw the row (sync.apply.floors); that listing did not rewrite it.
+        self.floor = floor = "" if is_new else self.floors.of(self.kind, row.created_at)
         changed = won = False
         for attr, value in self._values(change).items():
-            if change.version < versions.get(attr, ""):
-                continue  # a newer change already set this field
+            stored = versions.get(attr, "")
+            if change.version < max(stored, floor):
+                continue  # a newer change (or listing) already set this field
             if tombstoned and attr in _TOMBSTONE_FIXED:
                 continue
             won = True
             if attr == "port_ids":
                 self.membership_hosts.add(row.pk)
-            if self._differs(row, attr, value):
+            differs = self._differs(row, attr, value)
+            if differs:
                 self._set(row, attr, value)
                 changed = True
-            if change.version > versions.get(attr, ""):
+            # A listing finding a value unchanged records nothing: its floor
+            # already vouches for it.
+            if change.version > max(stored, floor) or (differs and change.version > stored):
                 versions[attr] = change.version
         if versions != row.field_versions:
             self._set(row, "field_versions", versions)
-        if change.version > previous:
+        if change.version > max(previous, floor) or (changed and change.version > previous):
             self._set(row, "source_version", change.version)
         if tombstoned:
             # Late news about a deleted object: kept on the tombstone (so
@@ -185,7 +196,7 @@ class KindApplier:
             return Outcome.CREATED
         if changed:
             return Outcome.UPDATED
-        return Outcome.UNCHANGED if change.version >= previous else Outcome.STALE
+        return Outcome.UNCHANGED if change.version >= max(previous, floor) else Outcome.STALE
 
     def _delete(self, row: SyncedModel, change: Change) -> str:
         if change.version > row.source_version:
@@ -272,7 +283,7 @@ class KindApplier:
         if attr == "port_ids":
             # The stored list (the register); a newer list naming the same
             # ports may still detach ports attached by older claims.
-            newer = self.version > (row.field_versions or {}).get(attr, "")
+            newer = self.version > max((row.field_versions or {}).get(attr, ""), self.floor)
             return row.port_ids != value or (newer and self.ips.attached_ports(row) != value)
         return self._current(row, attr) != value
 

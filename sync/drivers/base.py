@@ -107,6 +107,11 @@ class Snapshot:
     kinds: frozenset[Kind]
     scopes: Mapping[Kind, frozenset[str]] | None = None
     started_at: datetime | None = None
+    # Kinds whose objects carry no update time of their own, listed
+    # completely and whole-provider: the version the listing stamps on them
+    # (its start). The run records it instead of rewriting unchanged rows
+    # (sync.apply.floors).
+    floors: Mapping[Kind, str] | None = None
 
 
 @dataclass(slots=True)

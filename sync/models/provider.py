@@ -34,6 +34,9 @@ class CloudProvider(models.Model):
     last_event_processed_at = models.DateTimeField(null=True, blank=True)
     last_full_sync_at = models.DateTimeField(null=True, blank=True)
     last_full_sync_status = models.CharField(max_length=20, blank=True, default="")
+    # What the last complete listing vouches for without rewriting unchanged
+    # rows, and the running listing's (sync.apply.floors).
+    listing_floors = models.JSONField(blank=True, default=dict, editable=False)
 
     class Meta:
         ordering = ["name"]

@@ -8,6 +8,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from django.db import connection
 
 from sync import runs
 from sync.choices import EventStatusChoices as Status
@@ -16,6 +17,7 @@ from sync.ingest import ingest_body
 from sync.models import CloudHost, Event
 from tests.drivers.test_aws_events import count_describe_instances, state_event
 from tests.moto_server import MotoServer, fresh_region, moto_server_fixture  # noqa: F401
+from tests.sync.rows import row_versions
 
 pytestmark = pytest.mark.django_db
 
@@ -61,3 +63,23 @@ def test_terminate_then_drift_healed_by_a_full_sync(moto_server, aws):
     assert hosts[b["InstanceId"]].status == "stopped"
     assert run.drift["host"]["counts"] == {"created": 1, "updated": 1}
     assert Event.objects.filter(cloudprovider=provider, status=Status.PROCESSED).count() == 4
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="reads Postgres row versions")
+def test_a_no_change_re_sync_rewrites_no_flavor_image_or_account(moto_server, aws):
+    # given a synced region
+    region, config, provider = aws
+    moto_server.launch(region, count=2)
+    assert runs.execute_run(runs.claim_run(provider, "full").pk).status == RunStatus.SUCCEEDED
+    before = row_versions()
+    assert before["sync_cloudflavor"] and before["sync_cloudimage"] and before["sync_cloudproject"]
+    # when it is listed again, unchanged
+    again = runs.execute_run(runs.claim_run(provider, "full").pk)
+    # then instance types, AMIs and the account are not rewritten, though
+    # every listing stamps them with its own start (the floor records it once)
+    assert again.status == RunStatus.SUCCEEDED and again.drift_healed == 0
+    after = row_versions()
+    for table in ("sync_cloudflavor", "sync_cloudimage", "sync_cloudproject"):
+        assert after[table] == before[table], table
+    provider.refresh_from_db()
+    assert set(provider.listing_floors["listed"]["versions"]) == {"flavor", "image", "project"}

@@ -3,6 +3,7 @@ reconciled through the same apply() as events."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -11,14 +12,17 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.utils import timezone
 
-from sync import errors, runs
-from sync.apply import apply
+from sync import errors, reconcile, runs
+from sync.apply import Floors, apply
 from sync.changes import Change, Kind, Op, Source, make_version
 from sync.choices import SyncRunKindChoices as RunKind
 from sync.choices import SyncRunStatusChoices as RunStatus
 from sync.drivers.registry import get_driver
-from sync.models import CloudFlavor, CloudHost, CloudHostIP, SyncRun
+from sync.ingest import ingest_body, replay
+from sync.models import CloudFlavor, CloudHost, CloudHostIP, Event, SyncRun
 from tests.fake_openstack import FakeOpenStack
+from tests.fixtures import load_nova_versioned, with_wire_fields
+from tests.sync.rows import row_versions
 
 pytestmark = [
     pytest.mark.django_db,
@@ -94,49 +98,103 @@ def test_empty_database_then_a_second_run_changes_nothing(fake_openstack, provid
     assert {o for counts in again.counts.values() for o in counts} == {"unchanged"}
 
 
-INVENTORY_TABLES = ("sync_cloudproject", "sync_cloudflavor", "sync_cloudimage", "sync_cloudhost",
-                    "sync_cloudport", "sync_cloudhostip")
-
-
-def row_versions() -> dict[str, set[tuple[str, str]]]:
-    """Every inventory row's physical version (ctid, xmin): any write to a
-    row, even one that sets the same values, gives it a new one."""
-    with connection.cursor() as cursor:
-        out = {}
-        for table in INVENTORY_TABLES:
-            cursor.execute(f"SELECT ctid::text, xmin::text FROM {table}")
-            out[table] = set(cursor.fetchall())
-    return out
-
-
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="reads Postgres row versions")
 def test_a_no_change_re_sync_writes_no_inventory_row(fake_openstack, provider):
     # given a synced provider (servers with ports and addresses, flavors, images, projects)
     servers = seed(fake_openstack, 12)
     assert full_sync(provider).status == RunStatus.SUCCEEDED
     before = row_versions()
-    assert all(before[t] for t in ("sync_cloudhost", "sync_cloudport", "sync_cloudhostip",
-                                   "sync_cloudimage"))
-    flavors_before = {f.flavor_id: (f.name, f.cores, f.modified_at)
-                      for f in CloudFlavor.objects.all()}
+    assert all(before.values()), before
     # when nothing changed in the cloud
     again = full_sync(provider)
-    # then not one row of an object with its own update time was written
-    # (servers, ports, addresses, images); flavors and projects, which the API
-    # lists without one, take the listing's time as their version, and only
-    # that bookkeeping changed (late events older than this listing must lose)
+    # then not one inventory row was written, not even the flavors and
+    # projects the API lists without an update time of their own (their
+    # listing's time is recorded once, as the provider's listing floor)
     assert again.status == RunStatus.SUCCEEDED and again.drift_healed == 0
-    after = row_versions()
-    for table in ("sync_cloudhost", "sync_cloudport", "sync_cloudhostip", "sync_cloudimage"):
-        assert after[table] == before[table], table
-    assert {f.flavor_id: (f.name, f.cores, f.modified_at) for f in CloudFlavor.objects.all()} \
-        == flavors_before
+    assert row_versions() == before
+    provider.refresh_from_db()
+    assert provider.listing_floors["listed"]["versions"].keys() == {"flavor", "project"}
+    assert "pending" not in provider.listing_floors
     # and deletions still work in the next run that has drift
     fake_openstack.data.delete_server(servers[0]["id"])
     third = full_sync(provider)
     assert third.status == RunStatus.SUCCEEDED, third.error
     assert third.drift["host"]["counts"] == {"deleted": 1}
     assert servers[0]["id"] not in hosts(provider)
+
+
+def flavor_event(flavor: dict, name: str, when) -> dict:
+    """Nova's versioned flavor.update sample about ``flavor``, sent at ``when``."""
+    message = load_nova_versioned("flavor-update.json")
+    data = message["payload"]["nova_object.data"]
+    data.update(flavorid=flavor["id"], name=name, vcpus=flavor["vcpus"],
+                memory_mb=flavor["ram"], root_gb=flavor["disk"], is_public=True, extra_specs={})
+    return with_wire_fields(message, message_id=f"{flavor['id']}-{name}",
+                            timestamp=when.strftime("%Y-%m-%d %H:%M:%S.%f"))
+
+
+def test_an_event_older_than_a_listing_that_wrote_nothing_still_loses(fake_openstack, provider):
+    # given a flavor synced, then renamed and renamed back in the cloud: the
+    # rename's event is late, and a re-sync found the flavor as it was
+    # (so it wrote nothing)
+    seed(fake_openstack, 1)
+    flavor = fake_openstack.data.flavors.records[next(iter(fake_openstack.data.flavors.records))]
+    assert full_sync(provider).status == RunStatus.SUCCEEDED
+    renamed_at = timezone.now()
+    assert full_sync(provider).status == RunStatus.SUCCEEDED
+    stored = CloudFlavor.objects.get(flavor_id=flavor["id"])
+    assert stored.name == flavor["name"]
+    # when the late rename arrives
+    report = ingest_body(provider.pk, json.dumps(flavor_event(flavor, "renamed", renamed_at)))
+    # then it is old news: the listing after it saw the flavor's name
+    assert report.processed == 1
+    assert CloudFlavor.objects.get(flavor_id=flavor["id"]).name == flavor["name"]
+    assert Event.objects.get().result == {"flavor": {"stale": 1}}
+    # while news newer than the listing still applies
+    ingest_body(provider.pk, json.dumps(flavor_event(flavor, "newer", timezone.now())))
+    assert CloudFlavor.objects.get(flavor_id=flavor["id"]).name == "newer"
+
+
+def test_an_event_older_than_a_running_listing_waits_for_it(fake_openstack, provider):
+    # given a synced flavor and a listing that has started (its floor announced)
+    seed(fake_openstack, 1)
+    flavor = fake_openstack.data.flavors.records[next(iter(fake_openstack.data.flavors.records))]
+    assert full_sync(provider).status == RunStatus.SUCCEEDED
+    renamed_at = timezone.now()
+    run = runs.claim_run(provider, RunKind.FULL)
+    snapshot = get_driver(provider.cloud_sync_driver).list_inventory(provider.client_config)
+    changes = iter(snapshot.changes)
+    floors = reconcile.listing_floors(snapshot, snapshot.started_at)
+    runs._set_floors(run, pending=Floors(floors.started_at, floors.versions, run.pk))
+    # when an event older than the listing arrives while it runs
+    ingest_body(provider.pk, json.dumps(flavor_event(flavor, "renamed", renamed_at)))
+    # then it is not applied but waits, queued, for the run to end
+    event = Event.objects.get()
+    assert event.status == "queued" and "waiting" in event.error
+    assert CloudFlavor.objects.get(flavor_id=flavor["id"]).name == flavor["name"]
+    # when the listing completes (finding the flavor unchanged) and the event is replayed
+    snapshot.changes = changes
+    runs.reconcile_run(run, snapshot)
+    assert run.status == RunStatus.SUCCEEDED
+    replay([event.pk])
+    # then the event lost to the listing
+    event.refresh_from_db()
+    assert event.status == "processed" and event.result == {"flavor": {"stale": 1}}
+    assert CloudFlavor.objects.get(flavor_id=flavor["id"]).name == flavor["name"]
+
+
+def test_a_listing_that_failed_holds_no_event_back(fake_openstack, provider):
+    seed(fake_openstack, 1)
+    flavor = fake_openstack.data.flavors.records[next(iter(fake_openstack.data.flavors.records))]
+    assert full_sync(provider).status == RunStatus.SUCCEEDED
+    renamed_at = timezone.now()
+    run = runs.claim_run(provider, RunKind.FULL)
+    runs._set_floors(run, pending=Floors(timezone.now(), {"flavor": make_version(
+        timezone.now(), None)}, run.pk))
+    runs.fail_run(run, "network error: gone")
+    # an event older than the failed listing is applied: nothing vouched for the flavor since
+    ingest_body(provider.pk, json.dumps(flavor_event(flavor, "renamed", renamed_at)))
+    assert CloudFlavor.objects.get(flavor_id=flavor["id"]).name == "renamed"
 
 
 def test_one_run_heals_drift_and_counts_it_exactly(fake_openstack, provider):

@@ -33,6 +33,10 @@ __all__ = ["KINDS", "list_inventory", "test_connection"]
 
 KINDS = frozenset({Kind.HOST, Kind.FLAVOR, Kind.IMAGE, Kind.PROJECT, Kind.HOST_IP})
 PAGE_SIZE = 1000  # DescribeInstances maximum
+# Kinds a no-change re-sync does not rewrite (sync.apply.floors). Hosts and
+# ENIs are still re-versioned by every listing: port membership keeps its
+# own version registers (sync.apply.addresses), which floors do not cover.
+FLOOR_KINDS = (Kind.FLAVOR, Kind.IMAGE, Kind.PROJECT)
 
 
 def list_inventory(config: Mapping[str, Any], *, page_size: int = PAGE_SIZE) -> Snapshot:
@@ -41,11 +45,13 @@ def list_inventory(config: Mapping[str, Any], *, page_size: int = PAGE_SIZE) -> 
     inventory: they are not listed (reconcile removes them)."""
     started_at = datetime.now(UTC)
     clients = get_clients(config)  # fails here (not mid-stream) on bad credentials for a role
+    version = make_version(started_at, 0)
     return Snapshot(
-        changes=_stream(clients, make_version(started_at, 0), page_size),
+        changes=_stream(clients, version, page_size),
         kinds=KINDS,
         scopes=None,
         started_at=started_at,
+        floors={kind: version for kind in FLOOR_KINDS},
     )
 
 

@@ -205,7 +205,10 @@ def list_inventory(config: Mapping[str, Any]) -> Snapshot:
         ("servers", server_changes),
         ("ips", ip_changes),
     ]
-    return Snapshot(changes=_stream(api, parts), kinds=frozenset(kinds), started_at=started)
+    # Flavors and projects carry no update time: listed at ``started``.
+    floors = {k: mapping.version_of(None, started) for k in (Kind.FLAVOR, Kind.PROJECT) if k in kinds}
+    return Snapshot(changes=_stream(api, parts), kinds=frozenset(kinds), started_at=started,
+                    floors=floors)
 
 
 def _since_text(since: datetime) -> str:

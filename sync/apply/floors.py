@@ -1,0 +1,112 @@
+"""Listing floors: what a complete listing vouches for without writing it.
+
+Some objects carry no update time of their own (Nova flavors, Keystone
+projects, every AWS object): a listing stamps them with the time it started,
+and used to rewrite every row it listed just to record that newer version,
+so that an event older than the listing (a state the listing already saw)
+could not overwrite what it found. A re-sync that changed nothing rewrote
+the whole provider.
+
+Instead the listing records its *floor* once, on the provider: per kind, the
+version it stamps (``Snapshot.floors``) and when it started. Every row that
+existed before the listing started was seen by it (or deleted by it), so
+each of its fields counts as at least that new: ``effective version =
+max(field version, floor)``. The listing itself writes a row only when a
+value differs; an unchanged row keeps its older versions, and the floor
+does what the rewrite did.
+
+The provider's ``listing_floors`` holds ``{"listed": floor}``, the last
+listing that completed (succeeded or held its deletions back), and, while a
+listing runs, ``{"pending": floor + run id}``: events older than a pending
+floor wait until the run ends (``sync.ingest``), since the listing may
+already have passed their object, found it unchanged and not written it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import connections
+
+from sync.changes import Change, Kind, Op
+from sync.models import CloudProvider
+
+__all__ = ["NO_FLOORS", "Floors", "read"]
+
+
+@dataclass(frozen=True)
+class Floors:
+    """Per kind, the version a complete listing that began at ``started_at``
+    vouches for on every row that existed before it."""
+
+    started_at: datetime | None = None
+    versions: Mapping[str, str] = field(default_factory=dict)
+    run: int | None = None  # the run of a pending floor
+
+    def of(self, kind: Kind, created_at: datetime | None) -> str:
+        """The floor of a row of ``kind`` created at ``created_at`` ("" if none)."""
+        version = self.versions.get(kind.value, "")
+        if not version or self.started_at is None or created_at is None:
+            return ""
+        return version if created_at < self.started_at else ""
+
+    def below(self, change: Change) -> bool:
+        """An upsert older than this floor for its kind (a delete always wins)."""
+        version = self.versions.get(change.kind.value, "")
+        return change.op == Op.UPSERT and bool(version) and change.version < version
+
+    def __bool__(self) -> bool:
+        return bool(self.versions) and self.started_at is not None
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "versions": dict(self.versions),
+        }
+        if self.run is not None:
+            out["run"] = self.run
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> Floors:
+        if not data or not data.get("started_at"):
+            return NO_FLOORS
+        return cls(
+            started_at=datetime.fromisoformat(data["started_at"]),
+            versions=dict(data.get("versions") or {}),
+            run=data.get("run"),
+        )
+
+    @classmethod
+    def of_listing(
+        cls, started_at: datetime, versions: Mapping[Kind, str] | None, run: int | None = None
+    ) -> Floors:
+        return cls(started_at, {k.value: v for k, v in (versions or {}).items()}, run)
+
+
+NO_FLOORS = Floors()
+
+
+def read(provider: CloudProvider) -> tuple[Floors, Floors]:
+    """The provider's listed and pending floors, read now. On Postgres the
+    row is share-locked until the caller's transaction ends: a listing
+    announces its pending floor (an UPDATE) either before this read, which
+    then sees it, or after the caller committed, and then finds what the
+    caller wrote and compares its listing with that."""
+    connection = connections[CloudProvider.objects.db]
+    qs = CloudProvider.objects.filter(pk=provider.pk)
+    if connection.vendor == "postgresql" and connection.in_atomic_block:
+        table = connection.ops.quote_name(CloudProvider._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT listing_floors FROM {table} WHERE id = %s FOR SHARE",
+                           [provider.pk])
+            row = cursor.fetchone()
+        data = CloudProvider._meta.get_field("listing_floors").from_db_value(
+            row[0], None, connection) if row else {}
+    else:
+        data = qs.values_list("listing_floors", flat=True).first() or {}
+    data = data or {}
+    return Floors.from_json(data.get("listed")), Floors.from_json(data.get("pending"))
