@@ -13,7 +13,9 @@ each in a fresh Python process so each peak RSS is its own:
 
 Queries are counted with ``connection.execute_wrapper`` (a bulk insert or
 update is one query); rows written are the summed rowcounts of INSERT, UPDATE
-and DELETE. Objects = every synced row: servers + ports + flavors + images +
+and DELETE, and "inventory rows written" those of statements on the
+inventory tables (``sync_cloud*``; the rest is the run's own bookkeeping:
+its SyncRun row, the provider's status and listing floor). Objects = every synced row: servers + ports + flavors + images +
 projects. Phases: "listing" is the time spent inside the driver's snapshot
 generator (HTTP, JSON, mapping to Changes), "db" the time inside SQL
 statements, the rest of the run is Python in apply/reconcile.
@@ -27,8 +29,10 @@ keeps it). Never part of the test suite.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -143,6 +147,9 @@ class FakeCloudProcess:
 
 
 # -- child side (inside Django) ---------------------------------------------------------
+INVENTORY_TABLE = re.compile(r'(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+"?sync_cloud(?!provider)', re.I)
+
+
 class QueryCounter:
     """execute_wrapper: statements, rows written and time per statement type."""
 
@@ -150,6 +157,7 @@ class QueryCounter:
         self.queries = 0
         self.by_type: dict[str, int] = {}
         self.rows: dict[str, int] = {}
+        self.inventory_rows = 0  # written to sync_cloud* tables
         self.seconds = 0.0
         self.by_statement: dict[str, list] = {}  # statement head -> [count, seconds]
 
@@ -170,6 +178,8 @@ class QueryCounter:
                 rowcount = getattr(context["cursor"], "rowcount", -1)
                 if rowcount and rowcount > 0:
                     self.rows[verb] = self.rows.get(verb, 0) + rowcount
+                    if INVENTORY_TABLE.match(sql.lstrip()):
+                        self.inventory_rows += rowcount
 
 
 def child_prepare(client_config: dict[str, Any]) -> dict[str, Any]:
@@ -217,7 +227,6 @@ def child_sync(provider_id: int, profile: str | None) -> dict[str, Any]:
     from django.db import connection
 
     from sync import reconcile, runs
-    from sync.drivers.base import Snapshot
     from sync.drivers.openstack import OpenStackDriver
     from sync.models import CloudProvider, SyncRun
 
@@ -244,10 +253,7 @@ def child_sync(provider_id: int, profile: str | None) -> dict[str, Any]:
         start = time.perf_counter()
         snap = original_list(self, config)
         phases["listing"] += time.perf_counter() - start
-        return Snapshot(
-            changes=timed(snap.changes), kinds=snap.kinds, scopes=snap.scopes,
-            started_at=snap.started_at,
-        )
+        return dataclasses.replace(snap, changes=timed(snap.changes))
 
     original_deletions = reconcile._deletions
 
@@ -291,6 +297,7 @@ def child_sync(provider_id: int, profile: str | None) -> dict[str, Any]:
         "queries": counter.queries,
         "by_type": counter.by_type,
         "rows_written": counter.rows,
+        "inventory_rows_written": counter.inventory_rows,
         "top_sql": sorted(
             ([round(t, 3), n, head] for head, (n, t) in counter.by_statement.items()), reverse=True
         )[:8],
@@ -332,7 +339,8 @@ def _summary(r: dict[str, Any]) -> str:
     return (
         f"{r['seconds']:.2f} s (listing {r['listing']:.2f}, db {r['db']:.2f}, "
         f"deletions {r['deletions']:.2f}), {r['maxrss_mb']:.0f} MB, {r['queries']} queries "
-        f"{r['by_type']}, rows written {r['rows_written']}, objects {r['objects']}"
+        f"{r['by_type']}, rows written {r['rows_written']} "
+        f"(inventory {r.get('inventory_rows_written', '?')}), objects {r['objects']}"
     )
 
 
@@ -343,15 +351,16 @@ def per_1k(r: dict[str, Any]) -> float:
 def table(results: list[dict[str, Any]]) -> str:
     lines = [
         "| servers | objects | full sync (s) | peak RSS (MB) | queries/1k obj "
-        "| re-sync (s) | peak RSS (MB) | queries/1k obj | re-sync rows written |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| re-sync (s) | peak RSS (MB) | queries/1k obj | re-sync rows written "
+        "| of them inventory rows |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for res in results:
         f, r = res["full"], res["resync"]
         lines.append(
             f"| {label(res['servers'])} | {f['objects']:,} | {f['seconds']:.1f} | {f['maxrss_mb']:.0f} "
             f"| {per_1k(f):.1f} | {r['seconds']:.1f} | {r['maxrss_mb']:.0f} | {per_1k(r):.1f} "
-            f"| {sum(r['rows_written'].values()):,} |"
+            f"| {sum(r['rows_written'].values()):,} | {r['inventory_rows_written']:,} |"
         )
     lines += [
         "",
