@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -130,6 +130,9 @@ class Reconciliation:
     drift: dict[str, Any]
     plan: list[dict[str, Any]] | None
     error: str
+    # Live rows of the listing's floor kinds it did not list but kept
+    # (changed since it began, or deletions held back): not vouched for.
+    unseen: dict[Kind, set[str]] = field(default_factory=dict)
 
 
 def reconcile(
@@ -169,6 +172,11 @@ def reconcile(
 
     deletes = _deletions(provider, snapshot, seen, started, source, ref)
     tripped = _guard(provider, snapshot, deletes)
+    unseen = _kept_unseen(provider, floors, seen, started) if floors and not dry_run else {}
+    if tripped:
+        for change in deletes:
+            if change.kind.value in floors.versions:
+                unseen.setdefault(change.kind, set()).add(change.external_id)
     if dry_run or tripped:
         plan += [change_to_plan(c) | {"diff": {}} for c in deletes]
         status = RunStatus.PLANNED if dry_run else RunStatus.NEEDS_APPROVAL
@@ -183,7 +191,7 @@ def reconcile(
     return Reconciliation(
         status=status, counts=totals.as_dict(),
         drift_healed=0 if status == RunStatus.PLANNED else drift.total, drift=drift.as_dict(),
-        plan=plan if (dry_run or tripped) else None, error=error,
+        plan=plan if (dry_run or tripped) else None, error=error, unseen=unseen,
     )
 
 
@@ -232,6 +240,27 @@ def _deletions(
         for ext in qs.values_list(idf, flat=True).iterator(chunk_size=5000):
             if ext not in seen[kind]:
                 out.append(Change(kind, Op.DELETE, ext, {}, version, source, ref))
+    return out
+
+
+def _kept_unseen(
+    provider: CloudProvider, floors: Floors, seen: dict[Kind, set[str]], started: Any
+) -> dict[Kind, set[str]]:
+    """Live rows of the floor kinds that existed when the listing began, were
+    not listed, and are kept because something changed them since (the
+    deletion safety of ``_deletions``)."""
+    cutoff = make_version(started)
+    out: dict[Kind, set[str]] = {}
+    for name in floors.versions:
+        kind = Kind(name)
+        model = MODEL_FOR_KIND[kind]
+        idf = model.external_id_field
+        qs = model.objects.filter(cloudprovider=provider, created_at__lt=started).filter(
+            models.Q(source_version__gte=cutoff) | models.Q(last_event_at__gte=started)
+        )
+        ids = {ext for ext in qs.values_list(idf, flat=True) if ext not in seen[kind]}
+        if ids:
+            out[kind] = ids
     return out
 
 

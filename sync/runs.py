@@ -213,7 +213,7 @@ def reconcile_run(run: SyncRun, snapshot: Snapshot, *, dry_run: bool = False) ->
                        started_at=run.started_at, dry_run=dry_run)
     _finish(run, result)
     if floors and result.status in (RunStatus.SUCCEEDED, RunStatus.NEEDS_APPROVAL):
-        _set_floors(run, listed=floors)
+        _set_floors(run, listed=floors.completed(result.unseen))
     return run
 
 

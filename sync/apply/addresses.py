@@ -39,6 +39,8 @@ from django.db import connections
 from django.db.models import Q
 
 from sync.apply import bulk
+from sync.apply.floors import NO_FLOORS, Floors
+from sync.changes import Kind
 from sync.choices import HostIPKindChoices
 from sync.models import CloudHost, CloudHostIP, CloudPort, CloudProvider, SyncedModel
 
@@ -50,6 +52,7 @@ __all__ = [
     "address_rows",
     "apply_port_lists",
     "attached_host",
+    "claim_version",
     "decide",
     "host_lists",
     "save",
@@ -79,26 +82,45 @@ def address_rows(addresses: Any) -> list[tuple[str, int, str, str]]:
 
 class HostList(NamedTuple):
     """What membership needs of a host: its newest complete port list, that
-    list's version ("" if never listed), and whether the host is deleted."""
+    list's version ("" if never listed; at least the listing floor of a host
+    a complete listing saw, ``sync.apply.floors``), and whether the host is
+    deleted."""
 
     port_ids: frozenset[str]
     version: str
     deleted: bool
 
 
-def host_lists(pks: Iterable[int]) -> dict[int, HostList]:
-    rows = CloudHost.all_objects.filter(pk__any=list(pks))
+class _Seen(NamedTuple):
+    """What ``Floors.of`` reads of a row."""
+
+    external_id: str
+    created_at: datetime
+    deleted_at: datetime | None
+
+
+def host_lists(pks: Iterable[int], floors: Floors = NO_FLOORS) -> dict[int, HostList]:
+    rows = CloudHost.all_objects.filter(pk__any=list(pks)).values_list(
+        "pk", "port_ids", "field_versions", "host_id", "created_at", "deleted_at"
+    )
     return {
         pk: HostList(
-            frozenset(ids or ()), (versions or {}).get("port_ids", ""), deleted is not None
+            frozenset(ids or ()),
+            max((versions or {}).get("port_ids", ""), floors.of(Kind.HOST, _Seen(*seen))),
+            seen[2] is not None,
         )
-        for pk, ids, versions, deleted in rows.values_list(
-            "pk", "port_ids", "field_versions", "deleted_at"
-        )
+        for pk, ids, versions, *seen in rows
     }
 
 
-def attached_host(port: CloudPort, hosts: dict[int, HostList]) -> int | None:
+def claim_version(port: CloudPort, floors: Floors = NO_FLOORS) -> str:
+    """The version of a port's claim register (at least its listing floor)."""
+    return max((port.field_versions or {}).get(CLAIM, ""), floors.of(Kind.HOST_IP, port))
+
+
+def attached_host(
+    port: CloudPort, hosts: dict[int, HostList], floors: Floors = NO_FLOORS
+) -> int | None:
     """The host a (non-floating) port is on: its claim, unless the claimed
     host's newest complete port list is newer than the claim and leaves the
     port out."""
@@ -106,8 +128,7 @@ def attached_host(port: CloudPort, hosts: dict[int, HostList]) -> int | None:
     host = hosts.get(host_pk) if host_pk is not None else None
     if host is None:
         return host_pk
-    claimed = (port.field_versions or {}).get(CLAIM, "")
-    if host.version > claimed and port.port_id not in host.port_ids:
+    if host.version > claim_version(port, floors) and port.port_id not in host.port_ids:
         return None
     return host_pk
 
@@ -117,6 +138,7 @@ def apply_port_lists(
     lists: list[tuple[int, list[str], str]],
     hosts: set[int],
     now: datetime,
+    floors: Floors = NO_FLOORS,
 ) -> None:
     """Host side, after the hosts were written (and are locked): each complete
     list ``(host pk, port ids, version)`` claims the ports it names (unknown
@@ -135,16 +157,14 @@ def apply_port_lists(
     for host_pk, ids, version in lists:
         for port_id in ids:
             row = by_id[port_id]
-            versions = dict(row.field_versions or {})
-            current = versions.get(CLAIM, "")
+            current = claim_version(row, floors)
             if version < current:
                 continue  # a newer statement about this port already spoke
             if row.claimed_host_id != host_pk or version > current:
                 row.claimed_host_id = host_pk
-                versions[CLAIM] = version
-                row.field_versions = versions
+                row.field_versions = {**(row.field_versions or {}), CLAIM: version}
                 claimed.add(row.pk)
-    save(decide(provider, rows, now, dirty=claimed), now)
+    save(decide(provider, rows, now, dirty=claimed, floors=floors), now)
 
 
 @dataclass
@@ -167,19 +187,21 @@ def decide(
     dirty: Iterable[int] = (),
     rewrite: Iterable[int] = (),
     moved: Iterable[int] = (),
+    floors: Floors = NO_FLOORS,
 ) -> Settlement:
     """Recompute, in memory, ``host``/``deleted_at`` of these locked port rows
     (see the module doc) and of the floating IPs bound to ports that moved.
     ``dirty``: rows whose claim the caller changed; ``rewrite``: rows whose
     ``addresses`` changed; ``moved``: rows the caller deleted or brought back
-    (their floating IPs must follow)."""
+    (their floating IPs must follow); ``floors``: the listing floors the
+    registers count from (``sync.apply.floors``)."""
     plan = Settlement({row.pk: row for row in rows}, set(dirty), set(rewrite) | set(moved))
     ports = [row for row in rows if not row.parent_port_id]
     host_pks = {row.claimed_host_id for row in ports if row.claimed_host_id is not None}
-    hosts = host_lists(host_pks) if host_pks else {}
+    hosts = host_lists(host_pks, floors) if host_pks else {}
     moved_ids = {row.port_id for row in rows if row.pk in set(moved)}
     for row in ports:
-        host_pk = attached_host(row, hosts)
+        host_pk = attached_host(row, hosts, floors)
         own_tombstone = row.deleted_at is not None and not row.died_with_host
         dies = not own_tombstone and host_pk in hosts and hosts[host_pk].deleted
 
@@ -247,7 +269,8 @@ def _rewrite_ips(rows: list[CloudPort]) -> None:
     if not rows:
         return
     CloudHostIP.objects.filter(port_id__any=[row.pk for row in rows]).delete()
-    CloudHostIP.objects.bulk_create(
+    bulk.insert_rows(
+        CloudHostIP,
         [
             CloudHostIP(port_id=row.pk, host_id=row.host_id, address=a, version=v, kind=k, mac=m)
             for row in rows
@@ -281,7 +304,8 @@ def write_host_addresses(addresses: dict[int, list]) -> None:
     """Replace the port-less address rows of hosts (e.g. legacy Nova ``fixed_ips``)."""
     pks = list(addresses)
     CloudHostIP.objects.filter(host_id__any=list(pks), port__isnull=True).delete()
-    CloudHostIP.objects.bulk_create(
+    bulk.insert_rows(
+        CloudHostIP,
         [
             CloudHostIP(host_id=pk, address=a, version=v, kind=k, mac=m)
             for pk, addrs in addresses.items()

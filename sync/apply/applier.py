@@ -163,7 +163,7 @@ class KindApplier:
         versions = dict(row.field_versions or {})
         # Every field is at least as new as the last complete listing that
         # saw the row (sync.apply.floors); that listing did not rewrite it.
-        self.floor = floor = "" if is_new else self.floors.of(self.kind, row.created_at)
+        self.floor = floor = "" if is_new else self.floors.of(self.kind, row)
         changed = won = False
         for attr, value in self._values(change).items():
             stored = versions.get(attr, "")
@@ -303,6 +303,7 @@ class KindApplier:
                 self.now,
                 rewrite=self.ips.new,
                 moved=alive_changed,
+                floors=self.floors,
             )
             for pk in plan.dirty & by_pk.keys():
                 self.dirty[pk] |= {"host_id", "deleted_at", "died_with_host"}
@@ -335,6 +336,7 @@ class KindApplier:
             if self.ips.new:
                 write_host_addresses(self.ips.new)
             if self.port_lists or self.membership_hosts:
-                apply_port_lists(self.provider, self.port_lists, self.membership_hosts, self.now)
+                apply_port_lists(self.provider, self.port_lists, self.membership_hosts, self.now,
+                                 self.floors)
         if plan is not None:
             save(plan, self.now, saved=by_pk)

@@ -12,6 +12,7 @@ import json
 from collections.abc import Sequence
 from datetime import date, datetime, time
 from decimal import Decimal
+from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 from uuid import UUID
 
@@ -20,7 +21,8 @@ from django.db import connections, models
 from sync.models import CloudProvider, SyncedModel
 
 __all__ = [
-    "bulk_update", "ensure_rows", "insert_ignoring_conflicts", "insert_placeholders", "locked",
+    "bulk_update", "ensure_rows", "insert_ignoring_conflicts", "insert_placeholders", "insert_rows",
+    "locked",
     "ref_ids", "share_lock",
 ]
 
@@ -37,8 +39,13 @@ def ensure_rows(
     # Sorted: concurrent transactions insert overlapping new ids in one order.
     missing = sorted(i for i in ids if i not in rows)
     if missing:
-        insert_placeholders(provider, model, missing)
-        rows.update({getattr(r, idf): r for r in qs.filter(**{f"{idf}__any": missing})})
+        inserted = insert_placeholders(provider, model, missing, load=True)
+        # What we inserted is ours (and locked) already; only rows another
+        # transaction inserted meanwhile are read (and locked) here.
+        rows.update({getattr(r, idf): r for r in inserted})
+        if len(inserted) < len(missing):
+            rows.update({getattr(r, idf): r for r in qs.filter(
+                **{f"{idf}__any": [i for i in missing if i not in rows]})})
     return rows
 
 
@@ -70,19 +77,21 @@ def share_lock(model: type[SyncedModel], pks: Sequence[int]) -> None:
 
 
 def insert_placeholders(
-    provider: CloudProvider, model: type[SyncedModel], ids: Sequence[str]
-) -> None:
-    """``bulk_create(..., ignore_conflicts=True)`` of placeholder rows. On
-    Postgres one ``INSERT ... SELECT ... FROM unnest(ids) ON CONFLICT DO
-    NOTHING``: every row but its id has the same (default) values, so they
-    are prepared once instead of once per row and field."""
+    provider: CloudProvider, model: type[SyncedModel], ids: Sequence[str], *, load: bool = False
+) -> list[SyncedModel]:
+    """``bulk_create(..., ignore_conflicts=True)`` of placeholder rows; with
+    ``load``, returns the rows inserted (not those another transaction
+    inserted first; none on other databases than Postgres). On Postgres one ``INSERT ...
+    SELECT ... FROM unnest(ids) ON CONFLICT DO NOTHING RETURNING``: every row
+    but its id has the same (default) values, so they are prepared once
+    instead of once per row and field."""
     idf = model.external_id_field
     connection = connections[model.all_objects.db]
     if connection.vendor != "postgresql":
         model.all_objects.bulk_create(
             [model(cloudprovider=provider, **{idf: i}) for i in ids], ignore_conflicts=True
         )
-        return
+        return []
     template = model(cloudprovider=provider, **{idf: ""})
     qn = connection.ops.quote_name
     columns, values, params = [], [], []
@@ -93,12 +102,25 @@ def insert_placeholders(
         values.append(f"%s::{_cast_type(f, connection)}")
         params.append(f.get_db_prep_save(f.pre_save(template, True), connection))
     id_field = model._meta.get_field(idf)
+    fields = model._meta.concrete_fields
     sql = (
         f"INSERT INTO {qn(model._meta.db_table)} ({', '.join(columns)}, {qn(id_field.column)}) "
         f"SELECT {', '.join(values)}, x FROM unnest(%s::text[]) AS x ON CONFLICT DO NOTHING"
     )
+    if load:
+        sql += f" RETURNING {', '.join(qn(f.column) for f in fields)}"
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, list(ids)])
+        returned = cursor.fetchall() if load else []
+    converters = [(n, f.from_db_value) for n, f in enumerate(fields) if hasattr(f, "from_db_value")]
+    names = [f.attname for f in fields]
+    out = []
+    for values in returned:
+        values = list(values)
+        for n, convert in converters:
+            values[n] = convert(values[n], None, connection)
+        out.append(model.from_db(model.all_objects.db, names, values))
+    return out
 
 
 def _cast_type(f: models.Field, connection: Any) -> str:
@@ -126,7 +148,7 @@ def ref_ids(provider: CloudProvider, model: type[SyncedModel], ids: set[str]) ->
 def _plain(value: Any) -> Any:
     if isinstance(value, datetime | date | time):
         return value.isoformat()
-    if isinstance(value, Decimal | UUID):
+    if isinstance(value, Decimal | UUID | IPv4Address | IPv6Address):
         return str(value)
     raise TypeError(f"cannot send {type(value).__name__} in a bulk statement")
 
@@ -200,6 +222,11 @@ def bulk_update(model: type[models.Model], rows: list[models.Model], fields: lis
         cursor.execute(sql, [text])
 
 
+def insert_rows(model: type[models.Model], rows: list[models.Model]) -> None:
+    """``bulk_create(rows)`` (a conflict raises), as one statement on Postgres."""
+    _insert(model, rows, on_conflict="")
+
+
 def insert_ignoring_conflicts(
     model: type[models.Model], rows: list[models.Model], *, returning: Sequence[str] = ()
 ) -> list[tuple] | None:
@@ -210,10 +237,17 @@ def insert_ignoring_conflicts(
     With ``returning`` (column names), Postgres returns those columns of the
     rows actually inserted (not of the conflicting ones); other databases
     return None (the caller must read the rows back)."""
+    return _insert(model, rows, on_conflict=" ON CONFLICT DO NOTHING", returning=returning)
+
+
+def _insert(
+    model: type[models.Model], rows: list[models.Model], *, on_conflict: str,
+    returning: Sequence[str] = (),
+) -> list[tuple] | None:
     manager = model._base_manager
     connection = connections[manager.db]
     if connection.vendor != "postgresql":
-        manager.bulk_create(rows, ignore_conflicts=True)
+        manager.bulk_create(rows, ignore_conflicts=bool(on_conflict))
         return None
     if not rows:
         return []
@@ -224,7 +258,7 @@ def insert_ignoring_conflicts(
     sql = (
         f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f in cols)}) "
         f"SELECT {', '.join(f'v.c{n}' for n in range(len(cols)))} "
-        f"FROM jsonb_to_recordset(%s::jsonb) AS v({columns}) ON CONFLICT DO NOTHING"
+        f"FROM jsonb_to_recordset(%s::jsonb) AS v({columns}){on_conflict}"
     )
     if returning:
         sql += f" RETURNING {', '.join(qn(meta.get_field(name).column) for name in returning)}"

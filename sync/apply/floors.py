@@ -45,13 +45,23 @@ class Floors:
     started_at: datetime | None = None
     versions: Mapping[str, str] = field(default_factory=dict)
     run: int | None = None  # the run of a pending floor
+    # Live rows the listing did not list but kept: changed after it began
+    # (deletion safety), or deletions the mass-delete guard held back.
+    unseen: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
-    def of(self, kind: Kind, created_at: datetime | None) -> str:
-        """The floor of a row of ``kind`` created at ``created_at`` ("" if none)."""
+    def of(self, kind: Kind, row: Any) -> str:
+        """The floor of an inventory row of ``kind`` ("" if none): only a
+        live row that existed when the listing began, and that the listing
+        listed, was seen by it. (A tombstone's fields are late news kept by
+        version alone.)"""
         version = self.versions.get(kind.value, "")
-        if not version or self.started_at is None or created_at is None:
+        if not version or self.started_at is None or row.deleted_at is not None:
             return ""
-        return version if created_at < self.started_at else ""
+        if row.created_at is None or row.created_at >= self.started_at:
+            return ""
+        if row.external_id in self.unseen.get(kind.value, ()):
+            return ""
+        return version
 
     def below(self, change: Change) -> bool:
         """An upsert older than this floor for its kind (a delete always wins)."""
@@ -68,6 +78,8 @@ class Floors:
         }
         if self.run is not None:
             out["run"] = self.run
+        if self.unseen:
+            out["unseen"] = {kind: sorted(ids) for kind, ids in self.unseen.items()}
         return out
 
     @classmethod
@@ -78,6 +90,7 @@ class Floors:
             started_at=datetime.fromisoformat(data["started_at"]),
             versions=dict(data.get("versions") or {}),
             run=data.get("run"),
+            unseen={kind: frozenset(ids) for kind, ids in (data.get("unseen") or {}).items()},
         )
 
     @classmethod
@@ -85,6 +98,14 @@ class Floors:
         cls, started_at: datetime, versions: Mapping[Kind, str] | None, run: int | None = None
     ) -> Floors:
         return cls(started_at, {k.value: v for k, v in (versions or {}).items()}, run)
+
+    def completed(self, unseen: Mapping[Kind, set[str]]) -> Floors:
+        """This (pending) floor once its listing completed, with the live
+        rows of its kinds it did not list."""
+        return Floors(self.started_at, self.versions, unseen={
+            kind.value: frozenset(ids) for kind, ids in unseen.items()
+            if kind.value in self.versions and ids
+        })
 
 
 NO_FLOORS = Floors()

@@ -66,20 +66,36 @@ def test_terminate_then_drift_healed_by_a_full_sync(moto_server, aws):
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="reads Postgres row versions")
-def test_a_no_change_re_sync_rewrites_no_flavor_image_or_account(moto_server, aws):
-    # given a synced region
+def test_a_no_change_re_sync_writes_no_inventory_row(moto_server, aws):
+    # given a synced region: instances with their ENIs and addresses, types, AMIs, the account
     region, config, provider = aws
-    moto_server.launch(region, count=2)
+    moto_server.launch(region, count=3)
     assert runs.execute_run(runs.claim_run(provider, "full").pk).status == RunStatus.SUCCEEDED
     before = row_versions()
-    assert before["sync_cloudflavor"] and before["sync_cloudimage"] and before["sync_cloudproject"]
+    assert all(before.values()), before
     # when it is listed again, unchanged
     again = runs.execute_run(runs.claim_run(provider, "full").pk)
-    # then instance types, AMIs and the account are not rewritten, though
-    # every listing stamps them with its own start (the floor records it once)
+    # then no row is rewritten, though every AWS listing stamps everything
+    # with its own start (the run records that once, as the listing floor)
     assert again.status == RunStatus.SUCCEEDED and again.drift_healed == 0
-    after = row_versions()
-    for table in ("sync_cloudflavor", "sync_cloudimage", "sync_cloudproject"):
-        assert after[table] == before[table], table
+    assert row_versions() == before
     provider.refresh_from_db()
-    assert set(provider.listing_floors["listed"]["versions"]) == {"flavor", "image", "project"}
+    assert set(provider.listing_floors["listed"]["versions"]) == {
+        "host", "flavor", "image", "project", "host_ip"}
+
+
+def test_a_state_change_older_than_a_listing_that_wrote_nothing_loses(moto_server, aws):
+    # given an instance synced as running, stopped and started again in AWS
+    # while its events are late; a listing since found it running, as stored
+    region, config, provider = aws
+    (a,) = moto_server.launch(region)
+    iid = a["InstanceId"]
+    assert runs.execute_run(runs.claim_run(provider, "full").pk).status == RunStatus.SUCCEEDED
+    stopped_at = datetime.now(UTC)
+    assert runs.execute_run(runs.claim_run(provider, "full").pk).status == RunStatus.SUCCEEDED
+    assert CloudHost.objects.get(host_id=iid).status == "active"
+    # when the late "stopped" event arrives (moto shows the instance running)
+    ingest_body(provider.pk, json.dumps(state_event(iid, "stopped", region, stopped_at, 1)))
+    # then it is older than what the listing saw: the host stays active
+    assert CloudHost.objects.get(host_id=iid).status == "active"
+    assert Event.objects.get(cloudprovider=provider).result["host"] == {"stale": 1}

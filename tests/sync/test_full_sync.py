@@ -183,6 +183,26 @@ def test_an_event_older_than_a_running_listing_waits_for_it(fake_openstack, prov
     assert CloudFlavor.objects.get(flavor_id=flavor["id"]).name == flavor["name"]
 
 
+def test_a_listing_does_not_vouch_for_what_it_kept_without_listing(fake_openstack, provider):
+    # given two synced flavors; one vanishes from the listing, but an event
+    # changed it after the listing began (deletion safety keeps it)
+    fake_openstack.data.add_flavors(2)
+    gone, kept = list(fake_openstack.data.flavors.records.values())
+    assert full_sync(provider).status == RunStatus.SUCCEEDED
+    del fake_openstack.data.flavors.records[gone["id"]]
+    fake_openstack.data.flavors.touch()
+    run = runs.claim_run(provider, RunKind.FULL)
+    CloudFlavor.objects.filter(flavor_id=gone["id"]).update(
+        last_event_at=timezone.now() + timedelta(minutes=1))
+    # when the listing completes
+    assert runs.execute_run(run.pk).status == RunStatus.SUCCEEDED
+    # then the flavor is kept, and the listing's floor leaves it out
+    assert CloudFlavor.objects.filter(flavor_id=gone["id"]).exists()
+    provider.refresh_from_db()
+    assert provider.listing_floors["listed"]["unseen"] == {"flavor": [gone["id"]]}
+    assert kept["id"] not in provider.listing_floors["listed"]["unseen"]["flavor"]
+
+
 def test_a_listing_that_failed_holds_no_event_back(fake_openstack, provider):
     seed(fake_openstack, 1)
     flavor = fake_openstack.data.flavors.records[next(iter(fake_openstack.data.flavors.records))]

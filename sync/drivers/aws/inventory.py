@@ -33,10 +33,7 @@ __all__ = ["KINDS", "list_inventory", "test_connection"]
 
 KINDS = frozenset({Kind.HOST, Kind.FLAVOR, Kind.IMAGE, Kind.PROJECT, Kind.HOST_IP})
 PAGE_SIZE = 1000  # DescribeInstances maximum
-# Kinds a no-change re-sync does not rewrite (sync.apply.floors). Hosts and
-# ENIs are still re-versioned by every listing: port membership keeps its
-# own version registers (sync.apply.addresses), which floors do not cover.
-FLOOR_KINDS = (Kind.FLAVOR, Kind.IMAGE, Kind.PROJECT)
+
 
 
 def list_inventory(config: Mapping[str, Any], *, page_size: int = PAGE_SIZE) -> Snapshot:
@@ -51,7 +48,7 @@ def list_inventory(config: Mapping[str, Any], *, page_size: int = PAGE_SIZE) -> 
         kinds=KINDS,
         scopes=None,
         started_at=started_at,
-        floors={kind: version for kind in FLOOR_KINDS},
+        floors=dict.fromkeys(KINDS, version),  # nothing AWS lists has an update time
     )
 
 
