@@ -149,6 +149,16 @@ class Change:
     source: Source = Source.EVENT
     source_ref: str = ""
 
+    def stamped(self, source: Source, source_ref: str) -> Change:
+        """This change attributed to ``source``/``source_ref`` (a run's
+        listing): a copy, without validating again what was validated."""
+        out = object.__new__(Change)
+        for name in ("kind", "op", "external_id", "fields", "version"):
+            object.__setattr__(out, name, getattr(self, name))
+        object.__setattr__(out, "source", source)
+        object.__setattr__(out, "source_ref", source_ref)
+        return out
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", Kind(self.kind))
         object.__setattr__(self, "op", Op(self.op))

@@ -73,9 +73,7 @@ def plan_to_change(item: dict[str, Any], source: Source, source_ref: str) -> Cha
 
 def _restamp(changes: Iterable[Change], source: Source, ref: str) -> Iterator[Change]:
     for c in changes:
-        if c.source != source or c.source_ref != ref:
-            c = Change(c.kind, c.op, c.external_id, c.fields, c.version, source, ref)
-        yield c
+        yield c if c.source == source and c.source_ref == ref else c.stamped(source, ref)
 
 
 def _apply_chunk(
