@@ -11,16 +11,18 @@ import logging
 import os
 import socket
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from sync import names, queueing
+from sync import names, queueing, split
 from sync.changes import Source
 from sync.choices import SyncRunKindChoices as RunKind
 from sync.choices import SyncRunStatusChoices as RunStatus
@@ -47,8 +49,12 @@ __all__ = [
     "release_for_retry",
     "apply_stored_plan",
     "claim_run",
+    "execute_part",
     "execute_run",
+    "fail_part",
     "fail_run",
+    "fail_split",
+    "finish_split",
     "request_plan_apply",
     "fail_run_by_id",
     "release_runs",
@@ -66,11 +72,11 @@ def claim_run(provider: CloudProvider, kind: str, *, triggered_by: str = "") -> 
     message was lost) is failed first, so a lost run never locks a provider
     for good.
     """
-    stale = timezone.now() - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 600)
-    beat_stale = timezone.now() - timedelta(seconds=settings.CLOUDSYNC_RUN_STALE_SECONDS)
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 600)
     SyncRun.objects.filter(
         cloudprovider=provider, status=RunStatus.RUNNING, started_at__lt=stale
-    ).filter(Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=beat_stale)).update(
+    ).filter(Q(heartbeat_at__isnull=True) | _executor_gone(now)).update(
         status=RunStatus.FAILED,
         finished_at=timezone.now(),
         error="abandoned: still running after the task time limit (worker lost?)",
@@ -144,9 +150,14 @@ def execute_run(run_id: int) -> SyncRun:
     return execute_run_once(run_id)[0]
 
 
-def execute_run_once(run_id: int) -> tuple[SyncRun, bool]:
+def execute_run_once(run_id: int, *, may_split: bool = False) -> tuple[SyncRun, bool]:
     """``execute_run``, and whether this call executed the run (False for a
-    duplicate message: the run was finished, or a live worker has it)."""
+    duplicate message: the run was finished, or a live worker has it).
+
+    ``may_split`` (the ``run_sync`` task): a full sync that ``split.parts_for``
+    splits is handed to a chord of part tasks and returned still running
+    (``_start_split``); without it (``cloudsync_sync``, tests) a run is
+    always executed here, in one piece."""
     run = SyncRun.objects.select_related("cloudprovider").filter(pk=run_id).first()
     if run is None:  # queued from inside a transaction that has not committed yet
         raise TemporaryError(f"sync run #{run_id} is not visible yet")
@@ -157,10 +168,10 @@ def execute_run_once(run_id: int) -> tuple[SyncRun, bool]:
         log.info("sync run #%s is being executed by %s; nothing to do", run.pk, run.worker)
         return run, False
     with _heartbeat(run.pk, worker):
-        return _execute(run), True
+        return _execute(run, may_split=may_split), True
 
 
-def _execute(run: SyncRun) -> SyncRun:
+def _execute(run: SyncRun, *, may_split: bool = False) -> SyncRun:
     provider = run.cloudprovider
     try:
         driver = get_driver(provider.cloud_sync_driver)
@@ -178,6 +189,11 @@ def _execute(run: SyncRun) -> SyncRun:
                 snapshot = driver.list_changes_since(config, since)
                 snapshot.kinds = frozenset()
         else:
+            parts = split.parts_for(run, driver, config) if may_split else []
+            if parts:
+                _start_split(run, parts)
+                run.refresh_from_db()
+                return run
             snapshot = driver.list_inventory(config)
         if snapshot.started_at is None:
             snapshot.started_at = run.started_at
@@ -229,6 +245,144 @@ def _finish(run: SyncRun, result: Reconciliation) -> None:
         )
 
 
+SPLIT = "split:"  # SyncRun.worker of a run whose parts execute it: "split:<chord id>"
+
+
+def _executor_gone(now: datetime) -> Q:
+    """The run's executor stopped renewing the heartbeat: one task after
+    ``CLOUDSYNC_RUN_STALE_SECONDS``; a split run (its parts beat while they
+    run, but may wait in the queue behind other work, and the broker
+    redelivers a part whose worker died) after the task time limit."""
+    stale = now - timedelta(seconds=settings.CLOUDSYNC_RUN_STALE_SECONDS)
+    split_stale = now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)
+    return (Q(heartbeat_at__lt=stale) & ~Q(worker__startswith=SPLIT)) | Q(heartbeat_at__lt=split_stale)
+
+
+# -- split full syncs ---------------------------------------------------------
+# The run's executor hands the run to a chord: one task per part
+# (``execute_part``), then ``finish_split`` once all of them completed. The
+# run's ``worker`` becomes the chord's token: parts and the finish act only
+# while the run is running with that token, so a run taken over (a new
+# chord) or failed ignores the old chord's tasks.
+
+
+def _start_split(run: SyncRun, parts: list[str]) -> None:
+    token = f"{SPLIT}{uuid.uuid4().hex}"
+    owned = SyncRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING, worker=_executor_id()) \
+        .update(worker=token, heartbeat_at=timezone.now())
+    if not owned:
+        return
+    split.clear(run.pk)  # what an earlier chord of this run (taken over) listed
+    try:
+        queueing.send_chord(
+            [(names.SYNC_PART, {"run_id": run.pk, "part": part, "token": token}) for part in parts],
+            (names.FINISH_SPLIT, {"run_id": run.pk, "token": token}),
+            on_error=(names.SPLIT_FAILED, {"run_id": run.pk, "token": token}),
+        )
+    except Exception as exc:  # broker down: nothing listed yet
+        fail_run(run, f"could not queue the parts of the split run: {exc}")
+        return
+    log.info("sync run #%s split into %s", run.pk, ", ".join(parts))
+
+
+def _owned(run_id: int, token: str) -> SyncRun | None:
+    return (SyncRun.objects.select_related("cloudprovider")
+            .filter(pk=run_id, status=RunStatus.RUNNING, worker=token).first())
+
+
+def _renew(run_id: int, token: str) -> bool:
+    """Heartbeat of a split run, from a part; False once the run is no longer
+    this chord's (ended, failed by another part, taken over)."""
+    return bool(SyncRun.objects.filter(pk=run_id, status=RunStatus.RUNNING, worker=token)
+                .update(heartbeat_at=timezone.now()))
+
+
+def execute_part(run_id: int, part: str, token: str) -> dict[str, Any]:
+    """List and apply one part of a split run (a part task's body). Returns
+    the part's outcome for ``finish_split``; a part that fails fails the run
+    at once (the other parts stop at their next chunk) and returns its error.
+    Temporary errors (auth, network, database) propagate: the task retries
+    the part, then calls ``fail_part``."""
+    run = _owned(run_id, token)
+    if run is None:
+        return {"part": part, "skipped": "the run ended or was taken over"}
+    try:
+        driver = get_driver(run.cloudprovider.cloud_sync_driver)
+    except DriverNotInstalled as exc:
+        return _part_failed(run_id, part, token, f"{exc} on this worker")
+    try:
+        with _heartbeat(run_id, token):
+            return split.list_part(run, driver, part, lambda: _renew(run_id, token))
+    except split.Superseded as exc:
+        return {"part": part, "skipped": str(exc)}
+    except OperationalError as exc:
+        raise NetworkError(f"database error: {exc}") from exc
+    except TemporaryError:
+        raise
+    except DriverError as exc:
+        return _part_failed(run_id, part, token, _describe(exc))
+    except Exception as exc:
+        log.exception("sync run %s, part %s crashed", run_id, part)
+        return _part_failed(run_id, part, token, f"internal error: {type(exc).__name__}: {exc}")
+
+
+def fail_part(run_id: int, part: str, token: str, exc: Exception) -> dict[str, Any]:
+    """A part's last retry failed: the run fails with why."""
+    return _part_failed(run_id, part, token, _describe(exc))
+
+
+def _part_failed(run_id: int, part: str, token: str, error: str) -> dict[str, Any]:
+    error = f"part {part} failed: {error}"
+    fail_split(run_id, token, error)
+    return {"part": part, "error": error}
+
+
+def fail_split(run_id: int, token: str, error: str) -> bool:
+    """Fail a split run still owned by ``token`` (a part failed, or the chord
+    did: a part task lost to the time limit). Deletes nothing. False if the
+    run was no longer this chord's."""
+    run = _owned(run_id, token)
+    if run is None:
+        return False
+    now = timezone.now()
+    failed = SyncRun.objects.filter(pk=run_id, status=RunStatus.RUNNING, worker=token).update(
+        status=RunStatus.FAILED, error=error[:5000], finished_at=now)
+    split.clear(run_id)
+    if failed:
+        CloudProvider.objects.filter(pk=run.cloudprovider_id).update(
+            last_full_sync_at=now, last_full_sync_status=RunStatus.FAILED)
+    return bool(failed)
+
+
+def finish_split(run_id: int, token: str, parts: list[dict[str, Any]]) -> SyncRun | None:
+    """Every part of a split run completed (the chord's body): if one failed,
+    the run fails with that part's error and nothing is deleted; otherwise
+    deletions are decided once (``split.settle``) and the run recorded.
+    None if the run no longer exists."""
+    run = _owned(run_id, token)
+    if run is None:  # failed by a part, taken over, or released meanwhile
+        return SyncRun.objects.filter(pk=run_id).first()
+    failed = [p for p in parts if p.get("error") or p.get("skipped")]
+    if failed:
+        first = failed[0]
+        fail_split(run_id, token, first.get("error") or f"part {first['part']}: {first['skipped']}")
+    else:
+        try:
+            with _heartbeat(run_id, token):
+                result = split.settle(run, parts)
+        except OperationalError as exc:
+            raise NetworkError(f"database error: {exc}") from exc
+        except Exception as exc:
+            log.exception("sync run %s: finishing the split run crashed", run_id)
+            fail_split(run_id, token, f"internal error: {type(exc).__name__}: {exc}")
+        else:
+            if _owned(run_id, token) is not None:
+                _finish(run, result)
+            split.clear(run_id)
+    run.refresh_from_db()
+    return run
+
+
 def _executor_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"[:200]
 
@@ -238,11 +392,10 @@ def _take(run: SyncRun) -> str | None:
     (never started, released for a retry) or its executor's heartbeat is stale
     (the worker died). Returns this executor's id, or None."""
     now = timezone.now()
-    stale = now - timedelta(seconds=settings.CLOUDSYNC_RUN_STALE_SECONDS)
     worker = _executor_id()
     taken = (
         SyncRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING)
-        .filter(Q(worker="") | Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale))
+        .filter(Q(worker="") | Q(heartbeat_at__isnull=True) | _executor_gone(now))
         .update(heartbeat_at=now, worker=worker[:200])
     )
     if not taken:
@@ -291,11 +444,12 @@ def release_for_retry(run_id: int, countdown: float) -> None:
 def abandoned_runs() -> list[int]:
     """Running runs whose executor stopped renewing the heartbeat (or that no
     worker ever started): the sweeper queues them again to be taken over."""
-    stale = timezone.now() - timedelta(seconds=settings.CLOUDSYNC_RUN_STALE_SECONDS)
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.CLOUDSYNC_RUN_STALE_SECONDS)
     return list(
         SyncRun.objects.filter(status=RunStatus.RUNNING)
         .exclude(kind=RunKind.SNAPSHOT)  # executed inside its event's transaction
-        .filter(Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True, started_at__lt=stale))
+        .filter(_executor_gone(now) | Q(heartbeat_at__isnull=True, started_at__lt=stale))
         .values_list("pk", flat=True)
     )
 
@@ -317,6 +471,7 @@ def fail_run(run: SyncRun, error: str) -> None:
     SyncRun.objects.filter(pk=run.pk).update(
         status=RunStatus.FAILED, error=error[:5000], finished_at=now
     )
+    split.clear(run.pk)
     if run.kind != RunKind.DRY_RUN:
         CloudProvider.objects.filter(pk=run.cloudprovider_id).update(
             last_full_sync_at=now, last_full_sync_status=RunStatus.FAILED
