@@ -239,6 +239,8 @@ def _finish(run: SyncRun, result: Reconciliation) -> None:
     run.counts, run.drift_healed, run.drift = result.counts, result.drift_healed, result.drift
     run.plan = result.plan
     run.save(update_fields=["status", "finished_at", "error", "counts", "drift_healed", "drift", "plan"])
+    if run.kind == RunKind.FULL:  # ids a split attempt of this run listed (taken over since)
+        split.clear(run.pk)
     if run.kind != RunKind.DRY_RUN:
         CloudProvider.objects.filter(pk=run.cloudprovider_id).update(
             last_full_sync_at=now, last_full_sync_status=result.status
