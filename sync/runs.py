@@ -11,16 +11,19 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from sync import names, queueing, split
 from sync.changes import Source
@@ -51,6 +54,7 @@ __all__ = [
     "claim_run",
     "execute_part",
     "execute_run",
+    "release_part",
     "fail_part",
     "fail_run",
     "fail_split",
@@ -237,8 +241,9 @@ def _finish(run: SyncRun, result: Reconciliation) -> None:
     now = timezone.now()
     run.status, run.finished_at, run.error = result.status, now, result.error
     run.counts, run.drift_healed, run.drift = result.counts, result.drift_healed, result.drift
-    run.plan = result.plan
-    run.save(update_fields=["status", "finished_at", "error", "counts", "drift_healed", "drift", "plan"])
+    run.plan, run.parts = result.plan, {}
+    run.save(update_fields=["status", "finished_at", "error", "counts", "drift_healed", "drift", "plan",
+                            "parts"])
     if run.kind == RunKind.FULL:  # ids a split attempt of this run listed (taken over since)
         split.clear(run.pk)
     if run.kind != RunKind.DRY_RUN:
@@ -271,7 +276,7 @@ def _executor_gone(now: datetime) -> Q:
 def _start_split(run: SyncRun, parts: list[str]) -> None:
     token = f"{SPLIT}{uuid.uuid4().hex}"
     owned = SyncRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING, worker=_executor_id()) \
-        .update(worker=token, heartbeat_at=timezone.now())
+        .update(worker=token, heartbeat_at=timezone.now(), parts={})
     if not owned:
         return
     split.clear(run.pk)  # what an earlier chord of this run (taken over) listed
@@ -292,11 +297,71 @@ def _owned(run_id: int, token: str) -> SyncRun | None:
             .filter(pk=run_id, status=RunStatus.RUNNING, worker=token).first())
 
 
-def _renew(run_id: int, token: str) -> bool:
-    """Heartbeat of a split run, from a part; False once the run is no longer
-    this chord's (ended, failed by another part, taken over)."""
-    return bool(SyncRun.objects.filter(pk=run_id, status=RunStatus.RUNNING, worker=token)
-                .update(heartbeat_at=timezone.now()))
+# Each part holds a lease in the run row's ``parts`` ({part: {"worker", "beat"}},
+# then {part: {"done": outcome}}): the broker hands a task's message out again
+# once it has run longer than the visibility timeout, and that copy must not
+# list the part a second time, nor report to the chord before the part is
+# done (the chord keeps the first outcome reported for a task id). The copy
+# waits for the lease: it returns the outcome once done, or takes the part
+# over if the lease's executor stopped renewing it (its worker died).
+_BUSY, _GONE = "busy", "gone"
+
+
+def _lease(run_id: int, token: str, change: Callable[[dict[str, Any]], object]) -> object:
+    """Read-modify-write the run's ``parts`` under the run row's lock (SQLite:
+    an immediate transaction), if the run is still ``token``'s; ``change``
+    edits the dict in place and returns the answer. ``_GONE`` otherwise."""
+    with transaction.atomic():
+        row = (SyncRun.objects.select_for_update()
+               .filter(pk=run_id, status=RunStatus.RUNNING, worker=token)
+               .values_list("parts", flat=True).first())
+        if row is None and not SyncRun.objects.filter(
+                pk=run_id, status=RunStatus.RUNNING, worker=token).exists():
+            return _GONE
+        parts = dict(row or {})
+        answer = change(parts)
+        SyncRun.objects.filter(pk=run_id).update(parts=parts, heartbeat_at=timezone.now())
+    return answer
+
+
+def _claim_part(run_id: int, part: str, token: str, me: str) -> object:
+    """``me`` (this call lists the part), a done part's outcome, ``_BUSY``
+    (a live executor lists it) or ``_GONE`` (the run is not this chord's)."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.CLOUDSYNC_RUN_STALE_SECONDS)
+
+    def claim(parts: dict[str, Any]) -> object:
+        lease = parts.get(part) or {}
+        if "done" in lease:
+            return lease["done"]
+        beat = parse_datetime(lease["beat"]) if lease.get("beat") else None
+        if lease.get("worker") not in (None, me) and beat is not None and beat > stale:
+            return _BUSY
+        parts[part] = {"worker": me, "beat": now.isoformat()}
+        return me
+
+    return _lease(run_id, token, claim)
+
+
+def _renew_part(run_id: int, part: str, token: str, me: str) -> bool:
+    """Renew the part's lease and the run's heartbeat; False once the run is
+    no longer this chord's or another executor took the part over."""
+
+    def renew(parts: dict[str, Any]) -> bool:
+        lease = parts.get(part) or {}
+        if lease.get("worker") != me:
+            return False
+        lease["beat"] = timezone.now().isoformat()
+        return True
+
+    return _lease(run_id, token, renew) is True
+
+
+def release_part(run_id: int, part: str, token: str) -> None:
+    """The task retries the part later: free its lease for the retry."""
+    me = _executor_id()
+    _lease(run_id, token, lambda parts: parts.pop(part, None)
+           if (parts.get(part) or {}).get("worker") == me else None)
 
 
 def execute_part(run_id: int, part: str, token: str) -> dict[str, Any]:
@@ -305,16 +370,22 @@ def execute_part(run_id: int, part: str, token: str) -> dict[str, Any]:
     at once (the other parts stop at their next chunk) and returns its error.
     Temporary errors (auth, network, database) propagate: the task retries
     the part, then calls ``fail_part``."""
-    run = _owned(run_id, token)
-    if run is None:
+    me = _executor_id()
+    while (claim := _claim_part(run_id, part, token, me)) == _BUSY:
+        time.sleep(min(settings.CLOUDSYNC_RUN_HEARTBEAT_SECONDS, 2.0))
+    if claim == _GONE:
         return {"part": part, "skipped": "the run ended or was taken over"}
+    if isinstance(claim, dict):  # a copy of this task listed it already
+        return claim
+    run = SyncRun.objects.select_related("cloudprovider").get(pk=run_id)
     try:
         driver = get_driver(run.cloudprovider.cloud_sync_driver)
     except DriverNotInstalled as exc:
         return _part_failed(run_id, part, token, f"{exc} on this worker")
+    alive = partial(_renew_part, run_id, part, token, me)
     try:
-        with _heartbeat(run_id, token):
-            return split.list_part(run, driver, part, lambda: _renew(run_id, token))
+        with _heartbeat(run_id, token, renew=alive):
+            outcome = split.list_part(run, driver, part, alive)
     except split.Superseded as exc:
         return {"part": part, "skipped": str(exc)}
     except OperationalError as exc:
@@ -326,6 +397,8 @@ def execute_part(run_id: int, part: str, token: str) -> dict[str, Any]:
     except Exception as exc:
         log.exception("sync run %s, part %s crashed", run_id, part)
         return _part_failed(run_id, part, token, f"internal error: {type(exc).__name__}: {exc}")
+    _lease(run_id, token, lambda parts: parts.__setitem__(part, {"done": outcome}))
+    return outcome
 
 
 def fail_part(run_id: int, part: str, token: str, exc: Exception) -> dict[str, Any]:
@@ -348,7 +421,7 @@ def fail_split(run_id: int, token: str, error: str) -> bool:
         return False
     now = timezone.now()
     failed = SyncRun.objects.filter(pk=run_id, status=RunStatus.RUNNING, worker=token).update(
-        status=RunStatus.FAILED, error=error[:5000], finished_at=now)
+        status=RunStatus.FAILED, error=error[:5000], finished_at=now, parts={})
     split.clear(run_id)
     if failed:
         CloudProvider.objects.filter(pk=run.cloudprovider_id).update(
@@ -409,14 +482,18 @@ def _take(run: SyncRun) -> str | None:
 
 
 @contextmanager
-def _heartbeat(run_id: int, worker: str) -> Iterator[None]:
-    """Renew the run's heartbeat from a thread while the run executes."""
+def _heartbeat(run_id: int, worker: str, renew: Callable[[], object] | None = None) -> Iterator[None]:
+    """Renew the run's heartbeat from a thread while the run executes
+    (``renew``: how, if not the run's ``heartbeat_at`` for ``worker``)."""
     stop = threading.Event()
 
     def beat() -> None:
         try:
             while not stop.wait(settings.CLOUDSYNC_RUN_HEARTBEAT_SECONDS):
                 try:
+                    if renew is not None:
+                        renew()
+                        continue
                     SyncRun.objects.filter(
                         pk=run_id, worker=worker, status=RunStatus.RUNNING
                     ).update(heartbeat_at=timezone.now())

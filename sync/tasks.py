@@ -153,6 +153,7 @@ def sync_part(self: Any, run_id: int, part: str, token: str) -> dict:
     except TemporaryError as exc:
         if self.request.retries >= settings.CLOUDSYNC_SYNC_RETRY_MAX:
             return runs.fail_part(run_id, part, token, exc)
+        runs.release_part(run_id, part, token)
         raise self.retry(countdown=retry_countdown(self.request.retries), exc=exc) from exc
 
 

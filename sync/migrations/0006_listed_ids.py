@@ -1,4 +1,5 @@
-"""Scratch table of split full syncs: the ids each part listed (sync/split.py).
+"""Split full syncs (sync/split.py): the scratch table of the ids each part
+listed, and the run's per-part leases (SyncRun.parts).
 
 UNLOGGED on Postgres (no WAL: the rows live only while their run runs);
 other databases get an ordinary table."""
@@ -36,4 +37,9 @@ class Migration(migrations.Migration):
             },
         ),
         migrations.RunPython(unlogged, logged),
+        migrations.AddField(
+            model_name='syncrun',
+            name='parts',
+            field=models.JSONField(blank=True, default=dict, editable=False),
+        ),
     ]

@@ -6,10 +6,13 @@ tests/sync/test_full_sync.py (in process) and tests/e2e/test_split_sync_worker.p
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 
 import pytest
 from celery.exceptions import ChordError
+from django.db import connection
 from django.utils import timezone
 
 from sync import runs
@@ -105,3 +108,51 @@ def test_the_chords_error_callback_fails_the_run_and_deletes_nothing(provider):
     assert not ListedId.objects.filter(run_id=run.pk).exists()
     provider.refresh_from_db()
     assert provider.last_full_sync_status == RunStatus.FAILED
+
+
+def lease(run, part: str, **value) -> None:
+    SyncRun.objects.filter(pk=run.pk).update(parts={part: value})
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_redelivered_part_waits_for_the_copy_that_lists_it(provider, fake_openstack, settings):
+    # given a part listed by a live executor (the broker handed its message
+    # out again: the part ran longer than the visibility timeout)
+    settings.CLOUDSYNC_RUN_HEARTBEAT_SECONDS = 0.05
+    run = split_run(provider)
+    lease(run, "servers", worker="host:1:1", beat=timezone.now().isoformat())
+    listed_before = fake_openstack.count("/compute/v2.1/servers/detail")
+    outcome: list[dict] = []
+    def deliver_again() -> None:
+        try:
+            outcome.append(runs.execute_part(run.pk, "servers", run.worker))
+        finally:
+            connection.close()
+
+    copy = threading.Thread(target=deliver_again)
+    copy.start()
+    # then the copy waits while the lease is renewed ...
+    for _ in range(10):
+        lease(run, "servers", worker="host:1:1", beat=timezone.now().isoformat())
+        time.sleep(0.05)
+    assert copy.is_alive() and not outcome
+    # ... and reports the outcome of the executor that listed the part
+    done = {"part": "servers", "kinds": ["host"], "counts": {"host": {"created": 4}}}
+    lease(run, "servers", done=done)
+    copy.join(10)
+    assert outcome == [done]
+    assert fake_openstack.count("/compute/v2.1/servers/detail") == listed_before  # listed nothing
+    assert not CloudHost.objects.filter(cloudprovider=provider).exists()
+
+
+def test_a_part_whose_executor_died_is_taken_over(provider, settings):
+    run = split_run(provider)
+    stale = timezone.now() - timedelta(seconds=settings.CLOUDSYNC_RUN_STALE_SECONDS + 5)
+    lease(run, "servers", worker="host:1:1", beat=stale.isoformat())
+    outcome = runs.execute_part(run.pk, "servers", run.worker)
+    assert outcome["counts"]["host"] == {"created": 4}
+    assert CloudHost.objects.filter(cloudprovider=provider).count() == 4
+    run.refresh_from_db()
+    assert run.parts["servers"] == {"done": outcome}
+    # and a later copy returns that outcome without listing again
+    assert runs.execute_part(run.pk, "servers", run.worker) == outcome
