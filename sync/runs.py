@@ -364,19 +364,7 @@ def release_part(run_id: int, part: str, token: str) -> None:
            if (parts.get(part) or {}).get("worker") == me else None)
 
 
-def execute_part(run_id: int, part: str, token: str) -> dict[str, Any]:
-    """List and apply one part of a split run (a part task's body). Returns
-    the part's outcome for ``finish_split``; a part that fails fails the run
-    at once (the other parts stop at their next chunk) and returns its error.
-    Temporary errors (auth, network, database) propagate: the task retries
-    the part, then calls ``fail_part``."""
-    me = _executor_id()
-    while (claim := _claim_part(run_id, part, token, me)) == _BUSY:
-        time.sleep(min(settings.CLOUDSYNC_RUN_HEARTBEAT_SECONDS, 2.0))
-    if claim == _GONE:
-        return {"part": part, "skipped": "the run ended or was taken over"}
-    if isinstance(claim, dict):  # a copy of this task listed it already
-        return claim
+def _list_part(run_id: int, part: str, token: str, me: str) -> dict[str, Any]:
     run = SyncRun.objects.select_related("cloudprovider").get(pk=run_id)
     try:
         driver = get_driver(run.cloudprovider.cloud_sync_driver)
@@ -385,18 +373,41 @@ def execute_part(run_id: int, part: str, token: str) -> dict[str, Any]:
     alive = partial(_renew_part, run_id, part, token, me)
     try:
         with _heartbeat(run_id, token, renew=alive):
-            outcome = split.list_part(run, driver, part, alive)
-    except split.Superseded as exc:
-        return {"part": part, "skipped": str(exc)}
+            return split.list_part(run, driver, part, alive)
     except OperationalError as exc:
         raise NetworkError(f"database error: {exc}") from exc
-    except TemporaryError:
+    except (TemporaryError, split.Superseded):
         raise
     except DriverError as exc:
         return _part_failed(run_id, part, token, _describe(exc))
     except Exception as exc:
         log.exception("sync run %s, part %s crashed", run_id, part)
         return _part_failed(run_id, part, token, f"internal error: {type(exc).__name__}: {exc}")
+
+
+def execute_part(run_id: int, part: str, token: str) -> dict[str, Any]:
+    """List and apply one part of a split run (a part task's body). Returns
+    the part's outcome for ``finish_split``; a part that fails fails the run
+    at once (the other parts stop at their next chunk) and returns its error.
+    Temporary errors (auth, network, database) propagate: the task retries
+    the part, then calls ``fail_part``."""
+    me = _executor_id()
+    while True:
+        claim = _claim_part(run_id, part, token, me)
+        if claim == _BUSY:
+            time.sleep(min(settings.CLOUDSYNC_RUN_HEARTBEAT_SECONDS, 2.0))
+            continue
+        if claim == _GONE:
+            return {"part": part, "skipped": "the run ended or was taken over"}
+        if isinstance(claim, dict):  # a copy of this task listed it already
+            return claim
+        try:
+            outcome = _list_part(run_id, part, token, me)
+        except split.Superseded:  # the run ended, or another copy took the part over
+            continue
+        if outcome.get("error") is None:
+            break
+        return outcome
     _lease(run_id, token, lambda parts: parts.__setitem__(part, {"done": outcome}))
     return outcome
 
