@@ -23,7 +23,9 @@ Celery worker (``-c 2``, prefork, a private redis-server as broker and
 result backend): for each mode, an emptied inventory (the sync runs kept, so
 the split decision has a previous run to count), a full sync from empty and
 a no-change re-sync, each queued with ``runs.start_run`` and timed from the
-run's ``started_at`` to its ``finished_at``. Unsplit: the worker started with
+run's ``started_at`` to its ``finished_at``, with the machine's CPU use
+meanwhile (``/proc/stat``: every process, so other load shows too). Unsplit:
+the worker started with
 ``CLOUDSYNC_FULL_SYNC_SPLIT_OBJECTS=0``; split: with ``1``. The speed-up is
 unsplit time / split time.
 
@@ -229,6 +231,16 @@ def child_empty_inventory() -> dict[str, Any]:
     return {}
 
 
+def _cpu_times() -> tuple[int, int]:
+    """Machine-wide (busy, total) CPU jiffies from /proc/stat (0, 0 elsewhere)."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def child_worker_sync(provider_id: int) -> dict[str, Any]:
     """Queue a full sync for the worker (once it answers a ping) and wait for it."""
     import django
@@ -242,17 +254,23 @@ def child_worker_sync(provider_id: int) -> dict[str, Any]:
     while not app.control.ping(timeout=0.5):
         if time.monotonic() > deadline:
             raise SystemExit("the worker did not answer a ping within 60 s")
+    busy_before, total_before = _cpu_times()
     run = runs.start_run(CloudProvider.objects.get(pk=provider_id), "full", triggered_by="bench")
     while True:
         run = SyncRun.objects.get(pk=run.pk)
         if run.status != "running":
             break
         time.sleep(0.05)
+    busy_after, total_after = _cpu_times()
     counts = run.counts or {}
     return {
         "status": run.status, "error": run.error,
         "seconds": (run.finished_at - run.started_at).total_seconds(),
         "split": run.worker.startswith(runs.SPLIT),
+        # the machine's CPU use while the run ran (all processes: worker,
+        # Postgres, the fake cloud, anything else), as a share of all cores
+        "cpu_busy": (busy_after - busy_before) / max(1, total_after - total_before),
+        "parts": run.parts,
         "objects": sum(n for per_kind in counts.values() for n in per_kind.values()),
     }
 
@@ -414,7 +432,10 @@ def measure_split(database_url: str, servers: int, provider_id: int, tmp: Path) 
                     if result["status"] != "succeeded" or result["split"] != (mode == "split"):
                         raise SystemExit(f"{mode} {name} sync of {servers} servers: {result}")
                     print(f"   worker, {mode} {name}: {result['seconds']:.2f} s, "
-                          f"objects {result['objects']}", file=sys.stderr, flush=True)
+                          f"objects {result['objects']}, machine CPU busy "
+                          f"{result['cpu_busy']:.0%} of {os.cpu_count()} cores"
+                          + (f", parts {result['parts']}" if result["parts"] else ""),
+                          file=sys.stderr, flush=True)
                     results[name] = result
             finally:
                 worker.stop()
@@ -468,8 +489,8 @@ def table(results: list[dict[str, Any]]) -> str:
         lines += [
             "",
             "| servers | worker | full sync unsplit (s) | split (s) | speed-up "
-            "| re-sync unsplit (s) | split (s) | speed-up |",
-            "|---:|---|---:|---:|---:|---:|---:|---:|",
+            "| re-sync unsplit (s) | split (s) | speed-up | machine CPU busy, unsplit → split |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|---|",
         ]
         for res in split:
             u, p = res["worker"]["unsplit"], res["worker"]["split"]
@@ -477,7 +498,9 @@ def table(results: list[dict[str, Any]]) -> str:
                 f"| {label(res['servers'])} | 2 processes | {u['full']['seconds']:.1f} "
                 f"| {p['full']['seconds']:.1f} | {u['full']['seconds'] / p['full']['seconds']:.2f}x "
                 f"| {u['resync']['seconds']:.1f} | {p['resync']['seconds']:.1f} "
-                f"| {u['resync']['seconds'] / p['resync']['seconds']:.2f}x |"
+                f"| {u['resync']['seconds'] / p['resync']['seconds']:.2f}x "
+                f"| full {u['full'].get('cpu_busy', 0):.0%} → {p['full'].get('cpu_busy', 0):.0%}, "
+                f"re-sync {u['resync'].get('cpu_busy', 0):.0%} → {p['resync'].get('cpu_busy', 0):.0%} |"
             )
     return "\n".join(lines)
 

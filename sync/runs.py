@@ -237,11 +237,11 @@ def run_snapshot(provider: CloudProvider, snapshot: Snapshot, *, triggered_by: s
     return reconcile_run(run, snapshot)
 
 
-def _finish(run: SyncRun, result: Reconciliation) -> None:
+def _finish(run: SyncRun, result: Reconciliation, parts: dict[str, Any] | None = None) -> None:
     now = timezone.now()
     run.status, run.finished_at, run.error = result.status, now, result.error
     run.counts, run.drift_healed, run.drift = result.counts, result.drift_healed, result.drift
-    run.plan, run.parts = result.plan, {}
+    run.plan, run.parts = result.plan, parts or {}
     run.save(update_fields=["status", "finished_at", "error", "counts", "drift_healed", "drift", "plan",
                             "parts"])
     if run.kind == RunKind.FULL:  # ids a split attempt of this run listed (taken over since)
@@ -463,7 +463,8 @@ def finish_split(run_id: int, token: str, parts: list[dict[str, Any]]) -> SyncRu
             fail_split(run_id, token, f"internal error: {type(exc).__name__}: {exc}")
         else:
             if _owned(run_id, token) is not None:
-                _finish(run, result)
+                _finish(run, result, split.summary(parts))
+                log.info("sync run #%s: parts %s", run_id, run.parts)
             split.clear(run_id)
     run.refresh_from_db()
     return run

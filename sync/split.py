@@ -20,6 +20,7 @@ This module never writes a ``SyncRun``: ``sync.runs`` records outcomes.
 from __future__ import annotations
 
 import json
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -37,7 +38,7 @@ from sync.models import ListedId, SyncRun
 from sync.reconcile import Reconciliation, apply_part, settle_parts
 
 __all__ = ["Superseded", "clear", "clear_finished", "list_part", "parts_for", "previous_objects",
-           "settle"]
+           "settle", "summary"]
 
 
 class Superseded(Exception):
@@ -105,6 +106,7 @@ def list_part(run: SyncRun, driver: Driver, part: str, alive: Callable[[], bool]
     says the run still wants it, else ``Superseded`` is raised. Returns the
     part's outcome as JSON for the finish step: its kinds and scopes, when
     its listing began, counts and drift."""
+    began = time.monotonic()
     snapshot = driver.list_inventory(run.cloudprovider.client_config, part=part)
     if snapshot.started_at is None:
         snapshot.started_at = run.started_at
@@ -112,7 +114,8 @@ def list_part(run: SyncRun, driver: Driver, part: str, alive: Callable[[], bool]
                          record=_recorder(run.pk, alive))
     scopes = {kind.value: sorted(ids) for kind, ids in (snapshot.scopes or {}).items()}
     return {"part": part, "kinds": sorted(k.value for k in snapshot.kinds), "scopes": scopes,
-            "started_at": snapshot.started_at.isoformat(), **applied}
+            "started_at": snapshot.started_at.isoformat(), **applied,
+            "seconds": round(time.monotonic() - began, 3)}
 
 
 def _union(parts: list[dict[str, Any]], fallback: datetime) -> Snapshot:
@@ -155,6 +158,15 @@ def settle(run: SyncRun, parts: list[dict[str, Any]]) -> Reconciliation:
     seen = _seen(run.pk, listing.kinds)
     return settle_parts(run.cloudprovider, listing, seen, parts, source=Source.FULL_SYNC,
                         ref=str(run.pk))
+
+
+def summary(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a finished split run keeps of its parts (``SyncRun.parts``): each
+    part's duration and objects, to see which part bounds the run."""
+    return {p["part"]: {"seconds": p.get("seconds"),
+                        "objects": sum(n for c in (p.get("counts") or {}).values()
+                                       for n in c.values())}
+            for p in parts if "part" in p}
 
 
 def clear(run_id: int) -> None:

@@ -534,6 +534,8 @@ def test_a_split_run_gives_the_same_inventory_as_an_unsplit_one(fake_openstack, 
     # then their inventories are the same, and so are the runs' counts
     assert split_run.status == RunStatus.SUCCEEDED, split_run.error
     assert split_run.worker.startswith(runs.SPLIT)
+    assert {p: o["objects"] for p, o in split_run.parts.items()} == {
+        "catalog": 3 + 3 + 1, "servers": 25, "ips": 25}  # projects (+ admin), flavors, image
     assert inventory_of(parts) == inventory_of(one)
     assert inventory_of(one)["cloudhost"] and inventory_of(one)["cloudhostip"]
     unsplit_run = SyncRun.objects.filter(cloudprovider=one).get()
