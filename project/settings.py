@@ -202,8 +202,9 @@ CLOUDSYNC_MASS_DELETE_MIN_COUNT = env.int("CLOUDSYNC_MASS_DELETE_MIN_COUNT", def
 CLOUDSYNC_SYNC_RETRY_MAX = env.int("CLOUDSYNC_SYNC_RETRY_MAX", default=4)
 # A full sync is split into parts listed by parallel tasks (drivers that can,
 # sync/split.py) once the provider's previous succeeded full sync counted this
-# many objects; 0 never splits.
-CLOUDSYNC_FULL_SYNC_SPLIT_OBJECTS = env.int("CLOUDSYNC_FULL_SYNC_SPLIT_OBJECTS", default=50_000)
+# many objects; 0 (the default) never splits. Worth it only where the workers,
+# the database and the cloud API have cores to spare (bench/fullsync.py --split).
+CLOUDSYNC_FULL_SYNC_SPLIT_OBJECTS = env.int("CLOUDSYNC_FULL_SYNC_SPLIT_OBJECTS", default=0)
 CLOUDSYNC_FULL_SYNC_CRONTAB = env.str("CLOUDSYNC_FULL_SYNC_CRONTAB", default="30 2 * * *")
 CLOUDSYNC_CATCH_UP_CRONTAB = env.str("CLOUDSYNC_CATCH_UP_CRONTAB", default="5 * * * *")
 
