@@ -1,6 +1,6 @@
 """Full sync of an OpenStack cloud: time, peak RSS and SQL queries (DESIGN §8).
 
-    python -m bench.fullsync [--sizes 1k,10k,100k] [--profile DIR] [--json FILE]
+    python -m bench.fullsync [--sizes 1k,10k,100k] [--profile DIR] [--json FILE] [--split]
 
 For each size: a fake OpenStack (``bench.fake_cloud_process``, its own
 process) with N servers, one port each, ~20 flavors, N/100 images (at least
@@ -20,6 +20,17 @@ projects. Phases: "listing" is the time spent inside the driver's snapshot
 generator (HTTP, JSON, mapping to Changes), "db" the time inside SQL
 statements, the rest of the run is Python in apply/reconcile.
 
+``--split`` then compares split and unsplit full syncs run by a real
+Celery worker (``-c 2``, prefork, a private redis-server as broker and
+result backend): for each mode, an emptied inventory (the sync runs kept, so
+the split decision has a previous run to count), a full sync from empty and
+a no-change re-sync, each queued with ``runs.start_run`` and timed from the
+run's ``started_at`` to its ``finished_at``, with the machine's CPU use
+meanwhile (``/proc/stat``: every process, so other load shows too). Unsplit:
+the worker started with
+``CLOUDSYNC_FULL_SYNC_SPLIT_OBJECTS=0``; split: with ``1``. The speed-up is
+unsplit time / split time.
+
 Postgres: a throwaway database ``cloudsync_bench_fullsync`` on the server of
 DATABASE_URL (default ``postgres://postgres@127.0.0.1:5432``), or exactly
 ``--database-url``; created, migrated and dropped at the end (``--keep-db``
@@ -34,8 +45,10 @@ import json
 import os
 import re
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -104,11 +117,16 @@ def drop_database(database_url: str) -> None:
     _admin_exec(database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def run_child(database_url: str, *args: str) -> dict[str, Any]:
+def run_child(database_url: str, *args: str, redis_url: str | None = None) -> dict[str, Any]:
     """Run ``python -m bench.fullsync --child ...``; its last stdout line is JSON."""
+    env = _child_env(database_url)
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+        env.pop("CELERY_BROKER_URL", None)
+        env.pop("CELERY_RESULT_BACKEND", None)
     proc = subprocess.run(
         [sys.executable, "-m", "bench.fullsync", "--child", *args],
-        cwd=ROOT, env=_child_env(database_url), stdout=subprocess.PIPE, text=True,
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True,
     )
     if proc.returncode != 0:
         raise SystemExit(f"child {args} failed with exit status {proc.returncode}")
@@ -207,6 +225,64 @@ def child_prepare(client_config: dict[str, Any]) -> dict[str, Any]:
     provider.full_clean()
     provider.save()
     return {"provider_id": provider.pk}
+
+
+def child_empty_inventory() -> dict[str, Any]:
+    """Empty inventory; the provider and its sync runs stay (a split run
+    needs the previous run's counts)."""
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE sync_cloudhostip, sync_cloudport, sync_cloudhost, sync_cloudimage, "
+                       "sync_cloudflavor, sync_cloudproject RESTART IDENTITY CASCADE")
+    return {}
+
+
+def _cpu_times() -> tuple[int, int]:
+    """Machine-wide (busy, total) CPU jiffies from /proc/stat (0, 0 elsewhere)."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def child_worker_sync(provider_id: int) -> dict[str, Any]:
+    """Queue a full sync for the worker (once it answers a ping) and wait for it."""
+    import django
+
+    django.setup()
+    from project.celery import app
+    from sync import runs
+    from sync.models import CloudProvider, SyncRun
+
+    deadline = time.monotonic() + 60
+    while not app.control.ping(timeout=0.5):
+        if time.monotonic() > deadline:
+            raise SystemExit("the worker did not answer a ping within 60 s")
+    busy_before, total_before = _cpu_times()
+    run = runs.start_run(CloudProvider.objects.get(pk=provider_id), "full", triggered_by="bench")
+    while True:
+        run = SyncRun.objects.get(pk=run.pk)
+        if run.status != "running":
+            break
+        time.sleep(0.05)
+    busy_after, total_after = _cpu_times()
+    counts = run.counts or {}
+    return {
+        "status": run.status, "error": run.error,
+        "seconds": (run.finished_at - run.started_at).total_seconds(),
+        "split": run.worker.startswith(runs.SPLIT),
+        # the machine's CPU use while the run ran (all processes: worker,
+        # Postgres, the fake cloud, anything else), as a share of all cores
+        "cpu_busy": (busy_after - busy_before) / max(1, total_after - total_before),
+        "parts": run.parts,
+        "objects": sum(n for per_kind in counts.values() for n in per_kind.values()),
+    }
 
 
 def child_analyze() -> dict[str, Any]:
@@ -310,7 +386,8 @@ def child_sync(provider_id: int, profile: str | None) -> dict[str, Any]:
 
 # -- orchestration ---------------------------------------------------------------------
 def measure(
-    database_url: str, servers: int, profile_dir: str | None, verbose: bool = False
+    database_url: str, servers: int, profile_dir: str | None, verbose: bool = False,
+    split: Path | None = None,
 ) -> dict[str, Any]:
     print(f"\n== {label(servers)} servers: seeding the fake cloud ...", file=sys.stderr, flush=True)
     with FakeCloudProcess(servers) as fake:
@@ -332,6 +409,46 @@ def measure(
                 for seconds, count, head in result["top_sql"]:
                     print(f"      {seconds:7.3f} s {count:4d}x {head}", file=sys.stderr)
             out[name] = result
+        if split is not None:
+            out["worker"] = measure_split(database_url, servers, provider_id, split)
+    return out
+
+
+def measure_split(database_url: str, servers: int, provider_id: int, tmp: Path) -> dict[str, Any]:
+    """Unsplit and split full syncs (from empty, then a no-change re-sync)
+    through a real worker of 2 processes; see the module doc."""
+    from bench.e2e_stack import Worker, start_redis, stop_process
+
+    redis_proc, redis_url = start_redis(tmp)
+    out: dict[str, Any] = {}
+    try:
+        for mode, threshold in (("unsplit", "0"), ("split", "1")):
+            run_child(database_url, "empty-inventory")
+            env = {**_child_env(database_url), "REDIS_URL": redis_url,
+                   "CLOUDSYNC_FULL_SYNC_SPLIT_OBJECTS": threshold}
+            env.pop("CELERY_BROKER_URL", None)
+            env.pop("CELERY_RESULT_BACKEND", None)
+            worker = Worker(env, tmp / f"worker-{mode}.log", concurrency=2)
+            try:
+                results = {}
+                for name in ("full", "resync"):
+                    if name == "resync":
+                        run_child(database_url, "analyze")
+                    result = run_child(database_url, "worker-sync", "--provider-id",
+                                       str(provider_id), redis_url=redis_url)
+                    if result["status"] != "succeeded" or result["split"] != (mode == "split"):
+                        raise SystemExit(f"{mode} {name} sync of {servers} servers: {result}")
+                    print(f"   worker, {mode} {name}: {result['seconds']:.2f} s, "
+                          f"objects {result['objects']}, machine CPU busy "
+                          f"{result['cpu_busy']:.0%} of {os.cpu_count()} cores"
+                          + (f", parts {result['parts']}" if result["parts"] else ""),
+                          file=sys.stderr, flush=True)
+                    results[name] = result
+            finally:
+                worker.stop()
+            out[mode] = results
+    finally:
+        stop_process(redis_proc)
     return out
 
 
@@ -376,6 +493,24 @@ def table(results: list[dict[str, Any]]) -> str:
                 f"| {label(res['servers'])} | {name} | {x['seconds']:.1f} | {x['listing']:.1f} "
                 f"| {x['db']:.1f} | {other:.1f} | {x['deletions']:.2f} | {x['rss_before_mb']:.0f} |"
             )
+    split = [res for res in results if "worker" in res]
+    if split:
+        lines += [
+            "",
+            "| servers | worker | full sync unsplit (s) | split (s) | speed-up "
+            "| re-sync unsplit (s) | split (s) | speed-up | machine CPU busy, unsplit → split |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for res in split:
+            u, p = res["worker"]["unsplit"], res["worker"]["split"]
+            lines.append(
+                f"| {label(res['servers'])} | 2 processes | {u['full']['seconds']:.1f} "
+                f"| {p['full']['seconds']:.1f} | {u['full']['seconds'] / p['full']['seconds']:.2f}x "
+                f"| {u['resync']['seconds']:.1f} | {p['resync']['seconds']:.1f} "
+                f"| {u['resync']['seconds'] / p['resync']['seconds']:.2f}x "
+                f"| full {u['full'].get('cpu_busy', 0):.0%} → {p['full'].get('cpu_busy', 0):.0%}, "
+                f"re-sync {u['resync'].get('cpu_busy', 0):.0%} → {p['resync'].get('cpu_busy', 0):.0%} |"
+            )
     return "\n".join(lines)
 
 
@@ -387,8 +522,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", metavar="DIR", help="cProfile each sync into DIR/<size>-<run>.pstats")
     parser.add_argument("--json", metavar="FILE", help="also write the raw results as JSON")
     parser.add_argument("-v", "--verbose", action="store_true", help="the slowest SQL statements")
+    parser.add_argument("--split", action="store_true",
+                        help="also compare split and unsplit syncs run by a worker of 2 processes")
     # internal: the measured child processes
-    parser.add_argument("--child", choices=["prepare", "analyze", "sync"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["prepare", "analyze", "sync", "empty-inventory",
+                                            "worker-sync"], help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
     parser.add_argument("--provider-id", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--profile-out", help=argparse.SUPPRESS)
@@ -399,6 +537,10 @@ def main(argv: list[str] | None = None) -> int:
             out = child_prepare(json.loads(args.config))
         elif args.child == "analyze":
             out = child_analyze()
+        elif args.child == "empty-inventory":
+            out = child_empty_inventory()
+        elif args.child == "worker-sync":
+            out = child_worker_sync(args.provider_id)
         else:
             out = child_sync(args.provider_id, args.profile_out)
         print(json.dumps(out))
@@ -416,10 +558,13 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.profile).mkdir(parents=True, exist_ok=True)
     create_database(database_url)
     results = []
+    tmp = Path(tempfile.mkdtemp(prefix="bench-fullsync-")) if args.split else None
     try:
         for servers in sizes:
-            results.append(measure(database_url, servers, args.profile, args.verbose))
+            results.append(measure(database_url, servers, args.profile, args.verbose, tmp))
     finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         if not args.keep_db:
             drop_database(database_url)
     if args.json:

@@ -116,8 +116,15 @@ MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 # --- Redis / Celery -------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
-CELERY_RESULT_BACKEND = None
+# The result backend serves only the chords of split full syncs (Redis counts
+# the finished parts and keeps their outcomes for the finish task); every task
+# ignores its own result and no process subscribes to results
+# (sync/result_backend.py). CELERY_RESULT_BACKEND: a Redis URL (default: the broker's).
+CELERY_RESULT_BACKEND = "sync.result_backend:ChordBackend+" + env.str(
+    "CELERY_RESULT_BACKEND", default=CELERY_BROKER_URL
+)
 CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_EXPIRES = 24 * 3600
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # Events are consumed in batches (sync/batching.py): up to
@@ -193,6 +200,11 @@ CLOUDSYNC_MAX_JSON_DEPTH = env.int("CLOUDSYNC_MAX_JSON_DEPTH", default=100)
 CLOUDSYNC_MASS_DELETE_RATIO = env.float("CLOUDSYNC_MASS_DELETE_RATIO", default=0.2)
 CLOUDSYNC_MASS_DELETE_MIN_COUNT = env.int("CLOUDSYNC_MASS_DELETE_MIN_COUNT", default=5)
 CLOUDSYNC_SYNC_RETRY_MAX = env.int("CLOUDSYNC_SYNC_RETRY_MAX", default=4)
+# A full sync is split into parts listed by parallel tasks (drivers that can,
+# sync/split.py) once the provider's previous succeeded full sync counted this
+# many objects; 0 (the default) never splits. Worth it only where the workers,
+# the database and the cloud API have cores to spare (bench/fullsync.py --split).
+CLOUDSYNC_FULL_SYNC_SPLIT_OBJECTS = env.int("CLOUDSYNC_FULL_SYNC_SPLIT_OBJECTS", default=0)
 CLOUDSYNC_FULL_SYNC_CRONTAB = env.str("CLOUDSYNC_FULL_SYNC_CRONTAB", default="30 2 * * *")
 CLOUDSYNC_CATCH_UP_CRONTAB = env.str("CLOUDSYNC_CATCH_UP_CRONTAB", default="5 * * * *")
 

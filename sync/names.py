@@ -8,8 +8,8 @@ them): change one only with a migration of what is queued.
 """
 
 __all__ = [
-    "APPLY_PLAN", "EVENTS_QUEUE", "INGEST", "QUEUES", "REPLAY", "ROUTES", "RUN_SYNC", "SWEEP",
-    "SYNC_ALL", "SYNC_QUEUE",
+    "APPLY_PLAN", "EVENTS_QUEUE", "FINISH_SPLIT", "INGEST", "QUEUES", "REPLAY", "ROUTES", "RUN_SYNC",
+    "SPLIT_FAILED", "SWEEP", "SYNC_ALL", "SYNC_PART", "SYNC_QUEUE",
 ]
 
 EVENTS_QUEUE = "cloudsync.events"  # webhook bodies, event replays and retries
@@ -22,6 +22,11 @@ RUN_SYNC = "sync.tasks.run_sync"
 APPLY_PLAN = "sync.tasks.apply_plan"
 SYNC_ALL = "sync.tasks.sync_all"
 SWEEP = "sync.tasks.sweep"
+# A split full sync: a chord of SYNC_PART tasks whose body is FINISH_SPLIT
+# (SPLIT_FAILED: the body's error callback, when the chord itself fails).
+SYNC_PART = "sync.tasks.sync_part"
+FINISH_SPLIT = "sync.tasks.finish_split"
+SPLIT_FAILED = "sync.tasks.split_failed"
 
 ROUTES = {
     INGEST: {"queue": EVENTS_QUEUE},
@@ -30,4 +35,7 @@ ROUTES = {
     APPLY_PLAN: {"queue": SYNC_QUEUE},
     SYNC_ALL: {"queue": SYNC_QUEUE},
     SWEEP: {"queue": SYNC_QUEUE},
+    SYNC_PART: {"queue": SYNC_QUEUE},
+    FINISH_SPLIT: {"queue": SYNC_QUEUE},
+    SPLIT_FAILED: {"queue": SYNC_QUEUE},
 }

@@ -43,7 +43,8 @@ from project.celery import app as celery_app
 from sync import names
 
 __all__ = [
-    "BrokerUnavailable", "INGEST_QUEUE", "broker_url", "enqueue_ingest", "reset_broker", "send_task",
+    "BrokerUnavailable", "INGEST_QUEUE", "broker_url", "enqueue_ingest", "reset_broker", "send_chord",
+    "send_task",
 ]
 
 INGEST_TASK = names.INGEST
@@ -358,5 +359,28 @@ def enqueue_ingest(provider_id: int, body: str, received_at: datetime) -> str:
 def send_task(name: str, *, countdown: float | None = None, **kwargs: object) -> None:
     """Queue a task by name (routed by ``task_routes``), for services that must
     not import ``sync.tasks`` (tasks import services, never the other way).
-    Raises if the broker does not take it."""
-    celery_app.send_task(name, kwargs=kwargs, countdown=countdown, retry=False)
+    Raises if the broker does not take it. Nothing waits for a result
+    (``ignore_result``: the sender does not subscribe to one in the result
+    backend, which only split runs' chords use)."""
+    celery_app.send_task(name, kwargs=kwargs, countdown=countdown, retry=False,
+                         ignore_result=True)
+
+
+def send_chord(
+    header: list[tuple[str, dict]], body: tuple[str, dict], *, on_error: tuple[str, dict]
+) -> None:
+    """Queue tasks by name as a Celery chord: the ``header`` tasks in
+    parallel, then ``body`` once with the list of their results (the result
+    backend, Redis, counts the finished parts). ``on_error`` is called if
+    the chord fails (a header task itself failed: lost to the time limit)
+    instead of the body. Raises if the broker does not take it."""
+    from celery import chord
+
+    # ignore_result: no task stores a result of its own, and the sender does
+    # not subscribe to any; the backend keeps only the chord's list of part
+    # results, which the body receives (and which expires with result_expires).
+    quiet = {"ignore_result": True}
+    parts = [celery_app.signature(name, kwargs=kwargs, options=quiet) for name, kwargs in header]
+    callback = celery_app.signature(body[0], kwargs=body[1], options=quiet)
+    callback.on_error(celery_app.signature(on_error[0], kwargs=on_error[1], options=quiet))
+    chord(parts, callback).apply_async(retry=False, **quiet)

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
@@ -36,8 +36,8 @@ from sync.choices import SyncRunStatusChoices as RunStatus
 from sync.drivers.base import Snapshot
 from sync.models import CloudProvider
 
-__all__ = ["PlanResult", "Reconciliation", "apply_plan", "change_to_plan", "listing_floors",
-           "plan_to_change", "reconcile"]
+__all__ = ["PlanResult", "Reconciliation", "apply_part", "apply_plan", "change_to_plan",
+           "listing_floors", "plan_to_change", "reconcile", "settle_parts"]
 
 CHUNK = 1000
 DRIFT_SAMPLE = 50  # ids kept per kind and outcome in SyncRun.drift
@@ -111,6 +111,16 @@ class _Drift:
                 if len(sample) < DRIFT_SAMPLE:
                     sample.append(change.external_id)
 
+    def absorb(self, other: dict[str, Any]) -> None:
+        """Add another run part's ``as_dict()``."""
+        for kind, entry in other.items():
+            for outcome, n in entry.get("counts", {}).items():
+                self.counts[kind][outcome] += n
+                self.total += n
+            for outcome, ids in entry.get("sample", {}).items():
+                sample = self.samples[kind][outcome]
+                sample.extend(ids[: max(DRIFT_SAMPLE - len(sample), 0)])
+
     def as_dict(self) -> dict[str, Any]:
         return {
             kind: {"counts": dict(counts), "sample": dict(self.samples[kind])}
@@ -168,6 +178,26 @@ def reconcile(
         result.outcomes.clear()
         totals.merge(result)
 
+    return _settle(provider, snapshot, seen, started, source, ref, totals, drift, plan,
+                   dry_run=dry_run)
+
+
+def _settle(
+    provider: CloudProvider,
+    snapshot: Snapshot,
+    seen: dict[Kind, set[str]],
+    started: Any,
+    source: Source,
+    ref: str,
+    totals: ApplyResult,
+    drift: _Drift,
+    plan: list[dict[str, Any]],
+    *,
+    dry_run: bool,
+) -> Reconciliation:
+    """After a complete listing: decide deletions (``_deletions``), apply them
+    unless the guard trips (or a dry run), and say what the run did."""
+    floors = listing_floors(snapshot, started)
     deletes = _deletions(provider, snapshot, seen, started, source, ref)
     tripped = _guard(provider, snapshot, deletes)
     unseen = _kept_unseen(provider, floors, seen, started) if floors and not dry_run else {}
@@ -201,6 +231,63 @@ def listing_floors(snapshot: Snapshot, started: datetime) -> Floors:
         kind: version for kind, version in (snapshot.floors or {}).items()
         if kind in snapshot.kinds and scopes.get(kind) is None
     })
+
+
+# -- split full syncs (sync/split.py) -----------------------------------------
+# A split run lists its parts in several processes: each part streams its
+# changes through ``apply_part`` (the same chunked apply as ``reconcile``)
+# and hands the ids it listed to ``record``; once every part completed,
+# ``settle_parts`` decides deletions from their union, through ``_settle``:
+# the same rules, guard and outcome as an unsplit run.
+
+
+def apply_part(
+    provider: CloudProvider,
+    snapshot: Snapshot,
+    *,
+    source: Source,
+    ref: str,
+    record: Callable[[dict[Kind, list[str]]], None],
+) -> dict[str, Any]:
+    """Apply one part's listing in chunks; ``record`` gets each chunk's listed
+    ids per kind (before the chunk is applied). Returns what it did, as JSON:
+    ``counts`` and ``drift`` (merged by ``settle_parts``)."""
+    totals, drift = ApplyResult(), _Drift()
+    floors = listing_floors(snapshot, snapshot.started_at or datetime.now(UTC))
+    for chunk in _chunks(_restamp(snapshot.changes, source, ref), CHUNK):
+        listed: dict[Kind, list[str]] = defaultdict(list)
+        for change in chunk:
+            if change.op == Op.UPSERT:
+                listed[change.kind].append(change.external_id)
+        record(listed)
+        result = _apply_chunk(provider, chunk, dry_run=False, listed_at=snapshot.started_at,
+                              floors=floors)
+        drift.add(result)
+        result.outcomes.clear()
+        totals.merge(result)
+    return {"counts": totals.as_dict(), "drift": drift.as_dict()}
+
+
+def settle_parts(
+    provider: CloudProvider,
+    listing: Snapshot,
+    seen: dict[Kind, set[str]],
+    parts: Iterable[dict[str, Any]],
+    *,
+    source: Source,
+    ref: str,
+) -> Reconciliation:
+    """Deletions of a split run, decided once: ``listing`` carries the union
+    of the parts' kinds and scopes and the earliest start of their listings,
+    ``seen`` the union of their listed ids, ``parts`` what ``apply_part``
+    returned for each."""
+    totals, drift = ApplyResult(), _Drift()
+    for part in parts:
+        for kind, counts in (part.get("counts") or {}).items():
+            totals.counts[kind].update(counts)
+        drift.absorb(part.get("drift") or {})
+    return _settle(provider, listing, seen, listing.started_at, source, ref, totals, drift, [],
+                   dry_run=False)
 
 
 def _planned(chunk: list[Change], result: ApplyResult) -> list[dict[str, Any]]:

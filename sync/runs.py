@@ -11,16 +11,21 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Iterator
+import time
+import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
-from sync import names, queueing
+from sync import names, queueing, split
 from sync.apply.floors import NO_FLOORS, Floors
 from sync.changes import Source
 from sync.choices import SyncRunKindChoices as RunKind
@@ -48,8 +53,13 @@ __all__ = [
     "release_for_retry",
     "apply_stored_plan",
     "claim_run",
+    "execute_part",
     "execute_run",
+    "release_part",
+    "fail_part",
     "fail_run",
+    "fail_split",
+    "finish_split",
     "request_plan_apply",
     "fail_run_by_id",
     "release_runs",
@@ -67,11 +77,11 @@ def claim_run(provider: CloudProvider, kind: str, *, triggered_by: str = "") -> 
     message was lost) is failed first, so a lost run never locks a provider
     for good.
     """
-    stale = timezone.now() - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 600)
-    beat_stale = timezone.now() - timedelta(seconds=settings.CLOUDSYNC_RUN_STALE_SECONDS)
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 600)
     SyncRun.objects.filter(
         cloudprovider=provider, status=RunStatus.RUNNING, started_at__lt=stale
-    ).filter(Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=beat_stale)).update(
+    ).filter(Q(heartbeat_at__isnull=True) | _executor_gone(now)).update(
         status=RunStatus.FAILED,
         finished_at=timezone.now(),
         error="abandoned: still running after the task time limit (worker lost?)",
@@ -145,9 +155,14 @@ def execute_run(run_id: int) -> SyncRun:
     return execute_run_once(run_id)[0]
 
 
-def execute_run_once(run_id: int) -> tuple[SyncRun, bool]:
+def execute_run_once(run_id: int, *, may_split: bool = False) -> tuple[SyncRun, bool]:
     """``execute_run``, and whether this call executed the run (False for a
-    duplicate message: the run was finished, or a live worker has it)."""
+    duplicate message: the run was finished, or a live worker has it).
+
+    ``may_split`` (the ``run_sync`` task): a full sync that ``split.parts_for``
+    splits is handed to a chord of part tasks and returned still running
+    (``_start_split``); without it (``cloudsync_sync``, tests) a run is
+    always executed here, in one piece."""
     run = SyncRun.objects.select_related("cloudprovider").filter(pk=run_id).first()
     if run is None:  # queued from inside a transaction that has not committed yet
         raise TemporaryError(f"sync run #{run_id} is not visible yet")
@@ -158,10 +173,10 @@ def execute_run_once(run_id: int) -> tuple[SyncRun, bool]:
         log.info("sync run #%s is being executed by %s; nothing to do", run.pk, run.worker)
         return run, False
     with _heartbeat(run.pk, worker):
-        return _execute(run), True
+        return _execute(run, may_split=may_split), True
 
 
-def _execute(run: SyncRun) -> SyncRun:
+def _execute(run: SyncRun, *, may_split: bool = False) -> SyncRun:
     provider = run.cloudprovider
     try:
         driver = get_driver(provider.cloud_sync_driver)
@@ -179,6 +194,11 @@ def _execute(run: SyncRun) -> SyncRun:
                 snapshot = driver.list_changes_since(config, since)
                 snapshot.kinds = frozenset()
         else:
+            parts = split.parts_for(run, driver, config) if may_split else []
+            if parts:
+                _start_split(run, parts)
+                run.refresh_from_db()
+                return run
             snapshot = driver.list_inventory(config)
         if snapshot.started_at is None:
             snapshot.started_at = run.started_at
@@ -219,16 +239,22 @@ def reconcile_run(run: SyncRun, snapshot: Snapshot, *, dry_run: bool = False) ->
 
 def _set_floors(run: SyncRun, *, pending: Floors | None = None,
                 listed: Floors | None = None) -> None:
-    """Record a running listing's floor (``pending``), or the floor of one
-    that completed (``listed``, which also ends the pending one)."""
-    provider = CloudProvider.objects.get(pk=run.cloudprovider_id)
-    floors = dict(provider.listing_floors or {})
-    if pending is not None:
-        floors["pending"] = pending.as_json()
-    if listed is not None:
-        floors["listed"] = listed.as_json()
-        floors.pop("pending", None)
-    CloudProvider.objects.filter(pk=provider.pk).update(listing_floors=floors)
+    """Record a running listing's floor (``pending``; the parts of a split
+    run add theirs to it), or the floor of one that completed (``listed``,
+    which also ends the pending one)."""
+    with transaction.atomic():  # parts of a split run announce concurrently
+        provider = CloudProvider.objects.select_for_update().get(pk=run.cloudprovider_id)
+        floors = dict(provider.listing_floors or {})
+        if pending is not None:
+            mine = Floors.from_json(floors.get("pending"))
+            if mine.run == run.pk and mine.started_at is not None and pending.started_at:
+                pending = Floors(min(mine.started_at, pending.started_at),
+                                 {**mine.versions, **pending.versions}, run.pk)
+            floors["pending"] = pending.as_json()
+        if listed is not None:
+            floors["listed"] = listed.as_json()
+            floors.pop("pending", None)
+        CloudProvider.objects.filter(pk=provider.pk).update(listing_floors=floors)
     run.cloudprovider.listing_floors = floors
 
 
@@ -240,16 +266,242 @@ def run_snapshot(provider: CloudProvider, snapshot: Snapshot, *, triggered_by: s
     return reconcile_run(run, snapshot)
 
 
-def _finish(run: SyncRun, result: Reconciliation) -> None:
+def _finish(run: SyncRun, result: Reconciliation, parts: dict[str, Any] | None = None) -> None:
     now = timezone.now()
     run.status, run.finished_at, run.error = result.status, now, result.error
     run.counts, run.drift_healed, run.drift = result.counts, result.drift_healed, result.drift
-    run.plan = result.plan
-    run.save(update_fields=["status", "finished_at", "error", "counts", "drift_healed", "drift", "plan"])
+    run.plan, run.parts = result.plan, parts or {}
+    run.save(update_fields=["status", "finished_at", "error", "counts", "drift_healed", "drift", "plan",
+                            "parts"])
+    if run.kind == RunKind.FULL:  # ids a split attempt of this run listed (taken over since)
+        split.clear(run.pk)
     if run.kind != RunKind.DRY_RUN:
         CloudProvider.objects.filter(pk=run.cloudprovider_id).update(
             last_full_sync_at=now, last_full_sync_status=result.status
         )
+
+
+SPLIT = "split:"  # SyncRun.worker of a run whose parts execute it: "split:<chord id>"
+
+
+def _executor_gone(now: datetime) -> Q:
+    """The run's executor stopped renewing the heartbeat: one task after
+    ``CLOUDSYNC_RUN_STALE_SECONDS``; a split run (its parts beat while they
+    run, but may wait in the queue behind other work, and the broker
+    redelivers a part whose worker died) after the task time limit."""
+    stale = now - timedelta(seconds=settings.CLOUDSYNC_RUN_STALE_SECONDS)
+    split_stale = now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)
+    return (Q(heartbeat_at__lt=stale) & ~Q(worker__startswith=SPLIT)) | Q(heartbeat_at__lt=split_stale)
+
+
+# -- split full syncs ---------------------------------------------------------
+# The run's executor hands the run to a chord: one task per part
+# (``execute_part``), then ``finish_split`` once all of them completed. The
+# run's ``worker`` becomes the chord's token: parts and the finish act only
+# while the run is running with that token, so a run taken over (a new
+# chord) or failed ignores the old chord's tasks.
+
+
+def _start_split(run: SyncRun, parts: list[str]) -> None:
+    token = f"{SPLIT}{uuid.uuid4().hex}"
+    owned = SyncRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING, worker=_executor_id()) \
+        .update(worker=token, heartbeat_at=timezone.now(), parts={})
+    if not owned:
+        return
+    split.clear(run.pk)  # what an earlier chord of this run (taken over) listed
+    try:
+        queueing.send_chord(
+            [(names.SYNC_PART, {"run_id": run.pk, "part": part, "token": token}) for part in parts],
+            (names.FINISH_SPLIT, {"run_id": run.pk, "token": token}),
+            on_error=(names.SPLIT_FAILED, {"run_id": run.pk, "token": token}),
+        )
+    except Exception as exc:  # broker down: nothing listed yet
+        fail_run(run, f"could not queue the parts of the split run: {exc}")
+        return
+    log.info("sync run #%s split into %s", run.pk, ", ".join(parts))
+
+
+def _owned(run_id: int, token: str) -> SyncRun | None:
+    return (SyncRun.objects.select_related("cloudprovider")
+            .filter(pk=run_id, status=RunStatus.RUNNING, worker=token).first())
+
+
+# Each part holds a lease in the run row's ``parts`` ({part: {"worker", "beat"}},
+# then {part: {"done": outcome}}): the broker hands a task's message out again
+# once it has run longer than the visibility timeout, and that copy must not
+# list the part a second time, nor report to the chord before the part is
+# done (the chord keeps the first outcome reported for a task id). The copy
+# waits for the lease: it returns the outcome once done, or takes the part
+# over if the lease's executor stopped renewing it (its worker died).
+_BUSY, _GONE = "busy", "gone"
+
+
+def _lease(run_id: int, token: str, change: Callable[[dict[str, Any]], object]) -> object:
+    """Read-modify-write the run's ``parts`` under the run row's lock (SQLite:
+    an immediate transaction), if the run is still ``token``'s; ``change``
+    edits the dict in place and returns the answer. ``_GONE`` otherwise."""
+    with transaction.atomic():
+        row = (SyncRun.objects.select_for_update()
+               .filter(pk=run_id, status=RunStatus.RUNNING, worker=token)
+               .values_list("parts", flat=True).first())
+        if row is None and not SyncRun.objects.filter(
+                pk=run_id, status=RunStatus.RUNNING, worker=token).exists():
+            return _GONE
+        parts = dict(row or {})
+        answer = change(parts)
+        SyncRun.objects.filter(pk=run_id).update(parts=parts, heartbeat_at=timezone.now())
+    return answer
+
+
+def _claim_part(run_id: int, part: str, token: str, me: str) -> object:
+    """``me`` (this call lists the part), a done part's outcome, ``_BUSY``
+    (a live executor lists it) or ``_GONE`` (the run is not this chord's)."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.CLOUDSYNC_RUN_STALE_SECONDS)
+
+    def claim(parts: dict[str, Any]) -> object:
+        lease = parts.get(part) or {}
+        if "done" in lease:
+            return lease["done"]
+        beat = parse_datetime(lease["beat"]) if lease.get("beat") else None
+        if lease.get("worker") not in (None, me) and beat is not None and beat > stale:
+            return _BUSY
+        parts[part] = {"worker": me, "beat": now.isoformat()}
+        return me
+
+    return _lease(run_id, token, claim)
+
+
+def _renew_part(run_id: int, part: str, token: str, me: str) -> bool:
+    """Renew the part's lease and the run's heartbeat; False once the run is
+    no longer this chord's or another executor took the part over."""
+
+    def renew(parts: dict[str, Any]) -> bool:
+        lease = parts.get(part) or {}
+        if lease.get("worker") != me:
+            return False
+        lease["beat"] = timezone.now().isoformat()
+        return True
+
+    return _lease(run_id, token, renew) is True
+
+
+def release_part(run_id: int, part: str, token: str) -> None:
+    """The task retries the part later: free its lease for the retry."""
+    me = _executor_id()
+    _lease(run_id, token, lambda parts: parts.pop(part, None)
+           if (parts.get(part) or {}).get("worker") == me else None)
+
+
+def _list_part(run_id: int, part: str, token: str, me: str) -> dict[str, Any]:
+    run = SyncRun.objects.select_related("cloudprovider").get(pk=run_id)
+    try:
+        driver = get_driver(run.cloudprovider.cloud_sync_driver)
+    except DriverNotInstalled as exc:
+        return _part_failed(run_id, part, token, f"{exc} on this worker")
+    alive = partial(_renew_part, run_id, part, token, me)
+    try:
+        with _heartbeat(run_id, token, renew=alive):
+            return split.list_part(
+                run, driver, part, alive,
+                lambda floors: _set_floors(run, pending=Floors(
+                    floors.started_at, floors.versions, run.pk)))
+    except OperationalError as exc:
+        raise NetworkError(f"database error: {exc}") from exc
+    except (TemporaryError, split.Superseded):
+        raise
+    except DriverError as exc:
+        return _part_failed(run_id, part, token, _describe(exc))
+    except Exception as exc:
+        log.exception("sync run %s, part %s crashed", run_id, part)
+        return _part_failed(run_id, part, token, f"internal error: {type(exc).__name__}: {exc}")
+
+
+def execute_part(run_id: int, part: str, token: str) -> dict[str, Any]:
+    """List and apply one part of a split run (a part task's body). Returns
+    the part's outcome for ``finish_split``; a part that fails fails the run
+    at once (the other parts stop at their next chunk) and returns its error.
+    Temporary errors (auth, network, database) propagate: the task retries
+    the part, then calls ``fail_part``."""
+    me = _executor_id()
+    while True:
+        claim = _claim_part(run_id, part, token, me)
+        if claim == _BUSY:
+            time.sleep(min(settings.CLOUDSYNC_RUN_HEARTBEAT_SECONDS, 2.0))
+            continue
+        if claim == _GONE:
+            return {"part": part, "skipped": "the run ended or was taken over"}
+        if isinstance(claim, dict):  # a copy of this task listed it already
+            return claim
+        try:
+            outcome = _list_part(run_id, part, token, me)
+        except split.Superseded:  # the run ended, or another copy took the part over
+            continue
+        if outcome.get("error") is None:
+            break
+        return outcome
+    _lease(run_id, token, lambda parts: parts.__setitem__(part, {"done": outcome}))
+    return outcome
+
+
+def fail_part(run_id: int, part: str, token: str, exc: Exception) -> dict[str, Any]:
+    """A part's last retry failed: the run fails with why."""
+    return _part_failed(run_id, part, token, _describe(exc))
+
+
+def _part_failed(run_id: int, part: str, token: str, error: str) -> dict[str, Any]:
+    error = f"part {part} failed: {error}"
+    fail_split(run_id, token, error)
+    return {"part": part, "error": error}
+
+
+def fail_split(run_id: int, token: str, error: str) -> bool:
+    """Fail a split run still owned by ``token`` (a part failed, or the chord
+    did: a part task lost to the time limit). Deletes nothing. False if the
+    run was no longer this chord's."""
+    run = _owned(run_id, token)
+    if run is None:
+        return False
+    now = timezone.now()
+    failed = SyncRun.objects.filter(pk=run_id, status=RunStatus.RUNNING, worker=token).update(
+        status=RunStatus.FAILED, error=error[:5000], finished_at=now, parts={})
+    split.clear(run_id)
+    if failed:
+        CloudProvider.objects.filter(pk=run.cloudprovider_id).update(
+            last_full_sync_at=now, last_full_sync_status=RunStatus.FAILED)
+    return bool(failed)
+
+
+def finish_split(run_id: int, token: str, parts: list[dict[str, Any]]) -> SyncRun | None:
+    """Every part of a split run completed (the chord's body): if one failed,
+    the run fails with that part's error and nothing is deleted; otherwise
+    deletions are decided once (``split.settle``) and the run recorded.
+    None if the run no longer exists."""
+    run = _owned(run_id, token)
+    if run is None:  # failed by a part, taken over, or released meanwhile
+        return SyncRun.objects.filter(pk=run_id).first()
+    failed = [p for p in parts if p.get("error") or p.get("skipped")]
+    if failed:
+        first = failed[0]
+        fail_split(run_id, token, first.get("error") or f"part {first['part']}: {first['skipped']}")
+    else:
+        try:
+            with _heartbeat(run_id, token):
+                result, floors = split.settle(run, parts)
+        except OperationalError as exc:
+            raise NetworkError(f"database error: {exc}") from exc
+        except Exception as exc:
+            log.exception("sync run %s: finishing the split run crashed", run_id)
+            fail_split(run_id, token, f"internal error: {type(exc).__name__}: {exc}")
+        else:
+            if _owned(run_id, token) is not None:
+                _finish(run, result, split.summary(parts))
+                if floors and result.status in (RunStatus.SUCCEEDED, RunStatus.NEEDS_APPROVAL):
+                    _set_floors(run, listed=floors.completed(result.unseen))
+                log.info("sync run #%s: parts %s", run_id, run.parts)
+            split.clear(run_id)
+    run.refresh_from_db()
+    return run
 
 
 def _executor_id() -> str:
@@ -261,11 +513,10 @@ def _take(run: SyncRun) -> str | None:
     (never started, released for a retry) or its executor's heartbeat is stale
     (the worker died). Returns this executor's id, or None."""
     now = timezone.now()
-    stale = now - timedelta(seconds=settings.CLOUDSYNC_RUN_STALE_SECONDS)
     worker = _executor_id()
     taken = (
         SyncRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING)
-        .filter(Q(worker="") | Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale))
+        .filter(Q(worker="") | Q(heartbeat_at__isnull=True) | _executor_gone(now))
         .update(heartbeat_at=now, worker=worker[:200])
     )
     if not taken:
@@ -277,14 +528,18 @@ def _take(run: SyncRun) -> str | None:
 
 
 @contextmanager
-def _heartbeat(run_id: int, worker: str) -> Iterator[None]:
-    """Renew the run's heartbeat from a thread while the run executes."""
+def _heartbeat(run_id: int, worker: str, renew: Callable[[], object] | None = None) -> Iterator[None]:
+    """Renew the run's heartbeat from a thread while the run executes
+    (``renew``: how, if not the run's ``heartbeat_at`` for ``worker``)."""
     stop = threading.Event()
 
     def beat() -> None:
         try:
             while not stop.wait(settings.CLOUDSYNC_RUN_HEARTBEAT_SECONDS):
                 try:
+                    if renew is not None:
+                        renew()
+                        continue
                     SyncRun.objects.filter(
                         pk=run_id, worker=worker, status=RunStatus.RUNNING
                     ).update(heartbeat_at=timezone.now())
@@ -314,11 +569,12 @@ def release_for_retry(run_id: int, countdown: float) -> None:
 def abandoned_runs() -> list[int]:
     """Running runs whose executor stopped renewing the heartbeat (or that no
     worker ever started): the sweeper queues them again to be taken over."""
-    stale = timezone.now() - timedelta(seconds=settings.CLOUDSYNC_RUN_STALE_SECONDS)
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.CLOUDSYNC_RUN_STALE_SECONDS)
     return list(
         SyncRun.objects.filter(status=RunStatus.RUNNING)
         .exclude(kind=RunKind.SNAPSHOT)  # executed inside its event's transaction
-        .filter(Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True, started_at__lt=stale))
+        .filter(_executor_gone(now) | Q(heartbeat_at__isnull=True, started_at__lt=stale))
         .values_list("pk", flat=True)
     )
 
@@ -340,6 +596,7 @@ def fail_run(run: SyncRun, error: str) -> None:
     SyncRun.objects.filter(pk=run.pk).update(
         status=RunStatus.FAILED, error=error[:5000], finished_at=now
     )
+    split.clear(run.pk)
     if run.kind != RunKind.DRY_RUN:
         CloudProvider.objects.filter(pk=run.cloudprovider_id).update(
             last_full_sync_at=now, last_full_sync_status=RunStatus.FAILED

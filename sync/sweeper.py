@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 
-from sync import inbox, journal, names, queueing, runs
+from sync import inbox, journal, names, queueing, runs, split
 
 __all__ = ["sweep"]
 
@@ -30,6 +30,7 @@ def sweep() -> dict[str, int]:
         queueing.send_task(names.REPLAY, event_ids=stuck[start:start + BATCH])
     put_back = journal.recover()
     abandoned = runs.abandoned_runs()
+    split.clear_finished()
     for run_id in abandoned:
         queueing.send_task(names.RUN_SYNC, run_id=run_id)
     if stuck or dead or abandoned or put_back:

@@ -23,7 +23,8 @@ from sync.drivers.base import TemporaryError
 from sync.errors import PlanNotApplicable, RunFailed
 from sync.retries import retry_countdown
 
-__all__ = ["apply_plan", "ingest_task", "replay_events", "run_sync", "sweep", "sync_all"]
+__all__ = ["apply_plan", "finish_split", "ingest_task", "replay_events", "run_sync", "split_failed",
+           "sweep", "sync_all", "sync_part"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -120,7 +121,7 @@ def run_sync(self: Any, run_id: int) -> dict:
     the task is failed in Celery's and Flower's eyes, and its message is
     acknowledged (no second retry path)."""
     try:
-        run, executed = runs.execute_run_once(run_id)
+        run, executed = runs.execute_run_once(run_id, may_split=True)
     except TemporaryError as exc:
         if self.request.retries >= settings.CLOUDSYNC_SYNC_RETRY_MAX:
             if not runs.fail_run_by_id(run_id, exc):  # the run is gone: nothing failed
@@ -134,7 +135,50 @@ def run_sync(self: Any, run_id: int) -> dict:
         return {"run": run.pk, "status": run.status, "executed_here": False}
     if run.status == RunStatus.FAILED:
         raise RunFailed(f"sync run #{run.pk} failed: {run.error}")
+    if run.status == RunStatus.RUNNING:  # split: its parts and finish_split carry on
+        return {"run": run.pk, "status": run.status, "split": run.worker}
     return {"run": run.pk, "status": run.status, "drift_healed": run.drift_healed}
+
+
+# A split full sync (sync/runs.py, sync/split.py): a chord of sync_part tasks,
+# then finish_split with their results: the chord counts the finished parts in
+# the Redis result backend and keeps their outcomes there for the body, the
+# only use of results (every task, the parts included, ignores its own).
+@shared_task(bind=True, name=names.SYNC_PART, acks_late=True, max_retries=None)
+def sync_part(self: Any, run_id: int, part: str, token: str) -> dict:
+    """List and apply one part of a split run; auth/network failures retry
+    the part with backoff, then fail the run."""
+    try:
+        return runs.execute_part(run_id, part, token)
+    except TemporaryError as exc:
+        if self.request.retries >= settings.CLOUDSYNC_SYNC_RETRY_MAX:
+            return runs.fail_part(run_id, part, token, exc)
+        runs.release_part(run_id, part, token)
+        raise self.retry(countdown=retry_countdown(self.request.retries), exc=exc) from exc
+
+
+@shared_task(bind=True, name=names.FINISH_SPLIT, acks_late=True, max_retries=None)
+def finish_split(self: Any, parts: list[dict], run_id: int, token: str) -> dict:
+    """Every part completed: decide deletions once and record the run."""
+    try:
+        run = runs.finish_split(run_id, token, parts)
+    except TemporaryError as exc:
+        if self.request.retries >= settings.CLOUDSYNC_SYNC_RETRY_MAX:
+            runs.fail_split(run_id, token, f"finishing the split run failed: {exc}")
+            raise RunFailed(f"sync run #{run_id} failed: {exc}") from exc
+        raise self.retry(countdown=retry_countdown(self.request.retries), exc=exc) from exc
+    if run is None:
+        return {"run": run_id, "status": "gone"}
+    if run.status == RunStatus.FAILED:
+        raise RunFailed(f"sync run #{run.pk} failed: {run.error}")
+    return {"run": run.pk, "status": run.status, "drift_healed": run.drift_healed}
+
+
+@shared_task(name=names.SPLIT_FAILED, acks_late=True)
+def split_failed(request: Any, exc: BaseException, traceback: Any, run_id: int, token: str) -> None:
+    """The chord failed (a part task itself failed, e.g. killed at the time
+    limit): called by Celery instead of ``finish_split``; fails the run."""
+    runs.fail_split(run_id, token, f"split run failed: {exc}")
 
 
 @shared_task(name=names.APPLY_PLAN, acks_late=True)

@@ -67,10 +67,15 @@ TEST_REDIS_URL = _redis_url()
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_broker():
-    """Point Celery at this worker's Redis DB and start from an empty queue."""
+    """Point Celery (broker and result backend) at this worker's Redis DB and
+    start from an empty queue."""
     from sync.queueing import reset_broker
+    from sync.result_backend import backend_url
 
     celery_app.conf.broker_url = TEST_REDIS_URL
+    celery_app.conf.result_backend = backend_url(TEST_REDIS_URL)  # split runs' chords
+    celery_app._backend_cache = None
+    celery_app._local.__dict__.pop("backend", None)
     reset_broker()
     redis.Redis.from_url(TEST_REDIS_URL).flushdb()
     yield

@@ -276,9 +276,18 @@ class Driver:
         return out
 
     # -- full sync ---------------------------------------------------------
-    def list_inventory(self, config: Mapping[str, Any]) -> Snapshot:
-        """List everything, completely, or raise."""
+    def list_inventory(self, config: Mapping[str, Any], part: str | None = None) -> Snapshot:
+        """List everything, completely, or raise. With ``part`` (one of
+        ``list_parts``), list only that part: its snapshot's ``kinds`` are
+        the kinds that part lists completely."""
         raise NotImplementedError(f"driver {self.name!r} has no full sync")
+
+    def list_parts(self, config: Mapping[str, Any]) -> list[str]:
+        """The parts a full sync can be split into, each listed by its own
+        task (``list_inventory(config, part)``); together they list every
+        kind ``list_inventory(config)`` does, each kind in one part. Empty
+        (the default): the driver cannot split."""
+        return []
 
     def list_changes_since(self, config: Mapping[str, Any], since: datetime) -> Snapshot:
         """Changes since ``since`` (deletes included), for the hourly catch-up."""

@@ -10,6 +10,7 @@ from sync.models.inventory import (
     SyncedModel,
 )
 from sync.models.provider import CloudProvider
+from sync.models.staging import ListedId
 
 __all__ = [
     "CloudFlavor",
@@ -20,6 +21,7 @@ __all__ = [
     "CloudProject",
     "CloudProvider",
     "Event",
+    "ListedId",
     "SyncRun",
     "SyncedModel",
 ]

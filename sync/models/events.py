@@ -70,6 +70,10 @@ class SyncRun(models.Model):
     # whose heartbeat went stale (its worker died) is taken over.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     worker = models.CharField(max_length=200, blank=True, default="")
+    # A split full sync's parts (sync/runs.py): each part's lease (executor,
+    # last beat) while it lists, then its outcome; once the run succeeded,
+    # each part's duration and objects.
+    parts = models.JSONField(blank=True, default=dict, editable=False)
 
     class Meta:
         ordering = ["-started_at", "-id"]

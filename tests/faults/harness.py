@@ -372,7 +372,7 @@ def _python_env(extra: dict[str, str]) -> dict[str, str]:
     env = {
         k: v for k, v in os.environ.items()
         if not k.startswith(("PYTEST_", "CLOUDSYNC_TEST_")) and k not in (
-            "DB_CONN_MAX_AGE", "DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL",
+            "DB_CONN_MAX_AGE", "DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND",
         )
     }
     env.update({"DJANGO_SETTINGS_MODULE": "project.settings", "PYTHONUNBUFFERED": "1",

@@ -4,6 +4,7 @@ reconciled through the same apply() as events."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -13,15 +14,18 @@ from django.db import connection
 from django.utils import timezone
 
 from sync import errors, reconcile, runs
+from sync import split as split_module
 from sync.apply import Floors, apply
 from sync.changes import Change, Kind, Op, Source, make_version
 from sync.choices import SyncRunKindChoices as RunKind
 from sync.choices import SyncRunStatusChoices as RunStatus
+from sync.drivers.base import TemporaryError
 from sync.drivers.registry import get_driver
 from sync.ingest import ingest_body, replay
-from sync.models import CloudFlavor, CloudHost, CloudHostIP, Event, SyncRun
+from sync.models import CloudFlavor, CloudHost, CloudHostIP, Event, ListedId, SyncRun
 from tests.fake_openstack import FakeOpenStack
 from tests.fixtures import load_nova_versioned, with_wire_fields
+from tests.inventory import inventory_of
 from tests.sync.rows import row_versions
 
 pytestmark = [
@@ -44,9 +48,53 @@ def seed(fake_openstack: FakeOpenStack, servers: int = 10) -> list[dict]:
     return fake_openstack.data.add_servers(servers)
 
 
-def full_sync(provider, kind=RunKind.FULL) -> SyncRun:
+def full_sync(provider, kind=RunKind.FULL, mode: str = "unsplit") -> SyncRun:
+    """A run executed here. ``mode="split"``: a full sync split into the
+    driver's parts, each executed by ``runs.execute_part`` as its task would,
+    then ``runs.finish_split`` with their outcomes, as the chord's body would
+    (tests/e2e/test_split_sync_worker.py runs the same through Celery)."""
     run = runs.claim_run(provider, kind)
-    return runs.execute_run(run.pk)
+    if mode == "unsplit":
+        return runs.execute_run(run.pk)
+    token = runs.SPLIT + "in-process"
+    SyncRun.objects.filter(pk=run.pk).update(worker=token, heartbeat_at=timezone.now())
+    driver = get_driver(provider.cloud_sync_driver)
+    parts = [runs.execute_part(run.pk, part, token) for part in driver.list_parts({})]
+    return runs.finish_split(run.pk, token, parts)
+
+
+@pytest.fixture(params=["unsplit", "split"])
+def mode(request) -> str:
+    """Full syncs run in one piece, or split into parts."""
+    return request.param
+
+
+def midway(monkeypatch, when: Callable[[], None], after_hosts: int = 3) -> None:
+    """Call ``when`` once while the listing streams, after ``after_hosts``
+    listed servers (events racing with a full sync), split or not."""
+    from sync.drivers.openstack import OpenStackDriver
+
+    original = OpenStackDriver.list_inventory
+    done: list[bool] = []
+
+    def list_inventory(self, config, part=None):
+        snapshot = original(self, config, part)
+        changes = snapshot.changes
+
+        def racing():
+            hosts_seen = 0
+            for change in changes:
+                if change.kind == Kind.HOST:
+                    hosts_seen += 1
+                    if hosts_seen == after_hosts and not done:
+                        done.append(True)
+                        when()
+                yield change
+
+        snapshot.changes = racing()
+        return snapshot
+
+    monkeypatch.setattr(OpenStackDriver, "list_inventory", list_inventory)
 
 
 def hosts(provider) -> dict[str, CloudHost]:
@@ -99,14 +147,14 @@ def test_empty_database_then_a_second_run_changes_nothing(fake_openstack, provid
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="reads Postgres row versions")
-def test_a_no_change_re_sync_writes_no_inventory_row(fake_openstack, provider):
+def test_a_no_change_re_sync_writes_no_inventory_row(fake_openstack, provider, mode):
     # given a synced provider (servers with ports and addresses, flavors, images, projects)
     servers = seed(fake_openstack, 12)
-    assert full_sync(provider).status == RunStatus.SUCCEEDED
+    assert full_sync(provider, mode=mode).status == RunStatus.SUCCEEDED
     before = row_versions()
     assert all(before.values()), before
     # when nothing changed in the cloud
-    again = full_sync(provider)
+    again = full_sync(provider, mode=mode)
     # then not one inventory row was written, not even the flavors and
     # projects the API lists without an update time of their own (their
     # listing's time is recorded once, as the provider's listing floor)
@@ -117,7 +165,7 @@ def test_a_no_change_re_sync_writes_no_inventory_row(fake_openstack, provider):
     assert "pending" not in provider.listing_floors
     # and deletions still work in the next run that has drift
     fake_openstack.data.delete_server(servers[0]["id"])
-    third = full_sync(provider)
+    third = full_sync(provider, mode=mode)
     assert third.status == RunStatus.SUCCEEDED, third.error
     assert third.drift["host"]["counts"] == {"deleted": 1}
     assert servers[0]["id"] not in hosts(provider)
@@ -133,15 +181,17 @@ def flavor_event(flavor: dict, name: str, when) -> dict:
                             timestamp=when.strftime("%Y-%m-%d %H:%M:%S.%f"))
 
 
-def test_an_event_older_than_a_listing_that_wrote_nothing_still_loses(fake_openstack, provider):
+def test_an_event_older_than_a_listing_that_wrote_nothing_still_loses(
+    fake_openstack, provider, mode
+):
     # given a flavor synced, then renamed and renamed back in the cloud: the
     # rename's event is late, and a re-sync found the flavor as it was
     # (so it wrote nothing)
     seed(fake_openstack, 1)
     flavor = fake_openstack.data.flavors.records[next(iter(fake_openstack.data.flavors.records))]
-    assert full_sync(provider).status == RunStatus.SUCCEEDED
+    assert full_sync(provider, mode=mode).status == RunStatus.SUCCEEDED
     renamed_at = timezone.now()
-    assert full_sync(provider).status == RunStatus.SUCCEEDED
+    assert full_sync(provider, mode=mode).status == RunStatus.SUCCEEDED
     stored = CloudFlavor.objects.get(flavor_id=flavor["id"])
     assert stored.name == flavor["name"]
     # when the late rename arrives
@@ -217,9 +267,9 @@ def test_a_listing_that_failed_holds_no_event_back(fake_openstack, provider):
     assert CloudFlavor.objects.get(flavor_id=flavor["id"]).name == "renamed"
 
 
-def test_one_run_heals_drift_and_counts_it_exactly(fake_openstack, provider):
+def test_one_run_heals_drift_and_counts_it_exactly(fake_openstack, provider, mode):
     servers = seed(fake_openstack, 10)
-    assert full_sync(provider).status == RunStatus.SUCCEEDED
+    assert full_sync(provider, mode=mode).status == RunStatus.SUCCEEDED
     # events were lost while: one server was deleted, two renamed, one added, one stopped
     gone, renamed, stopped = servers[0], servers[1:3], servers[3]
     old_names = {s["id"]: s["name"] for s in renamed}
@@ -231,7 +281,7 @@ def test_one_run_heals_drift_and_counts_it_exactly(fake_openstack, provider):
     # and an event got one host wrong in the database (older than the cloud's state)
     apply(provider, [Change(Kind.HOST, Op.UPSERT, servers[4]["id"], {"hypervisor": "wrong"}, make_version(1))])
     CloudHost.objects.filter(host_id=servers[4]["id"]).update(hypervisor="wrong")
-    run = full_sync(provider)
+    run = full_sync(provider, mode=mode)
     assert run.status == RunStatus.SUCCEEDED, run.error
     assert run.drift["host"]["counts"] == {"deleted": 1, "updated": 4, "created": 1}
     assert run.drift["host_ip"]["counts"] == {"created": 1}
@@ -245,34 +295,41 @@ def test_one_run_heals_drift_and_counts_it_exactly(fake_openstack, provider):
     assert CloudHost.all_objects.get(host_id=gone["id"]).deleted_at is not None
 
 
-def test_events_racing_with_a_full_sync_never_regress_a_host(fake_openstack, provider):
+def test_events_racing_with_a_full_sync_never_regress_a_host(fake_openstack, provider, mode,
+                                                              monkeypatch):
     servers = seed(fake_openstack, 6)
     target = servers[0]
     future = timezone.now() + timedelta(minutes=5)
-    driver = get_driver("openstack.ocata")
-    run = runs.claim_run(provider, RunKind.FULL)
-    snapshot = driver.list_inventory(provider.client_config)
 
-    def with_events_midway(changes):
-        for n, change in enumerate(changes):
-            if n == 3:  # events arrive while the listing streams in
-                apply(provider, [
-                    Change(Kind.HOST, Op.UPSERT, target["id"], {"status": "stopped"},
-                           make_version(future, future)),
-                    Change(Kind.HOST, Op.UPSERT, "created-during-listing", {"hostname": "new"},
-                           make_version(future, future)),
-                ])
-            yield change
+    def events():  # events arrive while the listing streams in
+        apply(provider, [
+            Change(Kind.HOST, Op.UPSERT, target["id"], {"status": "stopped"},
+                   make_version(future, future)),
+            Change(Kind.HOST, Op.UPSERT, "created-during-listing", {"hostname": "new"},
+                   make_version(future, future)),
+        ])
 
-    snapshot.changes = with_events_midway(snapshot.changes)
-    snapshot.started_at = run.started_at
-    runs.reconcile_run(run, snapshot)
-    run.refresh_from_db()
-    assert run.status == RunStatus.SUCCEEDED
+    midway(monkeypatch, events)
+    run = full_sync(provider, mode=mode)
+    assert run.status == RunStatus.SUCCEEDED, run.error
     now = hosts(provider)
     assert now[target["id"]].status == "stopped"  # the newer event wins over the listing
     assert now[target["id"]].hostname == target["name"]  # while the listing filled the rest
     assert "created-during-listing" in now  # not deleted: it changed after the listing began
+
+
+def test_an_event_deleting_a_listed_host_midway_is_not_undone(fake_openstack, provider, mode,
+                                                              monkeypatch):
+    servers = seed(fake_openstack, 6)
+    assert full_sync(provider, mode=mode).status == RunStatus.SUCCEEDED
+    gone = servers[-1]  # listed after the event: the listing still shows it
+    later = timezone.now() + timedelta(minutes=5)
+    midway(monkeypatch, lambda: apply(provider, [
+        Change(Kind.HOST, Op.DELETE, gone["id"], {}, make_version(later, later))]))
+    run = full_sync(provider, mode=mode)
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert gone["id"] not in hosts(provider)  # the delete event wins over the older listing
+    assert len(hosts(provider)) == 5
 
 
 def test_listing_failure_mid_pagination_fails_the_run_and_deletes_nothing(fake_openstack, provider):
@@ -288,14 +345,48 @@ def test_listing_failure_mid_pagination_fails_the_run_and_deletes_nothing(fake_o
     assert not SyncRun.objects.filter(cloudprovider=provider, status=RunStatus.RUNNING).exists()
 
 
-def test_mass_delete_guard_holds_deletions_and_the_plan_can_be_applied(fake_openstack, provider, settings):
+def test_a_split_run_whose_part_fails_mid_listing_fails_and_deletes_nothing(
+    fake_openstack, provider, settings
+):
+    # given a synced cloud, then 5 servers and a flavor gone (the other parts would delete them)
+    settings.CLOUDSYNC_MASS_DELETE_MIN_COUNT = 100
+    servers = seed(fake_openstack, 30)
+    assert full_sync(provider).status == RunStatus.SUCCEEDED
+    for s in servers[:5]:
+        fake_openstack.data.delete_server(s["id"])
+    apply(provider, [Change(Kind.FLAVOR, Op.UPSERT, "gone-flavor", {"name": "gone"}, "1")])
+    # when the servers part fails on its second page (temporary errors are
+    # retried by the task; here the part is executed once, as its last try)
+    fake_openstack.nova_max_limit = 10
+    fake_openstack.fail(500, "/compute/v2.1/servers/detail", after=1, times=100)
+    run = runs.claim_run(provider, RunKind.FULL)
+    token = runs.SPLIT + "in-process"
+    SyncRun.objects.filter(pk=run.pk).update(worker=token)
+    outcomes = []
+    for part in ("catalog", "servers", "ips"):
+        try:
+            outcomes.append(runs.execute_part(run.pk, part, token))
+        except TemporaryError as exc:
+            outcomes.append(runs.fail_part(run.pk, part, token, exc))
+    done = runs.finish_split(run.pk, token, outcomes)
+    # then the run failed with the part's error, and nothing was deleted
+    assert done.status == RunStatus.FAILED
+    assert done.error.startswith("part servers failed: network error: listing servers failed")
+    assert outcomes[2].get("skipped")  # the part after the failure did not list
+    assert CloudHost.objects.filter(cloudprovider=provider).count() == 30
+    assert CloudFlavor.objects.filter(cloudprovider=provider, flavor_id="gone-flavor").exists()
+    assert not ListedId.objects.filter(run_id=run.pk).exists()
+
+
+def test_mass_delete_guard_holds_deletions_and_the_plan_can_be_applied(fake_openstack, provider,
+                                                                       settings, mode):
     settings.CLOUDSYNC_MASS_DELETE_RATIO = 0.2
     settings.CLOUDSYNC_MASS_DELETE_MIN_COUNT = 2
     servers = seed(fake_openstack, 10)
-    full_sync(provider)
+    full_sync(provider, mode=mode)
     for s in servers[:4]:
         fake_openstack.data.delete_server(s["id"])
-    run = full_sync(provider)
+    run = full_sync(provider, mode=mode)
     assert run.status == RunStatus.NEEDS_APPROVAL
     assert "mass-delete guard" in run.error and "4 of 10 hosts" in run.error
     assert len(hosts(provider)) == 10  # nothing deleted yet
@@ -326,13 +417,13 @@ def test_dry_run_stores_a_field_by_field_plan_and_applies_nothing(fake_openstack
     assert servers[1]["id"] not in hosts(provider)
 
 
-def test_deletes_stay_inside_what_was_listed(fake_openstack, provider, provider_factory):
+def test_deletes_stay_inside_what_was_listed(fake_openstack, provider, provider_factory, mode):
     seed(fake_openstack, 3)
-    full_sync(provider)
+    full_sync(provider, mode=mode)
     other = provider_factory(cloud_sync_driver="noop")
     apply(other, [Change(Kind.HOST, Op.UPSERT, "elsewhere", {"hostname": "x"}, "1")])
     fake_openstack.projects_forbidden = True  # projects cannot be listed: none is deleted
-    run = full_sync(provider)
+    run = full_sync(provider, mode=mode)
     assert run.status == RunStatus.SUCCEEDED
     assert CloudHost.objects.filter(cloudprovider=other).count() == 1
     assert "project" not in {k for k, c in run.counts.items() if c.get("deleted")}
@@ -497,3 +588,67 @@ def test_a_duplicate_message_for_a_finished_run_is_not_a_second_failed_task(prov
     assert result.successful(), result.traceback
     assert result.result["executed_here"] is False
     assert SyncRun.objects.get(pk=run.pk).status == RunStatus.FAILED
+
+
+def drift_the_cloud(fake_openstack: FakeOpenStack, servers: list[dict]) -> None:
+    """What lost events leave behind: deletions, renames, a stopped server,
+    new servers (with ports), a new flavor and image."""
+    fake_openstack.data.delete_server(servers[0]["id"])
+    fake_openstack.data.delete_server(servers[1]["id"])
+    fake_openstack.data.update_server(servers[2]["id"], name="renamed")
+    fake_openstack.data.update_server(servers[3]["id"], status="SHUTOFF")
+    fake_openstack.data.add_flavors(1)
+    fake_openstack.data.add_image()
+    fake_openstack.data.add_servers(3)
+
+
+def test_a_split_run_gives_the_same_inventory_as_an_unsplit_one(fake_openstack, provider_factory):
+    # given two providers of the same cloud
+    servers = seed(fake_openstack, 25)
+    config = fake_openstack.client_config()
+    one, parts = (provider_factory(cloud_sync_driver="openstack.ocata", client_config=config)
+                  for _ in range(2))
+    # when one is synced in one piece and the other in parts, from empty
+    assert full_sync(one).status == RunStatus.SUCCEEDED
+    split_run = full_sync(parts, mode="split")
+    # then their inventories are the same, and so are the runs' counts
+    assert split_run.status == RunStatus.SUCCEEDED, split_run.error
+    assert split_run.worker.startswith(runs.SPLIT)
+    assert {p: o["objects"] for p, o in split_run.parts.items()} == {
+        "catalog": 3 + 3 + 1, "servers": 25, "ips": 25}  # projects (+ admin), flavors, image
+    assert inventory_of(parts) == inventory_of(one)
+    assert inventory_of(one)["cloudhost"] and inventory_of(one)["cloudhostip"]
+    unsplit_run = SyncRun.objects.filter(cloudprovider=one).get()
+    assert split_run.counts == unsplit_run.counts
+    assert split_run.drift_healed == unsplit_run.drift_healed
+    # and again after drift (deletions decided from the parts' listed ids)
+    drift_the_cloud(fake_openstack, servers)
+    again_one = full_sync(one)
+    again_parts = full_sync(parts, mode="split")
+    assert again_parts.status == again_one.status == RunStatus.SUCCEEDED, again_parts.error
+    assert again_parts.drift["host"]["counts"] == again_one.drift["host"]["counts"] \
+        == {"created": 3, "updated": 2, "deleted": 2}
+    assert inventory_of(parts) == inventory_of(one)
+    assert not ListedId.objects.exists()
+
+
+@pytest.mark.parametrize(("previous", "split"), [(None, False), (99, False), (100, True),
+                                                 (5000, True)])
+def test_a_full_sync_splits_once_the_previous_run_counted_the_threshold(
+    fake_openstack, provider, settings, previous, split
+):
+    settings.CLOUDSYNC_FULL_SYNC_SPLIT_OBJECTS = 100
+    driver = get_driver(provider.cloud_sync_driver)
+    if previous is not None:  # the provider's last succeeded full sync counted that many objects
+        SyncRun.objects.create(cloudprovider=provider, kind=RunKind.FULL,
+                               status=RunStatus.SUCCEEDED,
+                               counts={"host": {"unchanged": previous - 1}, "flavor": {"created": 1}})
+    run = runs.claim_run(provider, RunKind.FULL)
+    expected = ["catalog", "servers", "ips"] if split else []
+    assert split_module.parts_for(run, driver, provider.client_config) == expected
+    # never a dry run or a catch-up, and never with the setting at 0
+    for kind in (RunKind.DRY_RUN, RunKind.CATCH_UP):
+        assert split_module.parts_for(SyncRun(cloudprovider=provider, kind=kind,
+                                              started_at=run.started_at), driver, {}) == []
+    settings.CLOUDSYNC_FULL_SYNC_SPLIT_OBJECTS = 0
+    assert split_module.parts_for(run, driver, provider.client_config) == []

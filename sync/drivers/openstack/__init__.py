@@ -43,10 +43,15 @@ class OpenStackDriver(Driver):
 
         return translate(message)
 
-    def list_inventory(self, config: Mapping[str, Any]) -> Snapshot:
+    def list_parts(self, config: Mapping[str, Any]) -> list[str]:
+        from sync.drivers.openstack.inventory import PARTS
+
+        return list(PARTS)
+
+    def list_inventory(self, config: Mapping[str, Any], part: str | None = None) -> Snapshot:
         from sync.drivers.openstack.inventory import list_inventory
 
-        return list_inventory(config)
+        return list_inventory(config, part)
 
     def list_changes_since(self, config: Mapping[str, Any], since: datetime) -> Snapshot:
         from sync.drivers.openstack.inventory import list_changes_since

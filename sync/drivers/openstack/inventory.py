@@ -34,7 +34,7 @@ from sync.drivers.openstack.pages import (
     server_pages,
 )
 
-__all__ = ["list_changes_since", "list_inventory", "test_connection"]
+__all__ = ["PARTS", "list_changes_since", "list_inventory", "test_connection"]
 
 log = logging.getLogger(__name__)
 
@@ -133,20 +133,37 @@ def _open(config: Mapping[str, Any]) -> Api:
     return api
 
 
-def list_inventory(config: Mapping[str, Any]) -> Snapshot:
-    """Everything the credentials can see, as a streaming Snapshot.
+# The parts a full sync can be split into (``Driver.list_parts``), each
+# listing its kinds completely: the small catalog, then servers, then ports
+# and floating IPs (the two big listings, about equal in size).
+PARTS: dict[str, frozenset[Kind]] = {
+    "catalog": frozenset({Kind.PROJECT, Kind.FLAVOR, Kind.IMAGE}),
+    "servers": frozenset({Kind.HOST}),
+    "ips": frozenset({Kind.HOST_IP}),
+}
+
+
+def list_inventory(config: Mapping[str, Any], part: str | None = None) -> Snapshot:
+    """Everything the credentials can see, as a streaming Snapshot; with
+    ``part`` (one of ``PARTS``), only that part's kinds.
 
     Authentication, compute discovery and the project listing happen now
     (their errors raise here); the rest streams when ``changes`` is iterated.
     """
+    if part is not None and part not in PARTS:
+        raise DriverError(f"unknown part {part!r} (parts: {', '.join(PARTS)})")
     started = datetime.now(UTC)
     api = _open(config)
     src = Source.FULL_SYNC
-    try:
-        projects, complete = _list_projects(api)
-    except BaseException:
-        api.close()
-        raise
+    wanted = PARTS[part] if part is not None else frozenset(Kind)
+    projects: list[dict[str, Any]] = []
+    complete = True
+    if Kind.PROJECT in wanted:
+        try:
+            projects, complete = _list_projects(api)
+        except BaseException:
+            api.close()
+            raise
     kinds = {Kind.HOST, Kind.FLAVOR, Kind.IMAGE, Kind.HOST_IP} | (
         {Kind.PROJECT} if complete else set()
     )
@@ -156,7 +173,8 @@ def list_inventory(config: Mapping[str, Any]) -> Snapshot:
         for project in projects:
             yield mapping.project_change(project, src, started)
 
-    names = _FlavorNames(api, [])
+    # A servers part resolves flavor names itself (listing flavors on first use).
+    names = _FlavorNames(api, [] if Kind.FLAVOR in wanted else None)
 
     def flavor_changes() -> Iterator[Change]:
         flavors = _list_flavors(api)
@@ -199,15 +217,18 @@ def list_inventory(config: Mapping[str, Any]) -> Snapshot:
                 yield mapping.floating_ip_change(fip, src, started)
 
     parts = [
-        ("projects", project_changes),
-        ("flavors", flavor_changes),
-        ("images", image_changes),
-        ("servers", server_changes),
-        ("ips", ip_changes),
+        (Kind.PROJECT, project_changes),
+        (Kind.FLAVOR, flavor_changes),
+        (Kind.IMAGE, image_changes),
+        (Kind.HOST, server_changes),
+        (Kind.HOST_IP, ip_changes),
     ]
+    chosen = [(kind.value, listing) for kind, listing in parts if kind in wanted]
+    listed = frozenset(kinds & wanted)
     # Flavors and projects carry no update time: listed at ``started``.
-    floors = {k: mapping.version_of(None, started) for k in (Kind.FLAVOR, Kind.PROJECT) if k in kinds}
-    return Snapshot(changes=_stream(api, parts), kinds=frozenset(kinds), started_at=started,
+    floors = {k: mapping.version_of(None, started) for k in (Kind.FLAVOR, Kind.PROJECT)
+              if k in listed}
+    return Snapshot(changes=_stream(api, chosen), kinds=listed, started_at=started,
                     floors=floors)
 
 
