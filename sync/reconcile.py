@@ -21,8 +21,10 @@ This module never reads or writes a ``SyncRun``: it returns what it did (a
 from __future__ import annotations
 
 import itertools
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -30,7 +32,7 @@ from typing import Any
 from django.conf import settings
 from django.db import models, transaction
 
-from sync.apply import MODEL_FOR_KIND, ApplyResult, Floors, Outcome, apply
+from sync.apply import MODEL_FOR_KIND, ApplyResult, Floors, Outcome, apply, bulk
 from sync.changes import Change, Kind, Op, Source, make_version
 from sync.choices import SyncRunStatusChoices as RunStatus
 from sync.drivers.base import Snapshot
@@ -38,6 +40,8 @@ from sync.models import CloudProvider
 
 __all__ = ["PlanResult", "Reconciliation", "apply_part", "apply_plan", "change_to_plan",
            "listing_floors", "plan_to_change", "reconcile", "settle_parts"]
+
+log = logging.getLogger(__name__)
 
 CHUNK = 1000
 DRIFT_SAMPLE = 50  # ids kept per kind and outcome in SyncRun.drift
@@ -80,13 +84,16 @@ def _apply_chunk(
     provider: CloudProvider, chunk: list[Change], *, dry_run: bool, listed_at: Any,
     floors: Floors,
 ) -> ApplyResult:
+    # A listing without floors of its own (a catch-up, a pushed snapshot)
+    # counts from the provider's last one.
+    floors_or_last = floors if floors else None
     if not dry_run:  # diffs feed only a dry run's plan: not computed otherwise
-        return apply(provider, chunk, listed_at=listed_at, floors=floors)
+        return apply(provider, chunk, listed_at=listed_at, floors=floors_or_last)
     holder: list[ApplyResult] = []
     try:
         with transaction.atomic():
             holder.append(apply(provider, chunk, record_diffs=True, listed_at=listed_at,
-                                floors=floors))
+                                floors=floors_or_last))
             raise _Rollback
     except _Rollback:
         pass
@@ -169,14 +176,16 @@ def reconcile(
             yield change
 
     floors = listing_floors(snapshot, started)
-    for chunk in _chunks(_restamp(tracked(snapshot.changes), source, ref), CHUNK):
-        result = _apply_chunk(provider, chunk, dry_run=dry_run, listed_at=snapshot.started_at,
-                              floors=floors)
-        drift.add(result)
-        if dry_run:
-            plan += _planned(chunk, result)
-        result.outcomes.clear()
-        totals.merge(result)
+    with _vouching(provider, floors if not dry_run else Floors()) as applied:
+        for chunk in _chunks(_restamp(tracked(snapshot.changes), source, ref), CHUNK):
+            result = _apply_chunk(provider, chunk, dry_run=dry_run,
+                                  listed_at=snapshot.started_at, floors=floors)
+            applied(chunk)
+            drift.add(result)
+            if dry_run:
+                plan += _planned(chunk, result)
+            result.outcomes.clear()
+            totals.merge(result)
 
     return _settle(provider, snapshot, seen, started, source, ref, totals, drift, plan,
                    dry_run=dry_run)
@@ -223,6 +232,56 @@ def _settle(
     )
 
 
+@contextmanager
+def _vouching(
+    provider: CloudProvider, floors: Floors
+) -> Iterator[Callable[[list[Change]], None]]:
+    """Around a listing's chunks: the caller reports each applied chunk. If
+    the listing fails part-way, the rows of floor kinds it applied get its
+    floor written into their versions (what every listing did before
+    floors): no completed listing will vouch for them, yet they show what
+    it saw, and an older event must not overwrite that."""
+    applied: dict[Kind, set[str]] = defaultdict(set)
+
+    def report(chunk: list[Change]) -> None:
+        for change in chunk:
+            if change.op == Op.UPSERT and change.kind.value in floors.versions:
+                applied[change.kind].add(change.external_id)
+
+    try:
+        yield report
+    except BaseException:
+        if floors and applied:
+            try:
+                _restamp_applied(provider, floors, applied)
+            except Exception:  # the database may be what failed: the next listing heals
+                log.exception("could not record what a failed listing of %s saw", provider)
+        raise
+
+
+def _restamp_applied(
+    provider: CloudProvider, floors: Floors, applied: dict[Kind, set[str]]
+) -> None:
+    for kind, ids in applied.items():
+        version = floors.versions[kind.value]
+        model = MODEL_FOR_KIND[kind]
+        idf = model.external_id_field
+        for batch in _chunks(sorted(ids), CHUNK):
+            with transaction.atomic():
+                qs = model.all_objects.filter(
+                    cloudprovider=provider, deleted_at__isnull=True,
+                    created_at__lt=floors.started_at, **{f"{idf}__any": batch},
+                ).only("pk", "field_versions", "source_version")
+                rows = list(bulk.locked(qs))
+                for row in rows:
+                    row.field_versions = {
+                        attr: max(v, version) if v else v
+                        for attr, v in (row.field_versions or {}).items()
+                    }
+                    row.source_version = max(row.source_version, version)
+                bulk.bulk_update(model, rows, ["field_versions", "source_version"])
+
+
 def listing_floors(snapshot: Snapshot, started: datetime) -> Floors:
     """What ``snapshot`` vouches for (``sync.apply.floors``): its floors of
     the kinds it listed completely, whole-provider."""
@@ -254,17 +313,19 @@ def apply_part(
     ``counts`` and ``drift`` (merged by ``settle_parts``)."""
     totals, drift = ApplyResult(), _Drift()
     floors = listing_floors(snapshot, snapshot.started_at or datetime.now(UTC))
-    for chunk in _chunks(_restamp(snapshot.changes, source, ref), CHUNK):
-        listed: dict[Kind, list[str]] = defaultdict(list)
-        for change in chunk:
-            if change.op == Op.UPSERT:
-                listed[change.kind].append(change.external_id)
-        record(listed)
-        result = _apply_chunk(provider, chunk, dry_run=False, listed_at=snapshot.started_at,
-                              floors=floors)
-        drift.add(result)
-        result.outcomes.clear()
-        totals.merge(result)
+    with _vouching(provider, floors) as applied:
+        for chunk in _chunks(_restamp(snapshot.changes, source, ref), CHUNK):
+            listed: dict[Kind, list[str]] = defaultdict(list)
+            for change in chunk:
+                if change.op == Op.UPSERT:
+                    listed[change.kind].append(change.external_id)
+            record(listed)
+            result = _apply_chunk(provider, chunk, dry_run=False, listed_at=snapshot.started_at,
+                                  floors=floors)
+            applied(chunk)
+            drift.add(result)
+            result.outcomes.clear()
+            totals.merge(result)
     return {"counts": totals.as_dict(), "drift": drift.as_dict()}
 
 

@@ -26,7 +26,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from sync import names, queueing, split
-from sync.apply.floors import NO_FLOORS, Floors
+from sync.apply.floors import NO_FLOORS, Floors, lock_for_change
 from sync.changes import Source
 from sync.choices import SyncRunKindChoices as RunKind
 from sync.choices import SyncRunStatusChoices as RunStatus
@@ -231,10 +231,19 @@ def reconcile_run(run: SyncRun, snapshot: Snapshot, *, dry_run: bool = False) ->
         _set_floors(run, pending=Floors(floors.started_at, floors.versions, run.pk))
     result = reconcile(run.cloudprovider, snapshot, source=source, ref=str(run.pk),
                        started_at=run.started_at, dry_run=dry_run)
-    _finish(run, result)
-    if floors and result.status in (RunStatus.SUCCEEDED, RunStatus.NEEDS_APPROVAL):
-        _set_floors(run, listed=floors.completed(result.unseen))
+    _finish_listing(run, result, floors)
     return run
+
+
+def _finish_listing(run: SyncRun, result: Reconciliation, floors: Floors,
+                    parts: dict[str, Any] | None = None) -> None:
+    """Record the run's outcome and, if its listing completed, its floor as
+    the provider's listed one, in one transaction: an ingest batch sees
+    either the run still running with its pending floor, or both done."""
+    with transaction.atomic():
+        if floors and result.status in (RunStatus.SUCCEEDED, RunStatus.NEEDS_APPROVAL):
+            _set_floors(run, listed=floors.completed(result.unseen))
+        _finish(run, result, parts)
 
 
 def _set_floors(run: SyncRun, *, pending: Floors | None = None,
@@ -242,8 +251,9 @@ def _set_floors(run: SyncRun, *, pending: Floors | None = None,
     """Record a running listing's floor (``pending``; the parts of a split
     run add theirs to it), or the floor of one that completed (``listed``,
     which also ends the pending one)."""
-    with transaction.atomic():  # parts of a split run announce concurrently
-        provider = CloudProvider.objects.select_for_update().get(pk=run.cloudprovider_id)
+    with transaction.atomic():  # (parts of a split run announce concurrently)
+        lock_for_change(run.cloudprovider_id)
+        provider = CloudProvider.objects.get(pk=run.cloudprovider_id)
         floors = dict(provider.listing_floors or {})
         if pending is not None:
             mine = Floors.from_json(floors.get("pending"))
@@ -495,9 +505,7 @@ def finish_split(run_id: int, token: str, parts: list[dict[str, Any]]) -> SyncRu
             fail_split(run_id, token, f"internal error: {type(exc).__name__}: {exc}")
         else:
             if _owned(run_id, token) is not None:
-                _finish(run, result, split.summary(parts))
-                if floors and result.status in (RunStatus.SUCCEEDED, RunStatus.NEEDS_APPROVAL):
-                    _set_floors(run, listed=floors.completed(result.unseen))
+                _finish_listing(run, result, floors, split.summary(parts))
                 log.info("sync run #%s: parts %s", run_id, run.parts)
             split.clear(run_id)
     run.refresh_from_db()

@@ -106,16 +106,22 @@ def host_lists(pks: Iterable[int], floors: Floors = NO_FLOORS) -> dict[int, Host
     return {
         pk: HostList(
             frozenset(ids or ()),
-            max((versions or {}).get("port_ids", ""), floors.of(Kind.HOST, _Seen(*seen))),
+            _with_floor((versions or {}).get("port_ids", ""), floors.of(Kind.HOST, _Seen(*seen))),
             seen[2] is not None,
         )
         for pk, ids, versions, *seen in rows
     }
 
 
+def _with_floor(version: str, floor: str) -> str:
+    """A register's version counted from a listing floor; a register nothing
+    ever set (an AWS host sends no port list) has nothing to vouch for."""
+    return max(version, floor) if version else ""
+
+
 def claim_version(port: CloudPort, floors: Floors = NO_FLOORS) -> str:
     """The version of a port's claim register (at least its listing floor)."""
-    return max((port.field_versions or {}).get(CLAIM, ""), floors.of(Kind.HOST_IP, port))
+    return _with_floor((port.field_versions or {}).get(CLAIM, ""), floors.of(Kind.HOST_IP, port))
 
 
 def attached_host(

@@ -167,7 +167,9 @@ class KindApplier:
         changed = won = False
         for attr, value in self._values(change).items():
             stored = versions.get(attr, "")
-            if change.version < max(stored, floor):
+            # (a field nothing ever set has nothing for a listing to vouch for)
+            effective = max(stored, floor) if stored else ""
+            if change.version < effective:
                 continue  # a newer change (or listing) already set this field
             if tombstoned and attr in _TOMBSTONE_FIXED:
                 continue
@@ -180,7 +182,7 @@ class KindApplier:
                 changed = True
             # A listing finding a value unchanged records nothing: its floor
             # already vouches for it.
-            if change.version > max(stored, floor) or (differs and change.version > stored):
+            if change.version > effective or (differs and change.version > stored):
                 versions[attr] = change.version
         if versions != row.field_versions:
             self._set(row, "field_versions", versions)
@@ -283,7 +285,8 @@ class KindApplier:
         if attr == "port_ids":
             # The stored list (the register); a newer list naming the same
             # ports may still detach ports attached by older claims.
-            newer = self.version > max((row.field_versions or {}).get(attr, ""), self.floor)
+            stored = (row.field_versions or {}).get(attr, "")
+            newer = self.version > (max(stored, self.floor) if stored else "")
             return row.port_ids != value or (newer and self.ips.attached_ports(row) != value)
         return self._current(row, attr) != value
 

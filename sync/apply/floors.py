@@ -34,7 +34,7 @@ from django.db import connections
 from sync.changes import Change, Kind, Op
 from sync.models import CloudProvider
 
-__all__ = ["NO_FLOORS", "Floors", "read"]
+__all__ = ["NO_FLOORS", "Floors", "lock_for_change", "read"]
 
 
 @dataclass(frozen=True)
@@ -111,23 +111,33 @@ class Floors:
 NO_FLOORS = Floors()
 
 
+# Advisory lock (class, provider pk) between ingest batches reading the
+# floors (shared) and a run changing them (exclusive).
+_LOCK_CLASS = 7301
+
+
 def read(provider: CloudProvider) -> tuple[Floors, Floors]:
-    """The provider's listed and pending floors, read now. On Postgres the
-    row is share-locked until the caller's transaction ends: a listing
-    announces its pending floor (an UPDATE) either before this read, which
-    then sees it, or after the caller committed, and then finds what the
-    caller wrote and compares its listing with that."""
+    """The provider's listed and pending floors, read now. On Postgres,
+    inside the caller's transaction, under a shared advisory lock held until
+    it ends: a run changes the floors (``lock_for_change``) either before
+    this read, which then sees the change, or after the caller committed —
+    a listing then finds what the caller wrote and compares its own listing
+    with that. (An advisory lock, not a row lock: a pushed snapshot locks
+    inventory rows and then updates the provider row in one transaction.)"""
     connection = connections[CloudProvider.objects.db]
-    qs = CloudProvider.objects.filter(pk=provider.pk)
     if connection.vendor == "postgresql" and connection.in_atomic_block:
-        table = connection.ops.quote_name(CloudProvider._meta.db_table)
         with connection.cursor() as cursor:
-            cursor.execute(f"SELECT listing_floors FROM {table} WHERE id = %s FOR SHARE",
-                           [provider.pk])
-            row = cursor.fetchone()
-        data = CloudProvider._meta.get_field("listing_floors").from_db_value(
-            row[0], None, connection) if row else {}
-    else:
-        data = qs.values_list("listing_floors", flat=True).first() or {}
-    data = data or {}
+            cursor.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)",
+                           [_LOCK_CLASS, provider.pk])
+    data = CloudProvider.objects.filter(pk=provider.pk).values_list(
+        "listing_floors", flat=True).first() or {}
     return Floors.from_json(data.get("listed")), Floors.from_json(data.get("pending"))
+
+
+def lock_for_change(provider_id: int) -> None:
+    """Inside a transaction that changes the provider's floors: wait for the
+    ingest batches that read them to commit (Postgres; SQLite has one writer)."""
+    connection = connections[CloudProvider.objects.db]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_LOCK_CLASS, provider_id])

@@ -14,7 +14,7 @@ from sync import runs
 from sync.choices import EventStatusChoices as Status
 from sync.choices import SyncRunStatusChoices as RunStatus
 from sync.ingest import ingest_body
-from sync.models import CloudHost, Event
+from sync.models import CloudHost, CloudPort, Event
 from tests.drivers.test_aws_events import count_describe_instances, state_event
 from tests.moto_server import MotoServer, fresh_region, moto_server_fixture  # noqa: F401
 from tests.sync.rows import row_versions
@@ -99,3 +99,24 @@ def test_a_state_change_older_than_a_listing_that_wrote_nothing_loses(moto_serve
     # then it is older than what the listing saw: the host stays active
     assert CloudHost.objects.get(host_id=iid).status == "active"
     assert Event.objects.get(cloudprovider=provider).result["host"] == {"stale": 1}
+
+
+def test_an_eni_attached_after_a_listing_stays_on_its_host_after_a_late_event(moto_server, aws):
+    # given an instance listed twice (so a listing floor covers it); AWS
+    # sends no port list for a host, so its floor must not act as an empty one
+    region, config, provider = aws
+    (a,) = moto_server.launch(region)
+    iid = a["InstanceId"]
+    assert runs.execute_run(runs.claim_run(provider, "full").pk).status == RunStatus.SUCCEEDED
+    running_at = datetime.now(UTC)  # a "running" event from now, delivered late
+    assert runs.execute_run(runs.claim_run(provider, "full").pk).status == RunStatus.SUCCEEDED
+    # when an ENI is attached since, and the late event re-fetches the
+    # instance (both ENIs, stamped with the event's older time)
+    ec2 = moto_server.client("ec2", region)
+    subnet = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]["SubnetId"]
+    eni = ec2.create_network_interface(SubnetId=subnet)["NetworkInterface"]["NetworkInterfaceId"]
+    ec2.attach_network_interface(NetworkInterfaceId=eni, InstanceId=iid, DeviceIndex=1)
+    ingest_body(provider.pk, json.dumps(state_event(iid, "running", region, running_at, 1)))
+    # then the new ENI is on its host (reviewer's scenario)
+    port = CloudPort.objects.select_related("host").get(port_id=eni)
+    assert port.host is not None and port.host.host_id == iid
