@@ -116,6 +116,8 @@ MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 # --- Redis / Celery -------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
+# kombu's Redis transport, repaired for connection loss (sync/broker_transport.py).
+CELERY_BROKER_TRANSPORT = "sync.broker_transport:Transport"
 # The result backend serves only the chords of split full syncs (Redis counts
 # the finished parts and keeps their outcomes for the finish task); every task
 # ignores its own result and no process subscribes to results
