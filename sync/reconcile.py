@@ -310,15 +310,18 @@ def apply_part(
 ) -> dict[str, Any]:
     """Apply one part's listing in chunks; ``record`` gets each chunk's listed
     ids per kind (before the chunk is applied). Returns what it did, as JSON:
-    ``counts`` and ``drift`` (merged by ``settle_parts``)."""
+    ``counts`` and ``drift`` (merged by ``settle_parts``), and how many
+    distinct ids of each kind it listed (``listed``)."""
     totals, drift = ApplyResult(), _Drift()
     floors = listing_floors(snapshot, snapshot.started_at or datetime.now(UTC))
+    seen: dict[Kind, set[str]] = defaultdict(set)
     with _vouching(provider, floors) as applied:
         for chunk in _chunks(_restamp(snapshot.changes, source, ref), CHUNK):
             listed: dict[Kind, list[str]] = defaultdict(list)
             for change in chunk:
                 if change.op == Op.UPSERT:
                     listed[change.kind].append(change.external_id)
+                    seen[change.kind].add(change.external_id)
             record(listed)
             result = _apply_chunk(provider, chunk, dry_run=False, listed_at=snapshot.started_at,
                                   floors=floors)
@@ -326,7 +329,8 @@ def apply_part(
             drift.add(result)
             result.outcomes.clear()
             totals.merge(result)
-    return {"counts": totals.as_dict(), "drift": drift.as_dict()}
+    return {"counts": totals.as_dict(), "drift": drift.as_dict(),
+            "listed": {kind.value: len(ids) for kind, ids in seen.items()}}
 
 
 def settle_parts(

@@ -11,7 +11,6 @@ import logging
 import os
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -54,6 +53,7 @@ __all__ = [
     "apply_stored_plan",
     "claim_run",
     "execute_part",
+    "PartBusy",
     "execute_run",
     "release_part",
     "fail_part",
@@ -341,8 +341,8 @@ def _owned(run_id: int, token: str) -> SyncRun | None:
 # once it has run longer than the visibility timeout, and that copy must not
 # list the part a second time, nor report to the chord before the part is
 # done (the chord keeps the first outcome reported for a task id). The copy
-# waits for the lease: it returns the outcome once done, or takes the part
-# over if the lease's executor stopped renewing it (its worker died).
+# asks again later (``PartBusy``): it returns the outcome once done, or takes
+# the part over if the lease's executor stopped renewing it (its worker died).
 _BUSY, _GONE = "busy", "gone"
 
 
@@ -427,18 +427,30 @@ def _list_part(run_id: int, part: str, token: str, me: str) -> dict[str, Any]:
         return _part_failed(run_id, part, token, f"internal error: {type(exc).__name__}: {exc}")
 
 
+class PartBusy(Exception):
+    """A live copy of this part task lists the part: try again later."""
+
+
 def execute_part(run_id: int, part: str, token: str) -> dict[str, Any]:
     """List and apply one part of a split run (a part task's body). Returns
     the part's outcome for ``finish_split``; a part that fails fails the run
     at once (the other parts stop at their next chunk) and returns its error.
     Temporary errors (auth, network, database) propagate: the task retries
-    the part, then calls ``fail_part``."""
+    the part, then calls ``fail_part``. ``PartBusy``: a live copy of this
+    task (the broker handed its message out again) lists the part; the task
+    asks again later, without holding a worker process meanwhile."""
+    try:
+        return _execute_part(run_id, part, token)
+    except OperationalError as exc:  # the database went away: retried like a network error
+        raise NetworkError(f"database error: {exc}") from exc
+
+
+def _execute_part(run_id: int, part: str, token: str) -> dict[str, Any]:
     me = _executor_id()
     while True:
         claim = _claim_part(run_id, part, token, me)
         if claim == _BUSY:
-            time.sleep(min(settings.CLOUDSYNC_RUN_HEARTBEAT_SECONDS, 2.0))
-            continue
+            raise PartBusy(f"part {part} of sync run #{run_id} is being listed by another copy")
         if claim == _GONE:
             return {"part": part, "skipped": "the run ended or was taken over"}
         if isinstance(claim, dict):  # a copy of this task listed it already
@@ -486,7 +498,15 @@ def finish_split(run_id: int, token: str, parts: list[dict[str, Any]]) -> SyncRu
     """Every part of a split run completed (the chord's body): if one failed,
     the run fails with that part's error and nothing is deleted; otherwise
     deletions are decided once (``split.settle``) and the run recorded.
-    None if the run no longer exists."""
+    None if the run no longer exists. A database error is temporary
+    (``NetworkError``): the task retries."""
+    try:
+        return _finish_split(run_id, token, parts)
+    except OperationalError as exc:
+        raise NetworkError(f"database error: {exc}") from exc
+
+
+def _finish_split(run_id: int, token: str, parts: list[dict[str, Any]]) -> SyncRun | None:
     run = _owned(run_id, token)
     if run is None:  # failed by a part, taken over, or released meanwhile
         return SyncRun.objects.filter(pk=run_id).first()
@@ -498,8 +518,10 @@ def finish_split(run_id: int, token: str, parts: list[dict[str, Any]]) -> SyncRu
         try:
             with _heartbeat(run_id, token):
                 result, floors = split.settle(run, parts)
-        except OperationalError as exc:
-            raise NetworkError(f"database error: {exc}") from exc
+        except OperationalError:
+            raise
+        except split.ListedIdsLost as exc:
+            fail_split(run_id, token, str(exc))
         except Exception as exc:
             log.exception("sync run %s: finishing the split run crashed", run_id)
             fail_split(run_id, token, f"internal error: {type(exc).__name__}: {exc}")

@@ -38,7 +38,7 @@ from sync.drivers.base import Driver, Snapshot
 from sync.models import ListedId, SyncRun
 from sync.reconcile import Reconciliation, apply_part, listing_floors, settle_parts
 
-__all__ = ["Superseded", "clear", "clear_finished", "list_part", "parts_for", "previous_objects",
+__all__ = ["ListedIdsLost", "Superseded", "clear", "clear_finished", "list_part", "parts_for", "previous_objects",
            "settle", "summary"]
 
 
@@ -163,12 +163,28 @@ def _seen(run_id: int, kinds: Iterable[Kind]) -> dict[Kind, set[str]]:
     return seen
 
 
+class ListedIdsLost(Exception):
+    """Fewer listed ids are recorded than the parts listed."""
+
+
+def _check_complete(parts: list[dict[str, Any]], seen: dict[Kind, set[str]]) -> None:
+    """Every id a part listed must be in ``ListedId`` before anything is
+    deleted from their union: a missing one would be deleted."""
+    for part in parts:
+        for kind, count in (part.get("listed") or {}).items():
+            if len(seen.get(Kind(kind), ())) < count:
+                raise ListedIdsLost(
+                    f"part {part.get('part')} listed {count} {kind}(s) but only "
+                    f"{len(seen.get(Kind(kind), ()))} are recorded; nothing deleted")
+
+
 def settle(run: SyncRun, parts: list[dict[str, Any]]) -> tuple[Reconciliation, Floors]:
     """Every part of ``run`` completed: decide and apply deletions once, from
     the union of what they listed (``reconcile.settle_parts``). Also returns
     the listing floor of the whole run (the earliest part's start)."""
     listing = _union(parts, run.started_at)
     seen = _seen(run.pk, listing.kinds)
+    _check_complete(parts, seen)
     result = settle_parts(run.cloudprovider, listing, seen, parts, source=Source.FULL_SYNC,
                           ref=str(run.pk))
     return result, listing_floors(listing, listing.started_at)

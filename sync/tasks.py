@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from celery import shared_task
 from celery.exceptions import Reject
 from django.conf import settings
+from django.db import DatabaseError
 
 from sync import ingest, journal, names, runs, sweeper
 from sync.batching import ACK, REQUEUE, BatchTask
@@ -145,16 +146,27 @@ def run_sync(self: Any, run_id: int) -> dict:
 # the Redis result backend and keeps their outcomes there for the body, the
 # only use of results (every task, the parts included, ignores its own).
 @shared_task(bind=True, name=names.SYNC_PART, acks_late=True, max_retries=None)
-def sync_part(self: Any, run_id: int, part: str, token: str) -> dict:
-    """List and apply one part of a split run; auth/network failures retry
-    the part with backoff, then fail the run."""
+def sync_part(self: Any, run_id: int, part: str, token: str, busy: int = 0) -> dict:
+    """List and apply one part of a split run; auth/network/database failures
+    retry the part with backoff, then fail the run. A copy of the task that
+    finds a live copy listing the part (the broker redelivers a message
+    running past its visibility timeout) asks again later instead of
+    waiting in a worker process; ``busy`` counts those, apart from retries."""
+    kwargs = {"run_id": run_id, "part": part, "token": token}
     try:
         return runs.execute_part(run_id, part, token)
+    except runs.PartBusy as exc:
+        raise self.retry(countdown=settings.CLOUDSYNC_RUN_HEARTBEAT_SECONDS,
+                         kwargs={**kwargs, "busy": busy + 1}, exc=exc) from exc
     except TemporaryError as exc:
-        if self.request.retries >= settings.CLOUDSYNC_SYNC_RETRY_MAX:
+        if self.request.retries - busy >= settings.CLOUDSYNC_SYNC_RETRY_MAX:
             return runs.fail_part(run_id, part, token, exc)
-        runs.release_part(run_id, part, token)
-        raise self.retry(countdown=retry_countdown(self.request.retries), exc=exc) from exc
+        try:
+            runs.release_part(run_id, part, token)
+        except DatabaseError:  # the lease goes stale; the retry takes it over then
+            log.warning("sync run #%s: part %s lease not released", run_id, part)
+        countdown = retry_countdown(self.request.retries - busy)
+        raise self.retry(countdown=countdown, kwargs={**kwargs, "busy": busy}, exc=exc) from exc
 
 
 @shared_task(bind=True, name=names.FINISH_SPLIT, acks_late=True, max_retries=None)

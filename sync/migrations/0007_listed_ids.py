@@ -1,20 +1,11 @@
 """Split full syncs (sync/split.py): the scratch table of the ids each part
 listed, and the run's per-part leases (SyncRun.parts).
 
-UNLOGGED on Postgres (no WAL: the rows live only while their run runs);
-other databases get an ordinary table."""
+An ordinary (logged) table: an unlogged one is emptied by crash recovery
+and is empty on a promoted replica, and lost listed ids would become
+deletions."""
 
 from django.db import migrations, models
-
-
-def unlogged(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute("ALTER TABLE sync_listedid SET UNLOGGED")
-
-
-def logged(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute("ALTER TABLE sync_listedid SET LOGGED")
 
 
 class Migration(migrations.Migration):
@@ -36,7 +27,6 @@ class Migration(migrations.Migration):
                 'verbose_name': 'listed id (split run scratch)',
             },
         ),
-        migrations.RunPython(unlogged, logged),
         migrations.AddField(
             model_name='syncrun',
             name='parts',

@@ -2,9 +2,10 @@
 
 A split full sync lists its parts in several processes; each part records
 the external ids it listed here, and the run's finish step decides
-deletions once from their union. Rows live only while their run runs. On
-Postgres the table is UNLOGGED (migration 0006): no WAL, lost on a crash,
-which only fails or restarts the run that owned them.
+deletions once from their union. Rows live only while their run runs. The
+table is logged (migration 0007): an unlogged table is emptied by crash
+recovery, and ids lost there would become deletions; the finish step also
+checks that every part's listed ids are all there (``sync.split.settle``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ class ListedId(models.Model):
     """One external id a part of a split run listed."""
 
     pk = models.CompositePrimaryKey("run_id", "kind", "external_id")
-    run_id = models.BigIntegerField()  # no foreign key: an unlogged table, deleted with its run's end
+    run_id = models.BigIntegerField()  # no foreign key: scratch rows, deleted with their run's end
     kind = models.CharField(max_length=16)
     external_id = models.CharField(max_length=255)
 
