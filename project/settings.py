@@ -207,6 +207,11 @@ CLOUDSYNC_SYNC_RETRY_MAX = env.int("CLOUDSYNC_SYNC_RETRY_MAX", default=4)
 # many objects; 0 (the default) never splits. Worth it only where the workers,
 # the database and the cloud API have cores to spare (bench/fullsync.py --split).
 CLOUDSYNC_FULL_SYNC_SPLIT_OBJECTS = env.int("CLOUDSYNC_FULL_SYNC_SPLIT_OBJECTS", default=0)
+# A full listing skips, without loading them, the objects it finds exactly as
+# the last listing that vouched for them left them (Postgres; sync/apply/digests.py).
+# 0 compares every object, as before (for a comparison, or should a cloud's
+# listing ever need every object re-applied).
+CLOUDSYNC_LISTING_DIGESTS = env.bool("CLOUDSYNC_LISTING_DIGESTS", default=True)
 CLOUDSYNC_FULL_SYNC_CRONTAB = env.str("CLOUDSYNC_FULL_SYNC_CRONTAB", default="30 2 * * *")
 CLOUDSYNC_CATCH_UP_CRONTAB = env.str("CLOUDSYNC_CATCH_UP_CRONTAB", default="5 * * * *")
 

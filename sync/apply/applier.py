@@ -8,7 +8,7 @@ from typing import Any
 
 from django.db import models
 
-from sync.apply import bulk
+from sync.apply import bulk, digests
 from sync.apply.addresses import (
     ChunkAddresses,
     address_rows,
@@ -105,9 +105,23 @@ class KindApplier:
         self.version = ""  # of the change being applied
         self.references = references_of(kind)
         self.refs: dict[str, dict[str, int]] = {}  # change field -> {external id: pk}
+        # Listing upserts that left their row exactly as they say (row pk ->
+        # digest, ``sync.apply.digests``); None where digests are not kept.
+        self.vouched: dict[int, str] | None = None
+        self.applied: dict[int, int] = defaultdict(int)  # row pk -> changes applied to it
 
     # -- driver ------------------------------------------------------------
     def run(self) -> None:
+        if digests.enabled(self.model, self.changes):
+            self.vouched = {}
+            skip = digests.unchanged(
+                self.provider.pk, self.kind, self.model, self.changes, self.floors
+            )
+            for n in sorted(skip):
+                self.result.add(self.changes[n], Outcome.UNCHANGED)
+            self.changes = [c for n, c in enumerate(self.changes) if n not in skip]
+            if not self.changes:
+                return
         ids = list(dict.fromkeys(c.external_id for c in self.changes))
         # References first (placeholders inserted, hosts and bound ports
         # share-locked), then our rows: every apply locks in that order.
@@ -118,8 +132,15 @@ class KindApplier:
         self.ips.row_pks = [r.pk for r in rows.values()]
         for change in self.changes:
             row = rows[change.external_id]
+            self.applied[row.pk] += 1
             self.result.add(change, self._apply_one(row, change))
         self._flush(rows)
+        if self.vouched:
+            digests.record(
+                self.kind,
+                self.model,
+                [(pk, digest) for pk, digest in self.vouched.items() if self.applied[pk] == 1],
+            )
 
     def _lock_claimed(self, ids: set[str]) -> None:
         """A port change decides its attachment from the claimed host's port
@@ -164,12 +185,13 @@ class KindApplier:
         # Every field is at least as new as the last complete listing that
         # saw the row (sync.apply.floors); that listing did not rewrite it.
         self.floor = floor = "" if is_new else self.floors.of(self.kind, row)
-        changed = won = False
+        changed = won = lost = False
         for attr, value in self._values(change).items():
             stored = versions.get(attr, "")
             # (a field nothing ever set has nothing for a listing to vouch for)
             effective = max(stored, floor) if stored else ""
             if change.version < effective:
+                lost = True
                 continue  # a newer change (or listing) already set this field
             if tombstoned and attr in _TOMBSTONE_FIXED:
                 continue
@@ -195,10 +217,24 @@ class KindApplier:
         if won or is_new:
             self._touch(row, change)
         if is_new:
-            return Outcome.CREATED
-        if changed:
-            return Outcome.UPDATED
-        return Outcome.UNCHANGED if change.version >= max(previous, floor) else Outcome.STALE
+            outcome = Outcome.CREATED
+        elif changed:
+            outcome = Outcome.UPDATED
+        elif change.version >= max(previous, floor):
+            outcome = Outcome.UNCHANGED
+        else:
+            return Outcome.STALE
+        if (
+            self.vouched is not None
+            and not lost
+            and change.source == Source.FULL_SYNC
+            and row.source_version <= max(change.version, floor)
+            and self.applied[row.pk] == 1  # (another change to it may follow)
+        ):
+            # The row is now exactly what the listing says: the next listing
+            # saying the same need not load it (sync.apply.digests).
+            self.vouched[row.pk] = digests.digest_of(change, self.floors)
+        return outcome
 
     def _delete(self, row: SyncedModel, change: Change) -> str:
         if change.version > row.source_version:
@@ -339,7 +375,8 @@ class KindApplier:
             if self.ips.new:
                 write_host_addresses(self.ips.new)
             if self.port_lists or self.membership_hosts:
-                apply_port_lists(self.provider, self.port_lists, self.membership_hosts, self.now,
-                                 self.floors)
+                apply_port_lists(
+                    self.provider, self.port_lists, self.membership_hosts, self.now, self.floors
+                )
         if plan is not None:
             save(plan, self.now, saved=by_pk)

@@ -10,7 +10,7 @@ from sync.models.inventory import (
     SyncedModel,
 )
 from sync.models.provider import CloudProvider
-from sync.models.staging import ListedId
+from sync.models.staging import ListedId, ListingDigest
 
 __all__ = [
     "CloudFlavor",
@@ -22,6 +22,7 @@ __all__ = [
     "CloudProvider",
     "Event",
     "ListedId",
+    "ListingDigest",
     "SyncRun",
     "SyncedModel",
 ]

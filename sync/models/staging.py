@@ -1,4 +1,6 @@
-"""Scratch rows of split full syncs (``sync.split``).
+"""Scratch rows: split full syncs' listed ids, listing digests.
+
+**ListedId** (``sync.split``).
 
 A split full sync lists its parts in several processes; each part records
 the external ids it listed here, and the run's finish step decides
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 from django.db import models
 
-__all__ = ["ListedId"]
+__all__ = ["ListedId", "ListingDigest"]
 
 
 class ListedId(models.Model):
@@ -28,3 +30,23 @@ class ListedId(models.Model):
 
     def __str__(self) -> str:
         return f"run {self.run_id}: {self.kind} {self.external_id}"
+
+
+class ListingDigest(models.Model):
+    """What the last full listing that left a row exactly as it listed it
+    found (``sync.apply.digests``): valid while the row's physical version
+    (Postgres ``xmin:ctid``) is the one recorded. A cache: the table is
+    unlogged (migration 0008), and a lost digest only means one more
+    comparison."""
+
+    pk = models.CompositePrimaryKey("kind", "row_id")
+    kind = models.CharField(max_length=16)
+    row_id = models.BigIntegerField()  # no foreign key: a digest of a purged row is never read
+    row_version = models.CharField(max_length=64)
+    digest = models.CharField(max_length=32)
+
+    class Meta:
+        verbose_name = "listing digest (re-sync cache)"
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.row_id}: {self.digest}"

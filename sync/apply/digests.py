@@ -1,0 +1,124 @@
+"""Listing digests: a re-sync skips the objects it already found as they are.
+
+A full listing hands ``apply`` every object of the cloud, and on a night
+when little changed almost every one of them is a no-op: same values, same
+versions. Comparing them still meant loading and locking every row as a
+model (its JSON columns parsed), which cost more than the listing itself.
+
+When a full listing applies a change that leaves its row exactly as the
+change says (every field it carries won, the row is live, no newer version
+on the row), ``apply`` records, in the same transaction, the change's digest
+(a hash of its fields, and of its version unless the listing's floor vouches
+for that version, ``sync.apply.floors``) with the row's **physical version**
+on Postgres (``xmin:ctid``: any later UPDATE of the row, by anyone, changes
+it). The next listing reads, with one indexed query per chunk, the digests
+whose row version still matches; a change with the same digest is a
+no-op there and is counted unchanged without loading its row. Nothing has
+to invalidate a digest: writing the row does.
+
+The table is UNLOGGED (Postgres): a cache. Crash recovery empties it, and a
+listing then compares every object once more, as before. Other databases
+keep no digests (every change is compared). ``DIGEST_VERSION`` is part of
+every digest: bump it when ``apply`` maps a change to a row differently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+
+from django.conf import settings
+from django.db import connections
+
+from sync.apply.floors import Floors
+from sync.changes import Change, Kind, Op, Source
+from sync.models import ListingDigest, SyncedModel
+
+__all__ = ["DIGEST_VERSION", "digest_of", "enabled", "record", "unchanged"]
+
+DIGEST_VERSION = 1
+
+
+def enabled(model: type[SyncedModel], changes: Sequence[Change]) -> bool:
+    """Digests apply to full listings' upserts, on Postgres, unless
+    ``CLOUDSYNC_LISTING_DIGESTS`` is off."""
+    return (
+        settings.CLOUDSYNC_LISTING_DIGESTS
+        and connections[model.all_objects.db].vendor == "postgresql"
+        and any(c.source == Source.FULL_SYNC and c.op == Op.UPSERT for c in changes)
+    )
+
+
+def digest_of(change: Change, floors: Floors) -> str:
+    """What a listing found of an object, as 32 hex digits. The version is
+    left out where the listing's floor is that version (it vouches for every
+    field of a row it saw): a listing stamps such kinds with its own start."""
+    versioned = floors.versions.get(change.kind.value, "") != change.version
+    text = json.dumps(
+        [DIGEST_VERSION, change.external_id, change.version if versioned else "", change.fields],
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
+    )
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def _eligible(change: Change) -> bool:
+    return change.source == Source.FULL_SYNC and change.op == Op.UPSERT
+
+
+def unchanged(
+    provider_id: int,
+    kind: Kind,
+    model: type[SyncedModel],
+    changes: Sequence[Change],
+    floors: Floors,
+) -> set[int]:
+    """Indexes into ``changes`` of the listing upserts whose live row is, by
+    its recorded digest, exactly what the change says (nothing to apply)."""
+    wanted: dict[str, list[tuple[int, str]]] = {}
+    for n, change in enumerate(changes):
+        if _eligible(change):
+            wanted.setdefault(change.external_id, []).append((n, digest_of(change, floors)))
+    if not wanted:
+        return set()
+    connection = connections[model.all_objects.db]
+    qn = connection.ops.quote_name
+    table, idf = qn(model._meta.db_table), qn(model._meta.get_field(model.external_id_field).column)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT t.{idf}, d.digest FROM {table} t "
+            f"JOIN {qn(ListingDigest._meta.db_table)} d ON d.kind = %s AND d.row_id = t.id "
+            f"AND d.row_version = t.xmin::text || ':' || t.ctid::text "
+            f"WHERE t.cloudprovider_id = %s AND t.{idf} = ANY(%s) AND t.deleted_at IS NULL",
+            [kind.value, provider_id, list(wanted)],
+        )
+        found = dict(cursor.fetchall())
+    # A listing that names an object twice applies both: only a lone one is skipped.
+    return {
+        n
+        for external_id, entries in wanted.items()
+        if len(entries) == 1 and found.get(external_id) == entries[0][1]
+        for n, _ in entries
+    }
+
+
+def record(kind: Kind, model: type[SyncedModel], vouched: Iterable[tuple[int, str]]) -> None:
+    """After the rows are written (and while they are still locked): each
+    (row pk, digest) with the row's current physical version."""
+    pairs = dict(vouched)
+    if not pairs:
+        return
+    connection = connections[model.all_objects.db]
+    qn = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {qn(ListingDigest._meta.db_table)} (kind, row_id, row_version, digest) "
+            f"SELECT %s, t.id, t.xmin::text || ':' || t.ctid::text, v.digest "
+            f"FROM unnest(%s::bigint[], %s::text[]) AS v(id, digest) "
+            f"JOIN {qn(model._meta.db_table)} t ON t.id = v.id "
+            f"ON CONFLICT (kind, row_id) DO UPDATE "
+            f"SET row_version = EXCLUDED.row_version, digest = EXCLUDED.digest",
+            [kind.value, list(pairs), list(pairs.values())],
+        )
