@@ -108,18 +108,24 @@ class KindApplier:
         # Listing upserts that left their row exactly as they say (row pk ->
         # digest, ``sync.apply.digests``); None where digests are not kept.
         self.vouched: dict[int, str] | None = None
+        self.digests: dict[int, str] = {}  # id(change) -> its digest
         self.applied: dict[int, int] = defaultdict(int)  # row pk -> changes applied to it
 
     # -- driver ------------------------------------------------------------
     def run(self) -> None:
         if digests.enabled(self.model, self.changes):
             self.vouched = {}
-            skip = digests.unchanged(
-                self.provider.pk, self.kind, self.model, self.changes, self.floors
-            )
+            found = digests.of_listing(self.changes, self.floors)
+            skip = digests.unchanged(self.provider.pk, self.kind, self.model, self.changes, found)
             for n in sorted(skip):
                 self.result.add(self.changes[n], Outcome.UNCHANGED)
-            self.changes = [c for n, c in enumerate(self.changes) if n not in skip]
+            kept = [
+                (c, d)
+                for n, (c, d) in enumerate(zip(self.changes, found, strict=True))
+                if n not in skip
+            ]
+            self.changes = [c for c, _ in kept]
+            self.digests = {id(c): d for c, d in kept}
             if not self.changes:
                 return
         ids = list(dict.fromkeys(c.external_id for c in self.changes))
@@ -233,7 +239,7 @@ class KindApplier:
         ):
             # The row is now exactly what the listing says: the next listing
             # saying the same need not load it (sync.apply.digests).
-            self.vouched[row.pk] = digests.digest_of(change, self.floors)
+            self.vouched[row.pk] = self.digests[id(change)]
         return outcome
 
     def _delete(self, row: SyncedModel, change: Change) -> str:

@@ -35,7 +35,7 @@ from sync.apply.floors import Floors
 from sync.changes import Change, Kind, Op, Source
 from sync.models import ListingDigest, SyncedModel
 
-__all__ = ["DIGEST_VERSION", "digest_of", "enabled", "record", "unchanged"]
+__all__ = ["DIGEST_VERSION", "digest_of", "enabled", "of_listing", "record", "unchanged"]
 
 DIGEST_VERSION = 1
 
@@ -64,8 +64,12 @@ def digest_of(change: Change, floors: Floors) -> str:
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
-def _eligible(change: Change) -> bool:
-    return change.source == Source.FULL_SYNC and change.op == Op.UPSERT
+def of_listing(changes: Sequence[Change], floors: Floors) -> list[str]:
+    """Each change's digest, "" for what is not a listing's upsert."""
+    return [
+        digest_of(c, floors) if c.source == Source.FULL_SYNC and c.op == Op.UPSERT else ""
+        for c in changes
+    ]
 
 
 def unchanged(
@@ -73,14 +77,15 @@ def unchanged(
     kind: Kind,
     model: type[SyncedModel],
     changes: Sequence[Change],
-    floors: Floors,
+    found: Sequence[str],
 ) -> set[int]:
-    """Indexes into ``changes`` of the listing upserts whose live row is, by
-    its recorded digest, exactly what the change says (nothing to apply)."""
+    """Indexes into ``changes`` (whose digests are ``found``, ``of_listing``)
+    of the listing upserts whose live row is, by its recorded digest,
+    exactly what the change says: nothing to apply."""
     wanted: dict[str, list[tuple[int, str]]] = {}
-    for n, change in enumerate(changes):
-        if _eligible(change):
-            wanted.setdefault(change.external_id, []).append((n, digest_of(change, floors)))
+    for n, (change, digest) in enumerate(zip(changes, found, strict=True)):
+        if digest:
+            wanted.setdefault(change.external_id, []).append((n, digest))
     if not wanted:
         return set()
     connection = connections[model.all_objects.db]
@@ -94,12 +99,12 @@ def unchanged(
             f"WHERE t.cloudprovider_id = %s AND t.{idf} = ANY(%s) AND t.deleted_at IS NULL",
             [kind.value, provider_id, list(wanted)],
         )
-        found = dict(cursor.fetchall())
+        recorded = dict(cursor.fetchall())
     # A listing that names an object twice applies both: only a lone one is skipped.
     return {
         n
         for external_id, entries in wanted.items()
-        if len(entries) == 1 and found.get(external_id) == entries[0][1]
+        if len(entries) == 1 and recorded.get(external_id) == entries[0][1]
         for n, _ in entries
     }
 
