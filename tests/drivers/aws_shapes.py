@@ -141,6 +141,6 @@ def awslogs(document: dict[str, Any]) -> dict[str, Any]:
     """What a subscription filter hands a Lambda: ``{"awslogs": {"data":
     base64(gzip(json))}}`` (the shape of aws-lambda-rust-runtime's sample)."""
     shape = load(CWL_SAMPLE)
-    data = gzip.compress(json.dumps(document).encode())
+    data = gzip.compress(json.dumps(document).encode(), mtime=0)
     shape["awslogs"]["data"] = base64.b64encode(data).decode()
     return shape

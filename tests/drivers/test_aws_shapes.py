@@ -269,9 +269,13 @@ def test_cloudwatch_logs_control_message_is_ignored() -> None:
     [
         ("not base64!", "not base64"),
         (base64.b64encode(b"plain text").decode(), "not gzip"),
-        (base64.b64encode(gzip.compress(b"[1, 2]")).decode(), "not a CloudWatch Logs"),
-        (base64.b64encode(gzip.compress(b" " * (ct.MAX_DECODED_BYTES + 1))).decode(), "more than"),
+        (base64.b64encode(gzip.compress(b"[1, 2]", mtime=0)).decode(), "not a CloudWatch Logs"),
+        (
+            base64.b64encode(gzip.compress(b" " * (ct.MAX_DECODED_BYTES + 1), mtime=0)).decode(),
+            "more than",
+        ),
     ],
+    ids=["not-base64", "not-gzip", "not-logs", "bomb"],
 )
 def test_bad_awslogs_data_is_a_bad_payload(data: str, match: str) -> None:
     with pytest.raises(BadPayload, match=match):

@@ -55,20 +55,18 @@ def instance_id(value: Any, where: str) -> str:
     """A normalized instance id or ``BadPayload`` naming the field. Stripped
     and lower-cased because real samples carry a leading space (AWS docs);
     validated so that garbage never reaches an EC2 filter."""
-    if not isinstance(value, str) or not value.strip():
-        raise BadPayload(f"{where}: missing instance id")
-    text = value.strip().lower()
-    if not _INSTANCE_ID.match(text):
-        raise BadPayload(f"{where}: not an instance id: {value!r}")
-    return text
+    return _aws_id(value, where, _INSTANCE_ID, "instance id")
 
 
 def image_id(value: Any, where: str) -> str:
-    """A normalized AMI id or ``BadPayload`` naming the field (same rules as
-    ``instance_id``: it ends up in a DescribeImages filter)."""
+    """A normalized AMI id (same rules: it ends up in a DescribeImages filter)."""
+    return _aws_id(value, where, _IMAGE_ID, "image id")
+
+
+def _aws_id(value: Any, where: str, pattern: re.Pattern[str], what: str) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise BadPayload(f"{where}: missing image id")
+        raise BadPayload(f"{where}: missing {what}")
     text = value.strip().lower()
-    if not _IMAGE_ID.match(text):
-        raise BadPayload(f"{where}: not an image id: {value!r}")
+    if not pattern.match(text):
+        raise BadPayload(f"{where}: not an {what}: {value!r}")
     return text
