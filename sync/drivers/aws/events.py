@@ -101,7 +101,9 @@ def split(message: Any) -> Iterator[Any]:
 
 
 def describe(message: Any) -> EventInfo:
-    """Dedup key: EventBridge ``id``, ``sns:<MessageId>``, ``config:<resource>:<state id>``."""
+    """Dedup key: EventBridge ``id``, ``sns:<MessageId>``,
+    ``config:<resource>:<state id>:<capture time>`` (every Config route),
+    ``cloudtrail:<eventID>`` (every CloudTrail route), else a body hash."""
     try:
         parsed = parse(message)
     except BadPayload:  # translate will say what is wrong; the inbox still needs a key
