@@ -157,7 +157,6 @@ def test_image_events_the_definitions_do_not_name_are_ignored_with_the_reason() 
     assert "no resource_id trait" in result.ignored
 
 
-
 # -- events without raw: ports and floating IPs -------------------------------------------
 def test_port_delete_from_traits_deletes_the_port() -> None:
     delete = modern_delete(load_json(PORT_CREATE), "port")
