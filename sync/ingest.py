@@ -300,6 +300,8 @@ def _apply_claimed(
                 counts = per_event.get(event.pk, {})
                 event.status = Status.PROCESSED
                 event.result = {kind: dict(c) for kind, c in sorted(counts.items())}
+                if t.note:
+                    event.result["note"] = t.note
             event.error, event.processed_at, event.attempts = "", now, event.attempts + 1
             rows.append(event)
         bulk.bulk_update(Event, rows, ["status", "result", "error", "processed_at", "attempts"])

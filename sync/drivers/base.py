@@ -125,6 +125,10 @@ class Translation:
 
     changes: list[Change] = field(default_factory=list)
     ignored: str | None = None
+    # What the message could not carry although its changes were applied
+    # (e.g. a Ceilometer event without ``raw``): kept in the event's result
+    # as ``"note"``, so the operator sees why a field was not updated.
+    note: str | None = None
     # A producer-pushed complete inventory (generic driver): reconciled like
     # a full sync, deletion safety included, instead of applied as changes.
     snapshot: Snapshot | None = None

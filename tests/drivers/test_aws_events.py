@@ -325,7 +325,9 @@ def test_run_instances_call(moto_server: MotoServer, region: str) -> None:
     assert kinds.count(Kind.HOST_IP) == 2
     assert {h.fields["status"] for h in hosts} == {"active"}  # re-fetched: no state in the call
     assert {c.version for c in result.changes} == {make_version(T0, 0)}
-    assert all(c.source == Source.EVENT and c.source_ref == message["id"] for c in result.changes)
+    key = "cloudtrail:" + message["detail"]["eventID"]  # the call's id, on every route
+    assert info.key == key
+    assert all(c.source == Source.EVENT and c.source_ref == key for c in result.changes)
 
 
 def test_tag_and_attribute_calls(moto_server: MotoServer, region: str) -> None:

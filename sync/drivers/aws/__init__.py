@@ -1,8 +1,9 @@
 """The AWS EC2 driver (``aws.ec2``, alias ``aws``).
 
 Modules: ``config`` (client_config rules), ``events`` (EventBridge and
-CloudTrail shapes, split/describe, building Changes), ``awsconfig`` (AWS
-Config notifications), ``parsed`` (what a message means), ``mapping`` (EC2
+CloudTrail shapes, split/describe, building Changes), ``cloudtrail``
+(CloudTrail log files and CloudWatch Logs deliveries -> records),
+``awsconfig`` (AWS Config notifications), ``parsed`` (what a message means), ``mapping`` (EC2
 objects -> Changes; the id/status/tag rules live there), ``ec2`` (boto3
 clients, calls and error classification), ``inventory`` (full sync,
 connection test), ``sns`` (envelopes and subscription confirmation).
@@ -28,7 +29,8 @@ class AwsEc2Driver(Driver):
     name = "aws.ec2"
     aliases = ("aws",)
     description = (
-        "AWS EC2: EventBridge/CloudTrail/AWS Config events (direct or via SNS) + boto3 full sync"
+        "AWS EC2: EventBridge/CloudTrail/AWS Config events (direct, via SNS, CloudTrail logs)"
+        " + boto3 full sync"
     )
     supports_full_sync = True
     supports_catch_up = False
@@ -92,7 +94,8 @@ class AwsEc2Driver(Driver):
                 results.append(exc)
         pending = [r for r in results if isinstance(r, events.Parsed)]
         wanted = events.needed_ids(pending)
-        lookup = fetch_lookup(get_clients(config), wanted) if wanted else None
+        images = events.needed_images(pending)
+        lookup = fetch_lookup(get_clients(config), wanted, images) if wanted or images else None
         out: list[Translation | BadPayload] = []
         for result in results:
             if isinstance(result, events.Parsed):

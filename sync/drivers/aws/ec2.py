@@ -320,17 +320,24 @@ class Lookup:
     fetched: frozenset[str] = frozenset()
 
 
-def fetch_lookup(clients: Clients, instance_ids: Iterable[str]) -> Lookup:
+def fetch_lookup(
+    clients: Clients, instance_ids: Iterable[str], image_ids: Iterable[str] = ()
+) -> Lookup:
+    """The instances (with their types and AMIs) and the extra ``image_ids``
+    (AMI events), one call of each kind."""
     ids = sorted(set(instance_ids))
     lookup = Lookup(fetched=frozenset(ids))
+    extra_images = set(image_ids)
     if not ids:
+        if extra_images:
+            lookup.images = describe_images(clients, extra_images)
         return lookup
     for page in iter_instance_pages(clients, instance_ids=ids):
         for instance, owner in page:
             lookup.instances[instance["InstanceId"]] = instance
             lookup.owners[instance["InstanceId"]] = owner
     types = {i["InstanceType"] for i in lookup.instances.values() if i.get("InstanceType")}
-    images = {i["ImageId"] for i in lookup.instances.values() if i.get("ImageId")}
+    images = {i["ImageId"] for i in lookup.instances.values() if i.get("ImageId")} | extra_images
     if types:
         lookup.types = describe_instance_types(clients, types)
     if images:

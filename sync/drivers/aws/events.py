@@ -7,8 +7,17 @@ Handled shapes (samples in tests/fixtures/aws):
 * EventBridge ``AWS API Call via CloudTrail`` for the EC2 calls that change an
   instance, and ``Tag Change on Resource`` for instances — the instance ids
   only; version = (event time, 0).
-* AWS Config ``ConfigurationItemChangeNotification`` for ``AWS::EC2::Instance``
-  (parsed in ``awsconfig``).
+* EventBridge ``EC2 AMI State Change`` (available, failed, deregistered): the
+  AMI is re-fetched with DescribeImages (``available``/``failed``) or deleted
+  (``deregistered``); version = (event time, state rank).
+* AWS Config ``ConfigurationItemChangeNotification`` (and the ``Oversized``
+  variant) for ``AWS::EC2::Instance`` (parsed in ``awsconfig``): via SNS, as
+  a Config-rule event, or from EventBridge (``Config Configuration Item
+  Change``, whose ``detail`` is the same notification).
+* CloudTrail records outside EventBridge (log files ``{"Records": [...]}``,
+  CloudWatch Logs subscription deliveries; unpacked in ``cloudtrail``): each
+  record is parsed like the ``detail`` of an ``AWS API Call via CloudTrail``
+  event. Both routes key a call by its ``eventID``.
 * SNS envelopes (unwrapped in ``split``; confirmations handled in ``sns``).
 
 Thin events are completed by re-fetching the instances (``ec2.fetch_lookup``),
@@ -21,21 +30,36 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from sync.changes import Change, Kind, Op, make_version, parse_timestamp
-from sync.drivers.aws import mapping
+from sync.drivers.aws import cloudtrail, mapping
 from sync.drivers.aws.awsconfig import config_item_changes, parse_config
 from sync.drivers.aws.ec2 import Lookup
-from sync.drivers.aws.parsed import Parsed, instance_id
+from sync.drivers.aws.parsed import Parsed, image_id, instance_id
 from sync.drivers.aws.sns import is_envelope, unwrap
 from sync.drivers.base import BadPayload, EventInfo, body_hash
 
-__all__ = ["Parsed", "build", "describe", "needed_ids", "parse", "region_mismatch", "split"]
+__all__ = [
+    "Parsed",
+    "build",
+    "describe",
+    "needed_ids",
+    "needed_images",
+    "parse",
+    "region_mismatch",
+    "split",
+]
 
 STATE_CHANGE = "ec2 instance state-change notification"
 API_CALL = "aws api call via cloudtrail"
 TAG_CHANGE = "tag change on resource"
+AMI_CHANGE = "ec2 ami state change"
+CONFIG_ITEM = "config configuration item change"
+HANDLED = frozenset({STATE_CHANGE, API_CALL, TAG_CHANGE, AMI_CHANGE, CONFIG_ITEM})
+# AMI states an event reports, in lifecycle order (the version's second part).
+AMI_RANK = {"pending": 1, "available": 2, "failed": 3, "deregistered": 4}
 API_CALLS = frozenset(
     {
         "RunInstances",
@@ -50,11 +74,13 @@ API_CALLS = frozenset(
 TERMINAL = frozenset({"shutting-down", "terminated"})  # states a lagging API cannot invent
 
 _ARN_INSTANCE = re.compile(r":instance/(i-[0-9a-zA-Z]+)\s*$")
+_ARN_IMAGE = re.compile(r":image/(ami-[0-9a-zA-Z]+)\s*$")
 
 
 # -- split / describe ----------------------------------------------------------
 def split(message: Any) -> Iterator[Any]:
-    """Unwrap SNS ``Notification`` envelopes (and JSON arrays) into messages."""
+    """Unwrap SNS ``Notification`` envelopes (and JSON arrays) into messages,
+    and CloudTrail log deliveries into their records (``cloudtrail``)."""
     if isinstance(message, list):
         for element in message:
             yield from split(element)
@@ -62,13 +88,22 @@ def split(message: Any) -> Iterator[Any]:
     if is_envelope(message) and message.get("Type") == "Notification":
         inner = unwrap(message)
         if inner is not None:
-            yield from inner
+            for element in inner:
+                if cloudtrail.is_logs_delivery(element):
+                    yield from cloudtrail.split_logs(element)
+                else:
+                    yield element
             return
+    if cloudtrail.is_logs_delivery(message):
+        yield from cloudtrail.split_logs(message)
+        return
     yield message
 
 
 def describe(message: Any) -> EventInfo:
-    """Dedup key: EventBridge ``id``, ``sns:<MessageId>``, ``config:<resource>:<state id>``."""
+    """Dedup key: EventBridge ``id``, ``sns:<MessageId>``,
+    ``config:<resource>:<state id>:<capture time>`` (every Config route),
+    ``cloudtrail:<eventID>`` (every CloudTrail route), else a body hash."""
     try:
         parsed = parse(message)
     except BadPayload:  # translate will say what is wrong; the inbox still needs a key
@@ -122,11 +157,27 @@ def parse(message: Any) -> Parsed:
         raise BadPayload("message: expected a JSON object")
     if is_envelope(message):
         return _parse_sns(message)
+    if cloudtrail.LOG_EVENT in message:
+        raise BadPayload(
+            f"CloudWatch Logs event of log group {message.get('logGroup')!r} is not a "
+            "CloudTrail record (its message is not a JSON record)"
+        )
+    if message.get("messageType") == cloudtrail.CONTROL_MESSAGE:
+        return Parsed(
+            kind="ignored",
+            key=body_hash(message),
+            event_type="CloudWatch Logs CONTROL_MESSAGE",
+            reason="CloudWatch Logs control message (destination check)",
+        )
     if "invokingEvent" in message or "messageType" in message:
         return parse_config(message)
     if "detail-type" in message:
         return _parse_eventbridge(message)
-    raise BadPayload("detail-type: missing (not an EventBridge, SNS or AWS Config message)")
+    if cloudtrail.is_record(message):
+        return _parse_record(message)
+    raise BadPayload(
+        "detail-type: missing (not an EventBridge, SNS, AWS Config or CloudTrail message)"
+    )
 
 
 def _parse_sns(message: Mapping[str, Any]) -> Parsed:
@@ -152,13 +203,19 @@ def _parse_eventbridge(message: Mapping[str, Any]) -> Parsed:
     region = message.get("region") if isinstance(message.get("region"), str) else None
     base = {"key": key, "event_type": detail_type, "occurred_at": occurred, "region": region}
     norm = _norm(detail_type)
-    if norm not in (STATE_CHANGE, API_CALL, TAG_CHANGE):
+    if norm not in HANDLED:
         return Parsed(kind="ignored", reason=f"detail-type {detail_type!r} is not handled", **base)
     detail = message.get("detail")
     if not isinstance(detail, Mapping):
         raise BadPayload("detail: expected an object")
+    if norm == CONFIG_ITEM:
+        # The detail is the notification SNS delivers: same parse, same key.
+        parsed = parse_config(detail)
+        return replace(parsed, region=parsed.region or region)
     if occurred is None:
         raise BadPayload("time: missing or not a timestamp")
+    if norm == AMI_CHANGE:
+        return _parse_ami(message, detail, base)
 
     if norm == STATE_CHANGE:
         raw_id = _detail_get(detail, "instance-id")
@@ -183,10 +240,46 @@ def _parse_eventbridge(message: Mapping[str, Any]) -> Parsed:
             kind="fetch", version=make_version(occurred, 0), instance_ids=tuple(ids), **base
         )
 
+    ec2 = detail.get("eventSource") == "ec2.amazonaws.com" or message.get("source") == "aws.ec2"
+    return _parse_api_call(detail, base, detail_type, ec2)
+
+
+def _cloudtrail_key(record: Mapping[str, Any], fallback: str) -> str:
+    """A call's dedup key on every route: its CloudTrail ``eventID``."""
+    event_id = record.get("eventID")
+    if isinstance(event_id, str) and event_id.strip():
+        return "cloudtrail:" + event_id.strip()
+    return fallback
+
+
+def _parse_record(record: Mapping[str, Any]) -> Parsed:
+    """A CloudTrail record from a log file or a CloudWatch Logs delivery."""
+    occurred = parse_timestamp(record.get("eventTime"))
+    if occurred is None:
+        raise BadPayload("eventTime: missing or not a timestamp")
+    region = record.get("awsRegion")
+    base = {
+        "key": body_hash(record),
+        "event_type": "",
+        "occurred_at": occurred,
+        "region": region if isinstance(region, str) else None,
+    }
+    ec2 = record.get("eventSource") == "ec2.amazonaws.com"
+    return _parse_api_call(record, base, "CloudTrail record", ec2)
+
+
+def _parse_api_call(
+    detail: Mapping[str, Any], base: dict[str, Any], label: str, ec2: bool
+) -> Parsed:
+    """An API call (EventBridge ``detail`` or a bare record): which instances
+    it changed; they are re-fetched."""
     name = detail.get("eventName")
-    base["event_type"] = f"{detail_type}/{name}"
     source = detail.get("eventSource")
-    if source != "ec2.amazonaws.com" and message.get("source") != "aws.ec2":
+    base["event_type"] = f"{label}/{name or detail.get('eventType')}"
+    base["key"] = _cloudtrail_key(detail, base["key"])
+    if detail.get("eventType") == "AwsCloudTrailInsight":
+        return Parsed(kind="ignored", reason="CloudTrail Insights event (no API call)", **base)
+    if not ec2:
         return Parsed(kind="ignored", reason=f"CloudTrail call to {source!r} is not EC2", **base)
     if name not in API_CALLS:
         return Parsed(kind="ignored", reason=f"EC2 API call {name!r} is not handled", **base)
@@ -195,12 +288,39 @@ def _parse_eventbridge(message: Mapping[str, Any]) -> Parsed:
     ids, states = _cloudtrail_ids(name, detail)
     if not ids:
         return Parsed(kind="ignored", reason=f"{name} names no instance", **base)
-    when = parse_timestamp(detail.get("eventTime")) or occurred
+    when = parse_timestamp(detail.get("eventTime")) or base["occurred_at"]
     return Parsed(
         kind="fetch",
         version=make_version(when, 0),
         instance_ids=tuple(ids),
         known_states=states,
+        **base,
+    )
+
+
+def _parse_ami(
+    message: Mapping[str, Any], detail: Mapping[str, Any], base: dict[str, Any]
+) -> Parsed:
+    """``EC2 AMI State Change``: ``detail.ImageId`` (else the image ARN) and
+    ``detail.State``."""
+    raw = _detail_get(detail, "ImageId")
+    if raw is None:
+        arns = [a for a in message.get("resources") or [] if isinstance(a, str)]
+        found = [m.group(1) for m in map(_ARN_IMAGE.search, arns) if m]
+        raw = found[0] if found else None
+    ami = image_id(raw, "detail.ImageId")
+    state = mapping.normalize_state(_detail_get(detail, "State"))
+    if state not in AMI_RANK:
+        raise BadPayload(f"detail.State: not an AMI state: {_detail_get(detail, 'State')!r}")
+    version = make_version(base["occurred_at"], AMI_RANK[state])
+    reason = _detail_get(detail, "ErrorMessage")
+    return Parsed(
+        kind="image",
+        version=version,
+        image_ids=(ami,),
+        state=state,
+        deleted=state == "deregistered",
+        reason=reason if isinstance(reason, str) else "",
         **base,
     )
 
@@ -318,7 +438,22 @@ def build(parsed: Parsed, lookup: Lookup | None) -> tuple[list[Change], str | No
         for item in parsed.items:
             changes.extend(config_item_changes(item, parsed))
         return _dedupe(changes), None
+    if parsed.kind == "image":
+        return [_image_change(parsed, lookup)], None
     return [], parsed.reason or "nothing to do"
+
+
+def _image_change(parsed: Parsed, lookup: Lookup) -> Change:
+    """An AMI's new state: deregistered deletes it; available/failed
+    upsert what DescribeImages says, with the event's state (the API may
+    still show the state before the event's)."""
+    (ami,) = parsed.image_ids
+    if parsed.deleted:
+        return Change(Kind.IMAGE, Op.DELETE, ami, {}, version=parsed.version, source_ref=parsed.key)
+    found = lookup.images.get(ami)
+    fields = mapping.image_fields(found) if found else {}
+    fields["status"] = parsed.state
+    return Change(Kind.IMAGE, Op.UPSERT, ami, fields, version=parsed.version, source_ref=parsed.key)
 
 
 def region_mismatch(parsed: Parsed, region: str | None) -> str | None:
@@ -330,3 +465,8 @@ def region_mismatch(parsed: Parsed, region: str | None) -> str | None:
 def needed_ids(parsed_messages: Sequence[Parsed]) -> list[str]:
     """Union of the ids many messages need: one re-fetch for a whole batch."""
     return list(dict.fromkeys(i for p in parsed_messages for i in p.needs()))
+
+
+def needed_images(parsed_messages: Sequence[Parsed]) -> list[str]:
+    """Union of the AMI ids AMI events need re-fetched."""
+    return list(dict.fromkeys(i for p in parsed_messages for i in p.image_needs()))

@@ -12,15 +12,17 @@ from typing import Any
 
 from sync.drivers.base import BadPayload
 
-__all__ = ["Parsed", "instance_id"]
+__all__ = ["Parsed", "image_id", "instance_id"]
 
 _INSTANCE_ID = re.compile(r"^i-[0-9a-f]{8,32}$")
+_IMAGE_ID = re.compile(r"^ami-[0-9a-f]{8,32}$")
 
 
 @dataclass(frozen=True, slots=True)
 class Parsed:
     """One message, understood. ``kind``: state, fetch (re-fetch the ids),
-    config (map ``items`` directly), sns, or ignored (``reason``)."""
+    config (map ``items`` directly), image (an AMI's state: ``image_ids``,
+    ``state``), sns, or ignored (``reason``)."""
 
     kind: str
     key: str
@@ -32,6 +34,7 @@ class Parsed:
     state: str | None = None  # state events
     known_states: Mapping[str, str] = field(default_factory=dict)  # CloudTrail currentState
     items: tuple[Mapping[str, Any], ...] = ()  # Config items
+    image_ids: tuple[str, ...] = ()  # AMI events
     deleted: bool = False
     reason: str = ""
 
@@ -43,14 +46,27 @@ class Parsed:
             return self.instance_ids
         return ()
 
+    def image_needs(self) -> tuple[str, ...]:
+        """AMI ids to re-fetch (DescribeImages) before ``build``."""
+        return self.image_ids if self.kind == "image" and not self.deleted else ()
+
 
 def instance_id(value: Any, where: str) -> str:
     """A normalized instance id or ``BadPayload`` naming the field. Stripped
     and lower-cased because real samples carry a leading space (AWS docs);
     validated so that garbage never reaches an EC2 filter."""
+    return _aws_id(value, where, _INSTANCE_ID, "instance id")
+
+
+def image_id(value: Any, where: str) -> str:
+    """A normalized AMI id (same rules: it ends up in a DescribeImages filter)."""
+    return _aws_id(value, where, _IMAGE_ID, "image id")
+
+
+def _aws_id(value: Any, where: str, pattern: re.Pattern[str], what: str) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise BadPayload(f"{where}: missing instance id")
+        raise BadPayload(f"{where}: missing {what}")
     text = value.strip().lower()
-    if not _INSTANCE_ID.match(text):
-        raise BadPayload(f"{where}: not an instance id: {value!r}")
+    if not pattern.match(text):
+        raise BadPayload(f"{where}: not an {what}: {value!r}")
     return text

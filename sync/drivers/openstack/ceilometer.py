@@ -16,12 +16,31 @@ gives (``notifications`` calls the hooks below):
     ``[event] store_raw = info``. ``split`` hands it on *instead of* the
     event, so it is recorded, deduplicated and translated exactly as if it
     had arrived directly.
-  - Without ``raw`` (``{}``) only the traits carry data. For
-    ``compute.instance.*`` we rebuild the legacy payload keys the default
-    ``event_definitions.yaml`` copied into traits and run the Nova
-    translator on them, so the same action rules apply. What the default
-    traits do not carry (IP addresses, image, tags, metadata, the project
-    name) is simply not set. Other event types are ignored with a reason.
+  - Without ``raw`` (``{}``) only the traits carry data. We rebuild the
+    payload keys the default ``event_definitions.yaml`` copied into traits
+    and run the translator of the notification on them, so the same rules
+    apply:
+
+    * ``compute.instance.*``: instance id, name, state, flavor, project,
+      hypervisor (see ``HOST_IS_EMITTER``), launch/delete times. Not carried:
+      IP addresses, image, tags, metadata, the project name.
+    * ``image.create/update/upload/delete``: id (``resource_id``), name,
+      status, deletion. Not carried: visibility, os_distro, os_version,
+      architecture, min_disk, min_ram.
+    * ``port.delete.end`` / ``floatingip.delete.end``: the deletion, when
+      ``resource_id`` names the resource (Neutron puts the whole resource
+      in its delete payload; older Neutron only ``<resource>_id``, which
+      no trait reads). Creations and updates carry only id, name and
+      project, not the device or the addresses: ignored with that reason.
+    * ``identity.project.*``: the project id, as the notification itself.
+
+    A change applied from traits carries a ``note`` naming what the traits
+    could not carry (kept in the event's result); an event that cannot be
+    applied at all is ignored with the reason.
+  - A ``notifier://`` publisher wraps a list of such events in one oslo
+    notification (``event_type`` ``event``, priority SAMPLE): ``split``
+    hands on each event (``is_event_batch``), so each is recorded and
+    deduplicated by its own ``message_id``.
 * **raw_only** (publisher option ``raw_only=True``): a list of bare
   notification payloads, no event type, no id, no time. A payload that is a
   Nova instance (legacy or versioned) is a *state snapshot* of that
@@ -45,6 +64,10 @@ from sync.changes import parse_timestamp
 from sync.choices import HostStatusChoices
 from sync.drivers.base import BadPayload, EventInfo, Translation, body_hash
 from sync.drivers.openstack.common import Msg, ignored
+from sync.drivers.openstack.glance import UPSERT_EVENTS as IMAGE_UPSERTS
+from sync.drivers.openstack.glance import translate_image
+from sync.drivers.openstack.keystone import translate_project
+from sync.drivers.openstack.neutron import translate_network
 from sync.drivers.openstack.nova import normalize_action, translate_instance
 from sync.drivers.openstack.nova_payload import Instance
 
@@ -53,6 +76,7 @@ __all__ = [
     "describe_event",
     "describe_raw_only",
     "is_event",
+    "is_event_batch",
     "is_instance_payload",
     "is_raw_only",
     "raw_notification",
@@ -104,6 +128,12 @@ HOST_CLEARED = frozenset({"shelve_offload"})
 
 OSLO_KEYS = ("oslo.message", "oslo.version", "request")
 
+STORE_RAW = "set [event] store_raw = info to receive whole notifications"
+NOT_CARRIED = {
+    "instance": "IP addresses, image, tags, metadata, project name",
+    "image": "visibility, os_distro, os_version, architecture, min_disk, min_ram",
+}
+
 
 # -- recognising the shapes ---------------------------------------------------
 
@@ -117,6 +147,16 @@ def is_event(message: Any) -> bool:
         and "generated" in message
         and "payload" not in message
     )
+
+
+def is_event_batch(message: Any) -> bool:
+    """Ceilometer's ``notifier://`` publisher: one notification
+    (``notifier.sample({}, event_type="event", payload=[...])``) whose
+    payload is a list of serialized events."""
+    if not isinstance(message, Mapping) or not isinstance(message.get("event_type"), str):
+        return False
+    payload = message.get("payload")
+    return isinstance(payload, list) and any(is_event(item) for item in payload)
 
 
 def raw_notification(event: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -210,19 +250,52 @@ def _traits(event: Mapping[str, Any], event_type: str) -> dict[str, Any]:
 
 
 def translate_event(event: Mapping[str, Any]) -> Translation:
-    """A Ceilometer event whose ``raw`` is empty: map the default
-    ``compute.instance.*`` traits onto a legacy payload and translate that."""
+    """A Ceilometer event whose ``raw`` is empty: rebuild the payload the
+    default traits carry and translate it like the notification."""
     event_type = event.get("event_type")
     if not isinstance(event_type, str) or not event_type.strip():
         raise BadPayload("Ceilometer event has no event_type")
     event_type = event_type.strip()
     info = describe_event(event)
     traits = _traits(event, event_type)
-    if not event_type.startswith("compute.instance."):
+    if event_type.startswith("compute.instance."):
+        rebuild = _instance_payload
+    elif event_type.startswith("image."):
+        rebuild = _image_payload
+    elif event_type.startswith(("port.", "floatingip.")):
+        rebuild = _network_payload
+    elif event_type.startswith("identity.project."):
+        rebuild = _project_payload
+    else:
         return ignored(
-            f"{event_type}: Ceilometer event without raw; only compute.instance.* traits "
-            "are mapped (set [event] store_raw = info to receive whole notifications)"
+            f"{event_type}: Ceilometer event without raw; only compute.instance.*, image.*, "
+            f"port.*, floatingip.* and identity.project.* traits are mapped ({STORE_RAW})"
         )
+    rebuilt = rebuild(event_type, traits)
+    if isinstance(rebuilt, Translation):
+        return rebuilt
+    payload, handler, note = rebuilt
+    message = {
+        "event_type": event_type,
+        "message_id": info.key,
+        "timestamp": event.get("generated"),
+        "payload": payload,
+    }
+    try:
+        result = handler(Msg(info.key, event_type, info.occurred_at, message))
+    except BadPayload as exc:
+        raise BadPayload(f"{exc} (rebuilt from Ceilometer event traits)") from None
+    if note and any(c.fields for c in result.changes):
+        result.note = f"traits carry no {note} ({STORE_RAW})"
+    return result
+
+
+Rebuilt = tuple[dict[str, Any], Any, str | None] | Translation
+
+
+def _instance_payload(event_type: str, traits: Mapping[str, Any]) -> Rebuilt:
+    """The legacy Nova payload keys the traits copied, and the hypervisor
+    where the emitter is the instance's host."""
     payload = {name: traits[name] for name in PAYLOAD_TRAITS if name in traits}
     parsed = normalize_action(event_type)
     action = parsed[0] if parsed else ""
@@ -234,16 +307,60 @@ def translate_event(event: Mapping[str, Any]) -> Translation:
         payload["host"] = None
     elif action in HOST_IS_EMITTER and from_compute and traits.get("host"):
         payload["host"] = traits["host"]
-    message = {
-        "event_type": event_type,
-        "message_id": info.key,
-        "timestamp": event.get("generated"),
-        "payload": payload,
-    }
-    try:
-        return translate_instance(Msg(info.key, event_type, info.occurred_at, message))
-    except BadPayload as exc:
-        raise BadPayload(f"{exc} (rebuilt from Ceilometer event traits)") from None
+    return payload, translate_instance, NOT_CARRIED["instance"]
+
+
+def _resource_id(traits: Mapping[str, Any]) -> str | None:
+    value = traits.get("resource_id")
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def _image_payload(event_type: str, traits: Mapping[str, Any]) -> Rebuilt:
+    """``image.create/update/upload/delete``: id, name, status, deleted_at."""
+    if event_type not in IMAGE_UPSERTS and event_type != "image.delete":
+        return ignored(f"{event_type}: not an image record change (members, downloads, tasks)")
+    image_id = _resource_id(traits)
+    if image_id is None:
+        return ignored(
+            f"{event_type}: the Ceilometer event has no resource_id trait (the default event "
+            f"definitions give this event type none), so nothing names the image ({STORE_RAW})"
+        )
+    payload = {"id": image_id}
+    for name in ("name", "status", "deleted_at"):
+        if traits.get(name) not in (None, ""):
+            payload[name] = traits[name]
+    return payload, translate_image, NOT_CARRIED["image"]
+
+
+def _network_payload(event_type: str, traits: Mapping[str, Any]) -> Rebuilt:
+    """Deletions of ports and floating IPs (the only changes the traits
+    identify completely)."""
+    resource, _, action = event_type.partition(".")
+    if action != "delete.end":
+        if action in ("create.end", "update.end"):
+            return ignored(
+                f"{event_type}: Ceilometer's default traits carry only the {resource}'s id, "
+                f"name and project, not its device, port or addresses: nothing to update "
+                f"({STORE_RAW})"
+            )
+        return translate_network(Msg("", event_type, None, {"payload": {}}))
+    obj_id = _resource_id(traits)
+    if obj_id is None:
+        return ignored(
+            f"{event_type}: the Ceilometer event has no resource_id trait (this Neutron sent "
+            f"only {resource}_id, which the default event definitions do not read), so "
+            f"nothing names the deleted {resource} ({STORE_RAW})"
+        )
+    return {f"{resource}_id": obj_id}, translate_network, None
+
+
+def _project_payload(event_type: str, traits: Mapping[str, Any]) -> Rebuilt:
+    """``identity.project.created/updated/deleted``: ``resource_id`` is the
+    notification's ``resource_info`` (all the notification says too)."""
+    project_id = _resource_id(traits)
+    if project_id is None:
+        return ignored(f"{event_type}: the Ceilometer event has no resource_id trait")
+    return {"resource_info": project_id}, translate_project, None
 
 
 # -- translate: raw_only snapshots -------------------------------------------------------

@@ -8,13 +8,15 @@ Three steps, called by ``OpenStackDriver``:
   "<json>"}`` (``messagingv2`` driver), possibly nested under ``"request"``
   (sg-core / AMQP 1.0). Bare v1 messages (``_context_*`` keys) and the
   listener shape (``{ctxt, publisher_id, event_type, payload, metadata}``)
-  pass through unchanged. Ceilometer HTTP-publisher events are replaced by
+  pass through unchanged. A Ceilometer ``notifier://`` notification
+  (``event_type`` ``event``, its payload a list of Ceilometer events) is
+  split into its events. Ceilometer events are replaced by
   their ``raw`` notification when they carry one; bare Nova instance
   payloads (Ceilometer ``raw_only``) are wrapped as timestamped snapshots
   (see ``ceilometer``).
 * ``describe``: dedup key (oslo ``message_id``), event type, timestamp.
 * ``translate``: dispatch on the event type to ``nova``, ``glance``,
-  ``neutron`` or the Keystone handler below. Anything else is *ignored*
+  ``neutron`` or ``keystone``. Anything else is *ignored*
   (with a reason), never an error: a shared notification topic carries many
   event types we do not care about. Malformed messages of an event type we
   do handle raise ``BadPayload`` naming the field.
@@ -26,11 +28,12 @@ import json
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from sync.changes import Kind, Op, parse_timestamp
+from sync.changes import parse_timestamp
 from sync.drivers.base import BadPayload, EventInfo, Translation, body_hash
 from sync.drivers.openstack import ceilometer
-from sync.drivers.openstack.common import Msg, ignored, req_str
+from sync.drivers.openstack.common import Msg, ignored
 from sync.drivers.openstack.glance import translate_image
+from sync.drivers.openstack.keystone import translate_project
 from sync.drivers.openstack.neutron import translate_network
 from sync.drivers.openstack.nova import (
     translate_compute_task,
@@ -62,6 +65,9 @@ def _split(message: Any, depth: int) -> Iterator[Any]:
     inner = _unwrap(message)
     if inner is not None:
         yield from _split(inner, depth + 1)
+    elif ceilometer.is_event_batch(message):
+        for event in message["payload"]:  # notifier://: each event as if posted alone
+            yield from _split(event, depth + 1)
     elif ceilometer.is_event(message) and (raw := ceilometer.raw_notification(message)):
         yield from _split(raw, depth + 1)  # store_raw: the notification itself
     elif ceilometer.is_instance_payload(message):
@@ -202,27 +208,3 @@ def translate(message: Any) -> Translation:
         if raw:  # present but not a time: these changes could not be ordered
             raise BadPayload(f"{event_type}: message timestamp {str(raw)[:100]!r} is not a date")
     return result
-
-
-def translate_project(msg: Msg) -> Translation:
-    """Keystone ``identity.project.created/updated/deleted`` (basic format:
-    ``payload.resource_info`` = project id; CADF: ``payload.target.id``).
-    Neither carries the name, so the upsert only makes the project known."""
-    action = msg.event_type.rsplit(".", 1)[-1]
-    if action not in ("created", "updated", "deleted"):
-        return ignored(f"{msg.event_type}: not a project change")
-    payload = msg.payload
-    if not isinstance(payload, Mapping):
-        raise msg.bad(f"payload is not a JSON object (got {type(payload).__name__})")
-    target = payload.get("target")
-    if "resource_info" not in payload and isinstance(target, Mapping):
-        project_id = req_str(target, "id", "payload.target", msg)
-    else:
-        project_id = req_str(payload, "resource_info", "payload", msg)
-    if action == "deleted":
-        return Translation(
-            changes=[msg.change(Kind.PROJECT, Op.DELETE, project_id, version=msg.delete_version())]
-        )
-    return Translation(
-        changes=[msg.change(Kind.PROJECT, Op.UPSERT, project_id, {}, version=msg.version())]
-    )
