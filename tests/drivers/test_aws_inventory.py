@@ -120,3 +120,22 @@ def test_assume_role_reaches_the_role_account(moto_server: MotoServer) -> None:
     assert seen["account"] == "222222222222" and "assumed-role/cloudsync-reader" in seen["arn"]
     snapshot = DRIVER.list_inventory(config)
     assert [(c.kind, c.external_id) for c in snapshot.changes] == [(Kind.PROJECT, "222222222222")]
+
+
+def test_the_accounts_own_amis_are_listed_even_when_no_instance_uses_them(
+    moto_server: MotoServer,
+) -> None:
+    region = fresh_region()
+    (builder,) = moto_server.launch(region, name="builder")
+    ec2_client = moto_server.client("ec2", region)
+    golden = ec2_client.create_image(InstanceId=builder["InstanceId"], Name="golden-1")["ImageId"]
+    old = ec2_client.create_image(InstanceId=builder["InstanceId"], Name="old-1")["ImageId"]
+    ec2_client.deregister_image(ImageId=old)
+    ec2_client.terminate_instances(InstanceIds=[builder["InstanceId"]])
+
+    images = [c for c in DRIVER.list_inventory(moto_server.config(region)).changes
+              if c.kind == Kind.IMAGE]
+
+    # the instance is gone and nothing uses the AMI: an EC2 AMI State Change
+    # recorded it, and the full sync keeps it; the deregistered one is not listed
+    assert [(c.external_id, c.fields["name"]) for c in images] == [(golden, "golden-1")]

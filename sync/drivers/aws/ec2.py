@@ -49,6 +49,7 @@ __all__ = [
     "classify_error",
     "clear_client_cache",
     "describe_images",
+    "own_images",
     "describe_instance_types",
     "fetch_lookup",
     "get_clients",
@@ -305,6 +306,14 @@ def describe_images(clients: Clients, image_ids: Iterable[str]) -> dict[str, dic
         for image in answer.get("Images") or []:
             found[image["ImageId"]] = image
     return found
+
+
+def own_images(clients: Clients) -> dict[str, dict[str, Any]]:
+    """The account's own AMIs (``Owners=self``), deprecated ones included:
+    the AMIs its ``EC2 AMI State Change`` events are about."""
+    with aws_call("ec2:DescribeImages"):
+        answer = clients.ec2.describe_images(Owners=["self"], IncludeDeprecated=True)
+    return {image["ImageId"]: image for image in answer.get("Images") or []}
 
 
 @dataclass(slots=True)

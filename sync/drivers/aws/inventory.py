@@ -26,6 +26,7 @@ from sync.drivers.aws.ec2 import (
     describe_instance_types,
     get_clients,
     iter_instance_pages,
+    own_images,
 )
 from sync.drivers.base import Snapshot
 
@@ -96,6 +97,11 @@ def _stream(clients: Any, version: str, page_size: int) -> Iterator[Change]:
                 types=None,  # flavors/images were emitted above, once per listing
                 images=None,
             )
+    # The account's own AMIs no instance uses (AMI events create them too):
+    # listed, so that the full sync keeps them; an AMI it deregistered is not.
+    for image_id, image in sorted(own_images(clients).items()):
+        if image_id not in seen_images:
+            yield change(Kind.IMAGE, image_id, mapping.image_fields(image))
 
 
 def test_connection(config: Mapping[str, Any]) -> dict[str, Any]:
