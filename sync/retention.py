@@ -90,8 +90,9 @@ class _Batches:
         self.size = size
         self.count = 0
 
-    def delete(self, candidates: models.QuerySet, recheck: models.QuerySet,
-               before: Any = None) -> int:
+    def delete(
+        self, candidates: models.QuerySet, recheck: models.QuerySet, before: Any = None
+    ) -> int:
         """Delete ``recheck`` rows among ``candidates``' pks, a batch at a
         time (``before(pks)`` runs first in the batch's transaction), until
         none is left; the DELETE repeats the conditions, so a row that
@@ -103,8 +104,9 @@ class _Batches:
                 return total
             with transaction.atomic():
                 if before is not None:  # (on rows still matching, locked first)
-                    pks = list(recheck.filter(pk__any=pks).select_for_update()
-                               .values_list("pk", flat=True))
+                    pks = list(
+                        recheck.filter(pk__any=pks).select_for_update().values_list("pk", flat=True)
+                    )
                     before(pks)
                 done = recheck.filter(pk__any=pks)._raw_delete(recheck.db)
             self.count += 1
@@ -125,14 +127,18 @@ def purge(now: datetime | None = None, *, batch: int | None = None) -> PurgeRun:
     cutoffs = {name: now - _days(name) for name in SETTINGS}
     run = PurgeRun.objects.create(
         started_at=timezone.now(),
-        settings={**retention_settings(), "now": now.isoformat(),
-                  "cutoffs": {k: v.isoformat() for k, v in cutoffs.items()}},
+        settings={
+            **retention_settings(),
+            "now": now.isoformat(),
+            "cutoffs": {k: v.isoformat() for k, v in cutoffs.items()},
+        },
     )
     removed: dict[str, Any] = {}
     try:
         removed["events"] = _events(batches, DONE, cutoffs["CLOUDSYNC_EVENT_RETENTION_DAYS"])
         removed["failed_events"] = _events(
-            batches, FAILED, cutoffs["CLOUDSYNC_FAILED_EVENT_RETENTION_DAYS"])
+            batches, FAILED, cutoffs["CLOUDSYNC_FAILED_EVENT_RETENTION_DAYS"]
+        )
         cutoff = cutoffs["CLOUDSYNC_HISTORY_RETENTION_DAYS"]
         old = HistoryEntry.objects.filter(applied_at__lt=cutoff)
         removed["history"] = batches.delete(old, old)
@@ -151,14 +157,16 @@ def purge(now: datetime | None = None, *, batch: int | None = None) -> PurgeRun:
 def _events(batches: _Batches, statuses: tuple[str, ...], cutoff: datetime) -> int:
     """Events in ``statuses`` received and processed before ``cutoff``."""
     old = Event.objects.filter(status__in=statuses, received_at__lt=cutoff).filter(
-        Q(processed_at__lt=cutoff) | Q(processed_at__isnull=True))
+        Q(processed_at__lt=cutoff) | Q(processed_at__isnull=True)
+    )
     return batches.delete(old, old)
 
 
 def _plans(batches: _Batches, cutoff: datetime) -> int:
     total = 0
     old = SyncRun.objects.filter(plan__isnull=False, finished_at__lt=cutoff).exclude(
-        status=RunStatus.RUNNING)
+        status=RunStatus.RUNNING
+    )
     while pks := list(old.order_by().values_list("pk", flat=True)[: batches.size]):
         with transaction.atomic():
             done = old.filter(pk__any=pks).update(plan=None)
@@ -173,11 +181,15 @@ def _tombstone_cutoff(provider_id: int, cutoff: datetime) -> datetime:
     """Never a tombstone newer than the start of the provider's last
     successful full listing, or of a listing still running: that listing may
     have listed the object before it was deleted, and must find it deleted."""
-    runs = SyncRun.objects.filter(cloudprovider_id=provider_id, kind__in=(RunKind.FULL,
-                                                                          RunKind.SNAPSHOT))
+    runs = SyncRun.objects.filter(
+        cloudprovider_id=provider_id, kind__in=(RunKind.FULL, RunKind.SNAPSHOT)
+    )
     running = runs.filter(status=RunStatus.RUNNING).order_by("started_at").first()
-    last = runs.filter(status__in=(RunStatus.SUCCEEDED, RunStatus.NEEDS_APPROVAL,
-                                   RunStatus.APPLIED)).order_by("-started_at").first()
+    last = (
+        runs.filter(status__in=(RunStatus.SUCCEEDED, RunStatus.NEEDS_APPROVAL, RunStatus.APPLIED))
+        .order_by("-started_at")
+        .first()
+    )
     for run in (running, last):
         if run is not None and run.started_at < cutoff:
             cutoff = run.started_at
@@ -190,7 +202,8 @@ def _unreferenced(model: type[SyncedModel]) -> Q:
         return Q()
     if model is CloudHost:
         return ~Q(Exists(CloudPort.all_objects.filter(host=OuterRef("pk")))) & ~Q(
-            Exists(CloudPort.all_objects.filter(claimed_host=OuterRef("pk"))))
+            Exists(CloudPort.all_objects.filter(claimed_host=OuterRef("pk")))
+        )
     attr = {CloudFlavor: "cloudflavor", CloudImage: "image", CloudProject: "project"}[model]
     return ~Q(Exists(CloudHost.all_objects.filter(**{attr: OuterRef("pk")})))
 
@@ -198,15 +211,22 @@ def _unreferenced(model: type[SyncedModel]) -> Q:
 def _tombstones(batches: _Batches, cutoff: datetime) -> dict[str, int]:
     """Tombstones past the window, referrers first (see module doc)."""
     out: dict[str, int] = {}
-    order = ((CloudPort, "host_ip"), (CloudHost, "host"), (CloudFlavor, "flavor"),
-             (CloudImage, "image"), (CloudProject, "project"))
+    order = (
+        (CloudPort, "host_ip"),
+        (CloudHost, "host"),
+        (CloudFlavor, "flavor"),
+        (CloudImage, "image"),
+        (CloudProject, "project"),
+    )
     providers = list(CloudProvider.objects.values_list("pk", flat=True))
     for model, name in order:
         total = 0
         for provider_id in providers:
             until = _tombstone_cutoff(provider_id, cutoff)
             old = model.all_objects.filter(
-                cloudprovider_id=provider_id, deleted_at__isnull=False, deleted_at__lt=until,
+                cloudprovider_id=provider_id,
+                deleted_at__isnull=False,
+                deleted_at__lt=until,
             ).filter(_unreferenced(model))
             total += batches.delete(old, old, before=_address_rows(model))
         out[name] = total

@@ -20,8 +20,13 @@ from sync.models import HistoryEntry, PurgeRun
 __all__ = ["HistoryEntryAdmin", "PurgeRunAdmin", "changed_objects", "object_history"]
 
 SHOWN = 50  # entries rendered on an object, event or run page
-MODEL_OF_KIND = {"host": "cloudhost", "flavor": "cloudflavor", "image": "cloudimage",
-                 "project": "cloudproject", "host_ip": "cloudport"}
+MODEL_OF_KIND = {
+    "host": "cloudhost",
+    "flavor": "cloudflavor",
+    "image": "cloudimage",
+    "project": "cloudproject",
+    "host_ip": "cloudport",
+}
 
 
 def _admin_url(name: str, pk: int | None) -> str | None:
@@ -41,7 +46,8 @@ def _value(value: Any) -> str:
 
 def changes_html(entry: HistoryEntry) -> SafeString:
     return format_html_join(
-        "", "<div><b>{}</b>: {} → {}</div>",
+        "",
+        "<div><b>{}</b>: {} → {}</div>",
         ((name, _value(before), _value(after)) for name, (before, after) in entry.changes.items()),
     )
 
@@ -72,20 +78,31 @@ def _table(entries: list[HistoryEntry], total: int, more_url: str, *, objects: b
     if not entries:
         return "—"
     rows = format_html_join(
-        "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-        ((f"{e.applied_at:%Y-%m-%d %H:%M:%S}",
-          object_html(e) if objects else e.get_action_display(),
-          changes_html(e) if not objects else e.get_action_display(),
-          cause_html(e) if not objects else changes_html(e)) for e in entries),
+        "",
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        (
+            (
+                f"{e.applied_at:%Y-%m-%d %H:%M:%S}",
+                object_html(e) if objects else e.get_action_display(),
+                changes_html(e) if not objects else e.get_action_display(),
+                cause_html(e) if not objects else changes_html(e),
+            )
+            for e in entries
+        ),
     )
-    head = ("applied", "object", "action", "changes") if objects else (
-        "applied", "action", "changes", "cause")
+    head = (
+        ("applied", "object", "action", "changes")
+        if objects
+        else ("applied", "action", "changes", "cause")
+    )
     more = ""
     if total > len(entries):
         more = format_html('<p><a href="{}">all {} entries →</a></p>', more_url, total)
     return format_html(
         "<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>{}",
-        format_html_join("", "<th>{}</th>", ((h,) for h in head)), rows, more,
+        format_html_join("", "<th>{}</th>", ((h,) for h in head)),
+        rows,
+        more,
     )
 
 
@@ -106,7 +123,7 @@ def changed_objects(**cause: int) -> str:
     qs = HistoryEntry.objects.filter(**cause).order_by("applied_at", "id")
     entries = list(qs[:SHOWN])
     total = len(entries) if len(entries) < SHOWN else qs.count()
-    (name, value), = cause.items()
+    ((name, value),) = cause.items()
     url = reverse("admin:sync_historyentry_changelist") + f"?{name.removesuffix('_id')}={value}"
     return _table(entries, total, url, objects=True)
 
@@ -118,8 +135,19 @@ class HistoryEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ("external_id", "event_type")
     list_per_page = 100
     show_full_result_count = False
-    fields = ("cloudprovider", "kind", "object_link", "external_id", "applied_at", "action",
-              "changes_summary", "cause_link", "event_type", "occurred_at", "actor")
+    fields = (
+        "cloudprovider",
+        "kind",
+        "object_link",
+        "external_id",
+        "applied_at",
+        "action",
+        "changes_summary",
+        "cause_link",
+        "event_type",
+        "occurred_at",
+        "actor",
+    )
     readonly_fields = ("object_link", "changes_summary", "cause_link")
 
     @admin.display(description="object")
@@ -145,8 +173,11 @@ class PurgeRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     change_list_template = "admin/sync/purgerun/change_list.html"
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
-        context = {"retention_settings": retention.retention_settings(),
-                   "last_purge": retention.last_purge(), **(extra_context or {})}
+        context = {
+            "retention_settings": retention.retention_settings(),
+            "last_purge": retention.last_purge(),
+            **(extra_context or {}),
+        }
         return super().changelist_view(request, context)
 
     @admin.display(description="removed")

@@ -166,7 +166,11 @@ class HistoryLog:
         return entry
 
     def note_settled(
-        self, kind: Kind, row: SyncedModel, before: tuple[Any, Any], entry: Entry | None,
+        self,
+        kind: Kind,
+        row: SyncedModel,
+        before: tuple[Any, Any],
+        entry: Entry | None,
         cause: Cause,
     ) -> Entry:
         """A port whose attachment (``host_id``) or visibility (``deleted_at``)
@@ -201,17 +205,30 @@ class HistoryLog:
                 if attr in refs:
                     name, model = refs[attr]
                     looked = names[model]
-                    changes[name] = [looked.get(before) if before else None,
-                                     looked.get(after) if after else None]
+                    changes[name] = [
+                        looked.get(before) if before else None,
+                        looked.get(after) if after else None,
+                    ]
                 else:
                     changes[renamed.get(attr, attr)] = [_plain(before), _plain(after)]
             c = e.cause
-            rows.append(HistoryEntry(
-                cloudprovider_id=self.provider.pk, kind=e.kind.value, object_pk=e.pk,
-                external_id=e.external_id, applied_at=self.now, action=e.action,
-                changes=changes, cause=c.kind, event_id=c.event_id, event_type=c.event_type[:255],
-                occurred_at=c.occurred_at, run_id=c.run_id, actor=c.actor[:100],
-            ))
+            rows.append(
+                HistoryEntry(
+                    cloudprovider_id=self.provider.pk,
+                    kind=e.kind.value,
+                    object_pk=e.pk,
+                    external_id=e.external_id,
+                    applied_at=self.now,
+                    action=e.action,
+                    changes=changes,
+                    cause=c.kind,
+                    event_id=c.event_id,
+                    event_type=c.event_type[:255],
+                    occurred_at=c.occurred_at,
+                    run_id=c.run_id,
+                    actor=c.actor[:100],
+                )
+            )
         bulk.insert_rows(HistoryEntry, rows)
         return len(rows)
 
@@ -226,6 +243,9 @@ class HistoryLog:
                     wanted[model].update(pk for pk in e.changes[attr] if pk)
         out: dict[type[SyncedModel], dict[int, str]] = defaultdict(dict)
         for model, pks in wanted.items():
-            out[model] = dict(model.all_objects.filter(pk__any=list(pks))
-                              .values_list("pk", model.external_id_field))
+            out[model] = dict(
+                model.all_objects.filter(pk__any=list(pks)).values_list(
+                    "pk", model.external_id_field
+                )
+            )
         return out

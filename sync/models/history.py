@@ -36,14 +36,22 @@ class HistoryEntry(models.Model):
     changes = models.JSONField(default=dict)
     cause = models.CharField(max_length=10, choices=HistoryCauseChoices.choices)
     event = models.ForeignKey(
-        "sync.Event", null=True, blank=True, on_delete=models.DO_NOTHING,
-        db_constraint=False, related_name="history",
+        "sync.Event",
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="history",
     )
     event_type = models.CharField(max_length=255, blank=True, default="")
     occurred_at = models.DateTimeField(null=True, blank=True)
     run = models.ForeignKey(
-        "sync.SyncRun", null=True, blank=True, on_delete=models.DO_NOTHING,
-        db_constraint=False, related_name="history",
+        "sync.SyncRun",
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="history",
     )
     actor = models.CharField(max_length=100, blank=True, default="")  # who applied a plan
 
@@ -56,7 +64,9 @@ class HistoryEntry(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.external_id} {self.action} at {self.applied_at:%Y-%m-%d %H:%M:%S}"
+        return (
+            f"{self.kind} {self.external_id} {self.action} at {self.applied_at:%Y-%m-%d %H:%M:%S}"
+        )
 
 
 class PurgeRun(models.Model):

@@ -37,22 +37,34 @@ LIFECYCLE = [
 
 @pytest.fixture
 def openstack(provider_factory):
-    return provider_factory(cloud_sync_driver="openstack.ocata", client_config={
-        "auth_url": "http://keystone.invalid:5000/v3", "username": "u", "password": "p",
-        "project_name": "admin"})
+    return provider_factory(
+        cloud_sync_driver="openstack.ocata",
+        client_config={
+            "auth_url": "http://keystone.invalid:5000/v3",
+            "username": "u",
+            "password": "p",
+            "project_name": "admin",
+        },
+    )
 
 
 def message(name: str, n: int, tag: str = "") -> dict:
-    return with_wire_fields(load_nova_versioned(name), message_id=f"msg-{tag}{n}",
-                            timestamp=f"2012-10-29 13:43:{n:02d}.000000")
+    return with_wire_fields(
+        load_nova_versioned(name),
+        message_id=f"msg-{tag}{n}",
+        timestamp=f"2012-10-29 13:43:{n:02d}.000000",
+    )
 
 
 def entries(provider, **filters) -> list[tuple]:
     """(event key, kind, external id, action, changed fields) in order applied."""
     qs = HistoryEntry.objects.filter(cloudprovider=provider, **filters).order_by("id")
     keys = dict(Event.objects.filter(cloudprovider=provider).values_list("pk", "key"))
-    return [(keys.get(e.event_id), e.kind, e.external_id, e.action, sorted(e.changes))
-            for e in qs if e.kind != "flavor"]
+    return [
+        (keys.get(e.event_id), e.kind, e.external_id, e.action, sorted(e.changes))
+        for e in qs
+        if e.kind != "flavor"
+    ]
 
 
 def test_a_host_lifecycle_through_events_is_exactly_its_history(openstack):
@@ -61,8 +73,22 @@ def test_a_host_lifecycle_through_events_is_exactly_its_history(openstack):
         assert ingest_body(openstack.pk, message(name, n)).processed == 1
     # then each event left exactly the entries of what it changed
     assert entries(openstack) == [
-        ("msg-0", "host", UUID, "created", ["flavor", "hostname", "hypervisor", "image",
-                                            "launched_at", "project", "status", "tags"]),
+        (
+            "msg-0",
+            "host",
+            UUID,
+            "created",
+            [
+                "flavor",
+                "hostname",
+                "hypervisor",
+                "image",
+                "launched_at",
+                "project",
+                "status",
+                "tags",
+            ],
+        ),
         ("msg-0", "host_ip", PORT, "created", ["addresses", "host"]),
         ("msg-1", "host", UUID, "updated", ["flavor", "status"]),
         ("msg-2", "host", UUID, "updated", ["status"]),
@@ -73,20 +99,28 @@ def test_a_host_lifecycle_through_events_is_exactly_its_history(openstack):
     ]
     # with the right before → after values and cause details
     host = CloudHost.all_objects.get(cloudprovider=openstack, host_id=UUID)
-    by_event = {e.event.key: e for e in HistoryEntry.objects.filter(
-        kind="host", object_pk=host.pk).select_related("event")}
+    by_event = {
+        e.event.key: e
+        for e in HistoryEntry.objects.filter(kind="host", object_pk=host.pk).select_related("event")
+    }
     assert by_event["msg-1"].changes == {
         "flavor": ["a22d5517-147c-4147-a0d1-e698df5cd4e3", "d5a8bb54-365a-45ae-abdb-38d249df7845"],
-        "status": ["active", "resized"]}
+        "status": ["active", "resized"],
+    }
     assert by_event["msg-2"].changes == {"status": ["resized", "stopped"]}
     assert by_event["msg-4"].changes["status"] == ["stopped", "deleted"]
     assert by_event["msg-4"].changes["deleted_at"][0] is None
     off = by_event["msg-2"]
     assert (off.cause, off.event_type, off.occurred_at.isoformat()) == (
-        "event", "instance.power_off.end", "2012-10-29T13:43:02+00:00")
+        "event",
+        "instance.power_off.end",
+        "2012-10-29T13:43:02+00:00",
+    )
     attached = HistoryEntry.objects.get(kind="host_ip", external_id=ATTACHED, action="created")
-    assert attached.changes == {"host": [None, UUID],
-                                "addresses": [[], [["192.168.1.30", 4, "fixed", "00:0c:29:0d:11:74"]]]}
+    assert attached.changes == {
+        "host": [None, UUID],
+        "addresses": [[], [["192.168.1.30", 4, "fixed", "00:0c:29:0d:11:74"]]],
+    }
 
 
 def test_replaying_the_same_events_adds_nothing(openstack):
@@ -112,7 +146,9 @@ def test_history_of_a_1000_event_batch_is_one_insert(openstack):
     written = HistoryEntry.objects.filter(cloudprovider=openstack).count()
     assert len(inserts) == 1, f"{len(inserts)} history INSERT statements"
     assert written >= 200
-    assert set(HistoryEntry.objects.filter(cloudprovider=openstack).values_list("cause", flat=True)) == {"event"}
+    assert set(
+        HistoryEntry.objects.filter(cloudprovider=openstack).values_list("cause", flat=True)
+    ) == {"event"}
 
 
 def test_history_can_be_switched_off(openstack, settings):
@@ -127,8 +163,9 @@ def test_history_can_be_switched_off(openstack, settings):
 
 @pytest.fixture
 def cloud(fake_openstack: FakeOpenStack, provider_factory):
-    return provider_factory(cloud_sync_driver="openstack.ocata",
-                            client_config=fake_openstack.client_config())
+    return provider_factory(
+        cloud_sync_driver="openstack.ocata", client_config=fake_openstack.client_config()
+    )
 
 
 def full_sync(provider, kind=RunKind.FULL):
@@ -155,7 +192,11 @@ def test_full_syncs_heal_delete_and_resurrect_with_their_run_as_cause(fake_opens
     healing = full_sync(cloud)
     [entry] = HistoryEntry.objects.filter(run=healing)
     assert (entry.kind, entry.external_id, entry.action, entry.cause) == (
-        "host", drifted["id"], "updated", "full")
+        "host",
+        drifted["id"],
+        "updated",
+        "full",
+    )
     assert entry.changes == {"hostname": [old_name, "renamed"]}
 
     # gone from the cloud: the full sync deletes the host and its port
@@ -163,9 +204,9 @@ def test_full_syncs_heal_delete_and_resurrect_with_their_run_as_cause(fake_opens
     port = CloudPort.objects.get(host__host_id=gone["id"])
     fake_openstack.data.delete_server(gone["id"])
     deleting = full_sync(cloud)
-    assert sorted((e.kind, e.external_id, e.action)
-                  for e in HistoryEntry.objects.filter(run=deleting)) == [
-        ("host", gone["id"], "deleted"), ("host_ip", port.port_id, "deleted")]
+    assert sorted(
+        (e.kind, e.external_id, e.action) for e in HistoryEntry.objects.filter(run=deleting)
+    ) == [("host", gone["id"], "deleted"), ("host_ip", port.port_id, "deleted")]
 
     # a host deleted by a (wrong) event comes back with the next full listing
     back = servers[2]
@@ -174,14 +215,19 @@ def test_full_syncs_heal_delete_and_resurrect_with_their_run_as_cause(fake_opens
     restored = HistoryEntry.objects.get(run=restoring, kind="host")
     assert (restored.external_id, restored.action) == (back["id"], "restored")
     assert restored.changes["deleted_at"][1] is None
-    assert HistoryEntry.objects.filter(run=restoring, kind="host_ip", action="restored").count() == 1
+    assert (
+        HistoryEntry.objects.filter(run=restoring, kind="host_ip", action="restored").count() == 1
+    )
 
 
 def test_history_api_filters_by_time_and_cause_and_paginates(openstack, client, django_user_model):
     for n, name in enumerate(LIFECYCLE[:3]):
         ingest_body(openstack.pk, message(name, n))
     host = CloudHost.objects.get(cloudprovider=openstack, host_id=UUID)
-    apply(openstack, [Change(Kind.HOST, Op.UPSERT, UUID, {"hypervisor": "other"}, "9999", "full_sync", "77")])
+    apply(
+        openstack,
+        [Change(Kind.HOST, Op.UPSERT, UUID, {"hypervisor": "other"}, "9999", "full_sync", "77")],
+    )
     user = django_user_model.objects.create_superuser("h", "h@example.com", "pw")
     client.force_login(user)
     url = f"/api/cloud-hosts/{host.pk}/history/"
@@ -190,7 +236,10 @@ def test_history_api_filters_by_time_and_cause_and_paginates(openstack, client, 
     assert page["results"][0]["cause"] == "full" and page["results"][0]["run"] == 77
     events = client.get(url, {"cause": "event"}).json()
     assert [r["event_type"] for r in events["results"]] == [
-        "instance.power_off.end", "instance.resize_finish.end", "instance.create.end"]
+        "instance.power_off.end",
+        "instance.resize_finish.end",
+        "instance.create.end",
+    ]
     assert events["results"][0]["changes"] == {"status": ["resized", "stopped"]}
     latest = HistoryEntry.objects.filter(object_pk=host.pk, kind="host").order_by("-id")[0]
     assert client.get(url, {"since": latest.applied_at.isoformat()}).json()["count"] == 1
@@ -201,8 +250,10 @@ def test_history_api_filters_by_time_and_cause_and_paginates(openstack, client, 
     changed = client.get("/api/history/", {"event": create.pk}).json()
     assert {r["kind"] for r in changed["results"]} == {"host", "host_ip", "flavor"}
     # and the admin pages show it
-    assert "instance.power_off.end" in client.get(
-        f"/admin/sync/cloudhost/{host.pk}/change/").content.decode()
+    assert (
+        "instance.power_off.end"
+        in client.get(f"/admin/sync/cloudhost/{host.pk}/change/").content.decode()
+    )
     assert UUID in client.get(f"/admin/sync/event/{create.pk}/change/").content.decode()
     for model in ("cloudflavor", "cloudport", "historyentry", "purgerun"):
         assert client.get(f"/admin/sync/{model}/").status_code == 200
