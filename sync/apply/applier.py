@@ -20,6 +20,7 @@ from sync.apply.addresses import (
 )
 from sync.apply.floors import NO_FLOORS, Floors
 from sync.apply.history import Cause, Entry, HistoryLog, hidden_attrs
+from sync.apply.history import plain as _plain
 from sync.apply.references import references_of, resolve
 from sync.apply.result import ApplyResult, Outcome
 from sync.changes import Change, Kind, Op, Source, parse_timestamp
@@ -56,19 +57,6 @@ _SYNC_MARKS = frozenset({"last_synced_by"})
 # (A host's port list is kept on its tombstone: it still decides, in any
 # order, whether a port left the host before the host died.)
 _TOMBSTONE_FIXED = frozenset({"status", "addresses"})
-
-
-def _plain(value: Any) -> Any:
-    """A JSON-safe rendering of a field value for stored diffs."""
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return str(value)
 
 
 def _parent_port(change: Change) -> str:

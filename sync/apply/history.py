@@ -40,7 +40,7 @@ from sync.models import (
     SyncedModel,
 )
 
-__all__ = ["Cause", "CauseArg", "HistoryLog", "hidden_attrs"]
+__all__ = ["Cause", "CauseArg", "HistoryLog", "hidden_attrs", "plain"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,15 +92,16 @@ def hidden_attrs(kind: Kind) -> frozenset[str]:
     return _BOOKKEEPING | _HIDDEN.get(kind, frozenset())
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """A JSON-safe rendering of a field value (history entries, dry-run diffs)."""
     if value is None or isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     return str(value)
 
 
@@ -210,7 +211,7 @@ class HistoryLog:
                         looked.get(after) if after else None,
                     ]
                 else:
-                    changes[renamed.get(attr, attr)] = [_plain(before), _plain(after)]
+                    changes[renamed.get(attr, attr)] = [plain(before), plain(after)]
             c = e.cause
             rows.append(
                 HistoryEntry(
