@@ -214,6 +214,21 @@ CLOUDSYNC_FULL_SYNC_SPLIT_OBJECTS = env.int("CLOUDSYNC_FULL_SYNC_SPLIT_OBJECTS",
 CLOUDSYNC_LISTING_DIGESTS = env.bool("CLOUDSYNC_LISTING_DIGESTS", default=True)
 CLOUDSYNC_FULL_SYNC_CRONTAB = env.str("CLOUDSYNC_FULL_SYNC_CRONTAB", default="30 2 * * *")
 CLOUDSYNC_CATCH_UP_CRONTAB = env.str("CLOUDSYNC_CATCH_UP_CRONTAB", default="5 * * * *")
+# Object history (sync.apply.history): every change that altered an inventory
+# object, written by apply() in bulk. 0 turns it off (benchmarks compare).
+CLOUDSYNC_HISTORY = env.bool("CLOUDSYNC_HISTORY", default=True)
+# Retention (sync/retention.py, a beat task; its schedule is installed once
+# from CLOUDSYNC_PURGE_CRONTAB and editable in the admin). Processed and
+# ignored inbox events are kept this many days (the dedup window), failed and
+# dead ones longer; history; finished runs' stored plans; tombstones.
+CLOUDSYNC_EVENT_RETENTION_DAYS = env.float("CLOUDSYNC_EVENT_RETENTION_DAYS", default=14)
+CLOUDSYNC_FAILED_EVENT_RETENTION_DAYS = env.float("CLOUDSYNC_FAILED_EVENT_RETENTION_DAYS",
+                                                  default=90)
+CLOUDSYNC_HISTORY_RETENTION_DAYS = env.float("CLOUDSYNC_HISTORY_RETENTION_DAYS", default=365)
+CLOUDSYNC_PLAN_RETENTION_DAYS = env.float("CLOUDSYNC_PLAN_RETENTION_DAYS", default=30)
+CLOUDSYNC_TOMBSTONE_RETENTION_DAYS = env.float("CLOUDSYNC_TOMBSTONE_RETENTION_DAYS", default=30)
+CLOUDSYNC_PURGE_BATCH = env.int("CLOUDSYNC_PURGE_BATCH", default=5000)
+CLOUDSYNC_PURGE_CRONTAB = env.str("CLOUDSYNC_PURGE_CRONTAB", default="45 3 * * *")
 
 # --- DRF ------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -4,6 +4,8 @@ from django.db import models
 
 __all__ = [
     "EventStatusChoices",
+    "HistoryActionChoices",
+    "HistoryCauseChoices",
     "HostIPKindChoices",
     "HostStatusChoices",
     "SyncRunKindChoices",
@@ -53,3 +55,18 @@ class SyncRunStatusChoices(models.TextChoices):
     NEEDS_APPROVAL = "needs_approval", "Needs approval"
     PLANNED = "planned", "Planned (dry run)"
     APPLIED = "applied", "Plan applied"
+
+
+class HistoryCauseChoices(models.TextChoices):
+    EVENT = "event", "Inbox event"
+    FULL = "full", "Full sync"
+    CATCH_UP = "catch_up", "Catch-up"
+    SNAPSHOT = "snapshot", "Pushed snapshot"
+    PLAN = "plan", "Plan applied by an operator"
+
+
+class HistoryActionChoices(models.TextChoices):
+    CREATED = "created", "Created"
+    UPDATED = "updated", "Updated"
+    DELETED = "deleted", "Deleted"
+    RESTORED = "restored", "Restored (resurrected by a full sync)"

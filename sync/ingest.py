@@ -32,8 +32,9 @@ from django.db.models import F
 from django.utils import timezone
 
 from sync import inbox, names, queueing
-from sync.apply import apply, bulk, floors
+from sync.apply import Cause, apply, bulk, floors
 from sync.choices import EventStatusChoices as Status
+from sync.choices import HistoryCauseChoices as HistoryCause
 from sync.choices import SyncRunStatusChoices as RunStatus
 from sync.db_outage import is_transient, is_unavailable
 from sync.drivers.base import BadPayload, Driver, DriverNotInstalled, TemporaryError, Translation
@@ -289,7 +290,10 @@ def _apply_claimed(
         changes = [change for _, t in mine for change in t.changes]
         per_event: dict[int, dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))
         if changes:
-            result = apply(provider, changes, now=now, floors=listed)
+            causes = {event.pk: Cause(HistoryCause.EVENT, event.pk, event.event_type,
+                                      event.occurred_at) for event, _ in mine}
+            result = apply(provider, changes, now=now, floors=listed,
+                           cause=lambda change: causes[owner[id(change)]])
             for change, outcome in result.outcomes:
                 per_event[owner[id(change)]][change.kind.value][outcome] += 1
         rows = []

@@ -8,7 +8,7 @@ them): change one only with a migration of what is queued.
 """
 
 __all__ = [
-    "APPLY_PLAN", "EVENTS_QUEUE", "FINISH_SPLIT", "INGEST", "QUEUES", "REPLAY", "ROUTES", "RUN_SYNC",
+    "APPLY_PLAN", "EVENTS_QUEUE", "FINISH_SPLIT", "INGEST", "PURGE", "QUEUES", "REPLAY", "ROUTES", "RUN_SYNC",
     "SPLIT_FAILED", "SWEEP", "SYNC_ALL", "SYNC_PART", "SYNC_QUEUE",
 ]
 
@@ -22,6 +22,7 @@ RUN_SYNC = "sync.tasks.run_sync"
 APPLY_PLAN = "sync.tasks.apply_plan"
 SYNC_ALL = "sync.tasks.sync_all"
 SWEEP = "sync.tasks.sweep"
+PURGE = "sync.tasks.purge"  # retention (sync/retention.py), a beat schedule
 # A split full sync: a chord of SYNC_PART tasks whose body is FINISH_SPLIT
 # (SPLIT_FAILED: the body's error callback, when the chord itself fails).
 SYNC_PART = "sync.tasks.sync_part"
@@ -35,6 +36,7 @@ ROUTES = {
     APPLY_PLAN: {"queue": SYNC_QUEUE},
     SYNC_ALL: {"queue": SYNC_QUEUE},
     SWEEP: {"queue": SYNC_QUEUE},
+    PURGE: {"queue": SYNC_QUEUE},
     SYNC_PART: {"queue": SYNC_QUEUE},
     FINISH_SPLIT: {"queue": SYNC_QUEUE},
     SPLIT_FAILED: {"queue": SYNC_QUEUE},

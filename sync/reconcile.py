@@ -32,7 +32,7 @@ from typing import Any
 from django.conf import settings
 from django.db import models, transaction
 
-from sync.apply import MODEL_FOR_KIND, ApplyResult, Floors, Outcome, apply, bulk
+from sync.apply import MODEL_FOR_KIND, ApplyResult, Cause, Floors, Outcome, apply, bulk
 from sync.changes import Change, Kind, Op, Source, make_version
 from sync.choices import SyncRunStatusChoices as RunStatus
 from sync.drivers.base import Snapshot
@@ -82,18 +82,18 @@ def _restamp(changes: Iterable[Change], source: Source, ref: str) -> Iterator[Ch
 
 def _apply_chunk(
     provider: CloudProvider, chunk: list[Change], *, dry_run: bool, listed_at: Any,
-    floors: Floors,
+    floors: Floors, cause: Cause | None = None,
 ) -> ApplyResult:
     # A listing without floors of its own (a catch-up, a pushed snapshot)
     # counts from the provider's last one.
     floors_or_last = floors if floors else None
     if not dry_run:  # diffs feed only a dry run's plan: not computed otherwise
-        return apply(provider, chunk, listed_at=listed_at, floors=floors_or_last)
+        return apply(provider, chunk, listed_at=listed_at, floors=floors_or_last, cause=cause)
     holder: list[ApplyResult] = []
     try:
-        with transaction.atomic():
+        with transaction.atomic():  # (rolled back: no history either)
             holder.append(apply(provider, chunk, record_diffs=True, listed_at=listed_at,
-                                floors=floors_or_last))
+                                floors=floors_or_last, record_history=False))
             raise _Rollback
     except _Rollback:
         pass
@@ -158,11 +158,13 @@ def reconcile(
     ref: str,
     started_at: datetime,
     dry_run: bool = False,
+    cause: Cause | None = None,
 ) -> Reconciliation:
     """Heal the provider's inventory from a complete snapshot (see module doc).
     ``source``/``ref`` stamp the changes (the run's kind and id);
     ``started_at`` is when the listing began (the run's start if the
-    snapshot does not say)."""
+    snapshot does not say); ``cause``: the run, for the objects' history
+    (by default read from ``source``/``ref``)."""
     started = snapshot.started_at or started_at
     seen: dict[Kind, set[str]] = defaultdict(set)
     totals = ApplyResult()
@@ -179,7 +181,7 @@ def reconcile(
     with _vouching(provider, floors if not dry_run else Floors()) as applied:
         for chunk in _chunks(_restamp(tracked(snapshot.changes), source, ref), CHUNK):
             result = _apply_chunk(provider, chunk, dry_run=dry_run,
-                                  listed_at=snapshot.started_at, floors=floors)
+                                  listed_at=snapshot.started_at, floors=floors, cause=cause)
             applied(chunk)
             drift.add(result)
             if dry_run:
@@ -188,7 +190,7 @@ def reconcile(
             totals.merge(result)
 
     return _settle(provider, snapshot, seen, started, source, ref, totals, drift, plan,
-                   dry_run=dry_run)
+                   dry_run=dry_run, cause=cause)
 
 
 def _settle(
@@ -203,6 +205,7 @@ def _settle(
     plan: list[dict[str, Any]],
     *,
     dry_run: bool,
+    cause: Cause | None = None,
 ) -> Reconciliation:
     """After a complete listing: decide deletions (``_deletions``), apply them
     unless the guard trips (or a dry run), and say what the run did."""
@@ -220,7 +223,7 @@ def _settle(
         error = "" if dry_run else tripped
     else:
         for chunk in _chunks(deletes, CHUNK):
-            result = apply(provider, chunk)
+            result = apply(provider, chunk, cause=cause)
             drift.add(result)
             result.outcomes.clear()
             totals.merge(result)
@@ -307,6 +310,7 @@ def apply_part(
     source: Source,
     ref: str,
     record: Callable[[dict[Kind, list[str]]], None],
+    cause: Cause | None = None,
 ) -> dict[str, Any]:
     """Apply one part's listing in chunks; ``record`` gets each chunk's listed
     ids per kind (before the chunk is applied). Returns what it did, as JSON:
@@ -324,7 +328,7 @@ def apply_part(
                     seen[change.kind].add(change.external_id)
             record(listed)
             result = _apply_chunk(provider, chunk, dry_run=False, listed_at=snapshot.started_at,
-                                  floors=floors)
+                                  floors=floors, cause=cause)
             applied(chunk)
             drift.add(result)
             result.outcomes.clear()
@@ -341,6 +345,7 @@ def settle_parts(
     *,
     source: Source,
     ref: str,
+    cause: Cause | None = None,
 ) -> Reconciliation:
     """Deletions of a split run, decided once: ``listing`` carries the union
     of the parts' kinds and scopes and the earliest start of their listings,
@@ -352,7 +357,7 @@ def settle_parts(
             totals.counts[kind].update(counts)
         drift.absorb(part.get("drift") or {})
     return _settle(provider, listing, seen, listing.started_at, source, ref, totals, drift, [],
-                   dry_run=False)
+                   dry_run=False, cause=cause)
 
 
 def _planned(chunk: list[Change], result: ApplyResult) -> list[dict[str, Any]]:
@@ -459,6 +464,7 @@ def apply_plan(
     ref: str,
     started_at: datetime,
     listed_at: datetime | None,
+    cause: Cause | None = None,
 ) -> PlanResult:
     """Apply a stored plan (dry run or held-back deletions) through apply();
     deletions of objects seen or changed since ``started_at`` are dropped.
@@ -467,7 +473,7 @@ def apply_plan(
                            [plan_to_change(item, Source.FULL_SYNC, ref) for item in plan])
     totals, drift = ApplyResult(), _Drift()
     for chunk in _chunks(changes, CHUNK):
-        result = apply(provider, chunk, listed_at=listed_at)
+        result = apply(provider, chunk, listed_at=listed_at, cause=cause)
         drift.add(result)
         result.outcomes.clear()
         totals.merge(result)

@@ -26,7 +26,9 @@ from django.utils.dateparse import parse_datetime
 
 from sync import names, queueing, split
 from sync.apply.floors import NO_FLOORS, Floors, lock_for_change
+from sync.apply.history import Cause
 from sync.changes import Source
+from sync.choices import HistoryCauseChoices as HistoryCause
 from sync.choices import SyncRunKindChoices as RunKind
 from sync.choices import SyncRunStatusChoices as RunStatus
 from sync.drivers.base import (
@@ -221,6 +223,13 @@ def _execute(run: SyncRun, *, may_split: bool = False) -> SyncRun:
     return run
 
 
+def run_cause(run: SyncRun) -> Cause:
+    """What the objects' history names as the cause of a run's changes."""
+    kind = {RunKind.CATCH_UP: HistoryCause.CATCH_UP,
+            RunKind.SNAPSHOT: HistoryCause.SNAPSHOT}.get(run.kind, HistoryCause.FULL)
+    return Cause(kind, run_id=run.pk, actor=run.triggered_by if kind == HistoryCause.SNAPSHOT else "")
+
+
 def reconcile_run(run: SyncRun, snapshot: Snapshot, *, dry_run: bool = False) -> SyncRun:
     """Reconcile the provider with ``snapshot`` as ``run`` and record the outcome."""
     source = Source.CATCH_UP if run.kind == RunKind.CATCH_UP else Source.FULL_SYNC
@@ -230,7 +239,7 @@ def reconcile_run(run: SyncRun, snapshot: Snapshot, *, dry_run: bool = False) ->
     else:  # events older than this listing wait for it (sync.apply.floors)
         _set_floors(run, pending=Floors(floors.started_at, floors.versions, run.pk))
     result = reconcile(run.cloudprovider, snapshot, source=source, ref=str(run.pk),
-                       started_at=run.started_at, dry_run=dry_run)
+                       started_at=run.started_at, dry_run=dry_run, cause=run_cause(run))
     _finish_listing(run, result, floors)
     return run
 
@@ -656,7 +665,9 @@ def apply_stored_plan(run_id: int, *, triggered_by: str = "") -> SyncRun:
     # snapshot's listing time is not kept, so it resurrects nothing here.
     listed_at = None if run.kind == RunKind.SNAPSHOT else run.started_at
     result = apply_plan(run.cloudprovider, run.plan, ref=str(run.pk), started_at=run.started_at,
-                        listed_at=listed_at)
+                        listed_at=listed_at,
+                        cause=Cause(HistoryCause.PLAN, run_id=run.pk,
+                                    actor=triggered_by or "operator"))
     counts = run.counts or {}
     for kind, values in result.counts.items():
         merged = counts.setdefault(kind, {})

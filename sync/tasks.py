@@ -16,7 +16,7 @@ from celery.exceptions import Reject
 from django.conf import settings
 from django.db import DatabaseError
 
-from sync import ingest, journal, names, runs, sweeper
+from sync import ingest, journal, names, retention, runs, sweeper
 from sync.batching import ACK, REQUEUE, BatchTask
 from sync.choices import SyncRunStatusChoices as RunStatus
 from sync.db_outage import DatabaseUnavailable, wait_out_outage
@@ -24,8 +24,8 @@ from sync.drivers.base import TemporaryError
 from sync.errors import PlanNotApplicable, RunFailed
 from sync.retries import retry_countdown
 
-__all__ = ["apply_plan", "finish_split", "ingest_task", "replay_events", "run_sync", "split_failed",
-           "sweep", "sync_all", "sync_part"]
+__all__ = ["apply_plan", "finish_split", "ingest_task", "purge", "replay_events", "run_sync",
+           "split_failed", "sweep", "sync_all", "sync_part"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -112,6 +112,13 @@ def replay_events(event_ids: list[int]) -> dict:
 def sweep() -> dict:
     """Beat: re-queue events stuck in the inbox and runs whose worker died."""
     return sweeper.sweep()
+
+
+@shared_task(name=names.PURGE, expires=3600, acks_late=False)
+def purge() -> dict:
+    """Beat: remove what is past each retention window (sync/retention.py)."""
+    run = retention.purge()
+    return {"purge": run.pk, "removed": run.removed, "batches": run.batches}
 
 
 @shared_task(bind=True, name=names.RUN_SYNC, acks_late=True, max_retries=None)

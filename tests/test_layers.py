@@ -110,7 +110,7 @@ def test_no_import_cycles_in_the_app():
 
 
 @pytest.mark.parametrize("lower", ["sync.ingest", "sync.runs", "sync.split", "sync.reconcile",
-                                   "sync.apply", "sync.inbox", "sync.sweeper", "sync.queueing",
+                                   "sync.apply", "sync.inbox", "sync.sweeper", "sync.queueing", "sync.retention",
                                    "sync.models"])
 def test_services_never_import_entry_points(lower):
     edges = graph()

@@ -7,6 +7,7 @@ from django.contrib import admin
 from django.urls import reverse_lazy
 
 from sync.admin.events import EventAdmin, SyncRunAdmin
+from sync.admin.history import HistoryEntryAdmin, PurgeRunAdmin
 from sync.admin.inventory import (
     CloudFlavorAdmin,
     CloudHostAdmin,
@@ -27,5 +28,7 @@ __all__ = [
     "CloudProjectAdmin",
     "CloudProviderAdmin",
     "EventAdmin",
+    "HistoryEntryAdmin",
+    "PurgeRunAdmin",
     "SyncRunAdmin",
 ]

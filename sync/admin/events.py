@@ -11,6 +11,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from sync.admin.common import ReadOnlyAdminMixin, pretty_json
+from sync.admin.history import changed_objects
 from sync.choices import EventStatusChoices as EventStatus
 from sync.errors import PlanNotApplicable
 from sync.ingest import request_replay
@@ -70,9 +71,14 @@ class EventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             },
         ),
         ("Outcome", {"fields": ("error", "result_pretty")}),
+        ("Objects it changed", {"fields": ("changed",)}),
         ("Body", {"fields": ("body_pretty",)}),
     )
-    readonly_fields = ("result_pretty", "body_pretty")
+    readonly_fields = ("result_pretty", "body_pretty", "changed")
+
+    @admin.display(description="changes")
+    def changed(self, obj: Event) -> str:
+        return changed_objects(event_id=obj.pk)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         qs = super().get_queryset(request)
@@ -166,8 +172,13 @@ class SyncRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         ("Counts", {"fields": ("counts_pretty",)}),
         ("Drift healed", {"fields": ("drift_pretty",)}),
         ("Plan", {"fields": ("plan_pretty",)}),
+        ("Objects it changed", {"fields": ("changed",)}),
     )
-    readonly_fields = ("counts_pretty", "drift_pretty", "plan_pretty")
+    readonly_fields = ("counts_pretty", "drift_pretty", "plan_pretty", "changed")
+
+    @admin.display(description="changes")
+    def changed(self, obj: SyncRun) -> str:
+        return changed_objects(run_id=obj.pk)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         qs = super().get_queryset(request)

@@ -6,11 +6,14 @@ Tombstoned rows stay reachable: the querysets use ``all_objects`` and the
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from sync.admin.common import DeletedListFilter, ReadOnlyAdminMixin, pretty_json
+from sync.admin.history import object_history
 from sync.models import (
     CloudFlavor,
     CloudHost,
@@ -65,6 +68,20 @@ class InventoryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_select_related: tuple = ("cloudprovider",)
     list_per_page = 100
     show_full_result_count = False  # no COUNT(*) over the whole table
+    history_kind = ""  # sync.changes.Kind value: the object page's History section
+
+    def get_fieldsets(self, request: HttpRequest, obj: SyncedModel | None = None) -> Any:
+        fieldsets = list(super().get_fieldsets(request, obj))
+        if obj is not None and self.history_kind:
+            fieldsets.append(("History (newest first)", {"fields": ("history",)}))
+        return fieldsets
+
+    def get_readonly_fields(self, request: HttpRequest, obj: SyncedModel | None = None) -> Any:
+        return (*super().get_readonly_fields(request, obj), "history")
+
+    @admin.display(description="changes")
+    def history(self, obj: SyncedModel) -> str:
+        return object_history(self.history_kind, obj.pk)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         qs = self.model.all_objects.get_queryset()
@@ -98,6 +115,7 @@ class PortIPInline(CloudHostIPInline):
 
 @admin.register(CloudHost)
 class CloudHostAdmin(InventoryAdmin):
+    history_kind = "host"
     list_display = (
         "hostname",
         "host_id",
@@ -133,6 +151,7 @@ class CloudHostAdmin(InventoryAdmin):
 
 @admin.register(CloudFlavor)
 class CloudFlavorAdmin(InventoryAdmin):
+    history_kind = "flavor"
     list_display = inventory_columns(CloudFlavor, leave_out=("extra_specs",))
     list_display_links = ("name", "flavor_id")
     list_filter = ("cloudprovider", "is_public", DeletedListFilter)
@@ -147,6 +166,7 @@ class CloudFlavorAdmin(InventoryAdmin):
 
 @admin.register(CloudImage)
 class CloudImageAdmin(InventoryAdmin):
+    history_kind = "image"
     list_display = inventory_columns(CloudImage, leave_out=("min_disk", "min_ram"))
     list_display_links = ("name", "image_id")
     list_filter = ("cloudprovider", "status", "os_distro", "visibility", DeletedListFilter)
@@ -156,6 +176,7 @@ class CloudImageAdmin(InventoryAdmin):
 
 @admin.register(CloudProject)
 class CloudProjectAdmin(InventoryAdmin):
+    history_kind = "project"
     list_display = inventory_columns(CloudProject)
     list_display_links = ("name", "project_id")
     list_filter = ("cloudprovider", "enabled", DeletedListFilter)
@@ -165,6 +186,7 @@ class CloudProjectAdmin(InventoryAdmin):
 
 @admin.register(CloudPort)
 class CloudPortAdmin(InventoryAdmin):
+    history_kind = "host_ip"
     list_display = ("port_id", "cloudprovider", *CloudPort.synced_fields, "is_live")
     list_select_related = ("cloudprovider", "host")
     search_fields = ("port_id", "parent_port_id", "host__host_id", "ips__address")

@@ -19,6 +19,8 @@ from django.db.models import Q, QuerySet
 
 from sync.choices import (
     EventStatusChoices,
+    HistoryActionChoices,
+    HistoryCauseChoices,
     HostStatusChoices,
     SyncRunKindChoices,
     SyncRunStatusChoices,
@@ -28,9 +30,12 @@ from sync.models import (
     CloudHost,
     CloudHostIP,
     CloudImage,
+    CloudPort,
     CloudProject,
     CloudProvider,
     Event,
+    HistoryEntry,
+    PurgeRun,
     SyncedModel,
     SyncRun,
 )
@@ -39,9 +44,12 @@ __all__ = [
     "CloudFlavorFilterSet",
     "CloudHostFilterSet",
     "CloudImageFilterSet",
+    "CloudPortFilterSet",
     "CloudProjectFilterSet",
     "CloudProviderFilterSet",
     "EventFilterSet",
+    "HistoryEntryFilterSet",
+    "PurgeRunFilterSet",
     "SyncRunFilterSet",
     "hosts_in_network",
 ]
@@ -252,6 +260,14 @@ class CloudImageFilterSet(SyncedFilterSet):
         fields = synced_filter_fields(CloudImage, leave_out=("min_disk", "min_ram"))
 
 
+class CloudPortFilterSet(SyncedFilterSet):
+    host_id = CharInFilter(field_name="host__host_id", label="External host id(s)")
+
+    class Meta:
+        model = CloudPort
+        fields = ["port_id", "parent_port_id"]
+
+
 class CloudHostFilterSet(SyncedFilterSet):
     hostname__ic = django_filters.CharFilter(
         field_name="hostname", lookup_expr="icontains", label="Hostname contains (case-insensitive)"
@@ -315,3 +331,39 @@ class SyncRunFilterSet(FilterSet):
 
     def filter_provider(self, queryset: QuerySet, name: str, value: list[str]) -> QuerySet:
         return queryset.filter(provider_q(value, "cloudprovider"))
+
+
+class HistoryEntryFilterSet(FilterSet):
+    """History entries: by time range and cause (also on the per-object
+    ``history`` actions of the inventory endpoints)."""
+
+    provider = CharInFilter(method="filter_provider", label="Provider id or name")
+    kind = django_filters.ChoiceFilter(
+        choices=[(k, k) for k in ("host", "flavor", "image", "project", "host_ip")],
+        label="Object kind (host_ip: ports)",
+    )
+    object_id = django_filters.NumberFilter(field_name="object_pk", label="The object's API id")
+    since = DateTimeSinceFilter(field_name="applied_at", lookup_expr="gte",
+                                label="Applied at or after (ISO 8601)")
+    until = DateTimeSinceFilter(field_name="applied_at", lookup_expr="lt",
+                                label="Applied before (ISO 8601)")
+    cause = django_filters.MultipleChoiceFilter(choices=HistoryCauseChoices.choices)
+    action = django_filters.MultipleChoiceFilter(choices=HistoryActionChoices.choices)
+    event = django_filters.NumberFilter(field_name="event_id", label="Caused by this inbox event")
+    run = django_filters.NumberFilter(field_name="run_id", label="Caused by this sync run")
+    event_type = CharInFilter(field_name="event_type", label="Event type(s), comma-separated")
+
+    class Meta:
+        model = HistoryEntry
+        fields = ["external_id"]
+
+    def filter_provider(self, queryset: QuerySet, name: str, value: list[str]) -> QuerySet:
+        return queryset.filter(provider_q(value, "cloudprovider"))
+
+
+class PurgeRunFilterSet(FilterSet):
+    started_since = DateTimeSinceFilter(field_name="started_at", lookup_expr="gte")
+
+    class Meta:
+        model = PurgeRun
+        fields: list[str] = []

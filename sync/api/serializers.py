@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.reverse import reverse
 
 from sync.choices import SyncRunKindChoices
 from sync.models import (
@@ -17,9 +18,12 @@ from sync.models import (
     CloudHost,
     CloudHostIP,
     CloudImage,
+    CloudPort,
     CloudProject,
     CloudProvider,
     Event,
+    HistoryEntry,
+    PurgeRun,
     SyncedModel,
     SyncRun,
 )
@@ -29,12 +33,16 @@ __all__ = [
     "CloudFlavorSerializer",
     "CloudHostSerializer",
     "CloudImageSerializer",
+    "CloudPortSerializer",
     "CloudProjectSerializer",
     "CloudProviderCreatedSerializer",
     "CloudProviderEndpointSerializer",
     "CloudProviderSerializer",
     "EventReplaySerializer",
     "EventSerializer",
+    "HistoryEntrySerializer",
+    "PurgeRunSerializer",
+    "RetentionSerializer",
     "SyncRunCreateSerializer",
     "SyncRunDetailSerializer",
     "SyncRunSerializer",
@@ -332,3 +340,96 @@ class SyncRunCreateSerializer(serializers.Serializer):
         choices=SYNC_RUN_START_KINDS,
         default=SyncRunKindChoices.FULL,
     )
+
+
+# --- history and retention -------------------------------------------------------
+
+# The API endpoint of each kind's objects (history entries link to them).
+OBJECT_VIEWS = {
+    "host": "api:cloudhost-detail",
+    "flavor": "api:cloudflavor-detail",
+    "image": "api:cloudimage-detail",
+    "project": "api:cloudproject-detail",
+    "host_ip": "api:cloudport-detail",
+}
+
+
+class HistoryEntrySerializer(serializers.ModelSerializer):
+    """One change that altered an object: fields before → after, and why."""
+
+    object_id = serializers.IntegerField(source="object_pk", read_only=True)
+    object_url = serializers.SerializerMethodField()
+    provider = serializers.IntegerField(source="cloudprovider_id", read_only=True)
+    changes = serializers.JSONField(
+        read_only=True, help_text="{field: [before, after]}; references by external id."
+    )
+    event_url = serializers.SerializerMethodField()
+    run_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = HistoryEntry
+        fields = [
+            "id",
+            "provider",
+            "kind",
+            "object_id",
+            "object_url",
+            "external_id",
+            "applied_at",
+            "action",
+            "changes",
+            "cause",
+            "event",
+            "event_url",
+            "event_type",
+            "occurred_at",
+            "run",
+            "run_url",
+            "actor",
+        ]
+
+    def _url(self, name: str, pk: int | None) -> str | None:
+        if pk is None:
+            return None
+        request = self.context.get("request")
+        return reverse(name, kwargs={"pk": pk}, request=request)
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_object_url(self, entry: HistoryEntry) -> str | None:
+        return self._url(OBJECT_VIEWS[entry.kind], entry.object_pk)
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_event_url(self, entry: HistoryEntry) -> str | None:
+        """The inbox event (purged after its retention window: the id stays)."""
+        return self._url("api:event-detail", entry.event_id)
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_run_url(self, entry: HistoryEntry) -> str | None:
+        return self._url("api:syncrun-detail", entry.run_id)
+
+
+class CloudPortSerializer(serializers.ModelSerializer):
+    url = serializers.HyperlinkedIdentityField(view_name="api:cloudport-detail")
+    provider = CloudProviderBriefSerializer(source="cloudprovider", read_only=True)
+    host = serializers.SlugRelatedField(slug_field="host_id", read_only=True, allow_null=True)
+    ip_addresses = CloudHostIPSerializer(source="ips", many=True, read_only=True)
+
+    class Meta:
+        model = CloudPort
+        fields = ["id", "url", "provider", "port_id", "host", "parent_port_id", "ip_addresses",
+                  "source_version", "last_synced_by", "deleted_at", "created_at", "modified_at"]
+
+
+class PurgeRunSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = PurgeRun
+        fields = ["id", "started_at", "finished_at", "settings", "removed", "batches", "error"]
+
+
+class RetentionSerializer(serializers.Serializer):
+    """The retention settings in force and the last purge."""
+
+    settings = serializers.DictField(help_text="Each retention setting (days) and the batch size.")
+    schedule = serializers.CharField(help_text="The purge's beat schedule (editable in the admin).",
+                                     allow_null=True)
+    last_purge = PurgeRunSerializer(allow_null=True)

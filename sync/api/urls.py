@@ -14,6 +14,9 @@ router.register("cloud-projects", views.CloudProjectViewSet, basename="cloudproj
 router.register("cloud-flavors", views.CloudFlavorViewSet, basename="cloudflavor")
 router.register("cloud-images", views.CloudImageViewSet, basename="cloudimage")
 router.register("cloud-hosts", views.CloudHostViewSet, basename="cloudhost")
+router.register("cloud-ports", views.CloudPortViewSet, basename="cloudport")
+router.register("history", views.HistoryEntryViewSet, basename="historyentry")
+router.register("purge-runs", views.PurgeRunViewSet, basename="purgerun")
 router.register("events", views.EventViewSet, basename="event")
 router.register("sync-runs", views.SyncRunViewSet, basename="syncrun")
 

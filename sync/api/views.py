@@ -18,25 +18,37 @@ from django.db.models import (
     Subquery,
 )
 from django.db.models.functions import Coalesce
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
+from django_celery_beat.models import PeriodicTask
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import mixins
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
-from sync import ingest, runs
+from sync import ingest, names, retention, runs
 from sync.api import filtersets, serializers
-from sync.api.base import ERROR_RESPONSES, Conflict, ReadOnlyViewSet
+from sync.api.base import ERROR_RESPONSES, Conflict, Pagination, ReadOnlyViewSet
 from sync.choices import EventStatusChoices, SyncRunKindChoices, SyncRunStatusChoices
 from sync.models import (
     CloudFlavor,
     CloudHost,
     CloudHostIP,
     CloudImage,
+    CloudPort,
     CloudProject,
     CloudProvider,
     Event,
+    HistoryEntry,
+    PurgeRun,
     SyncRun,
 )
 
@@ -44,9 +56,12 @@ __all__ = [
     "CloudFlavorViewSet",
     "CloudHostViewSet",
     "CloudImageViewSet",
+    "CloudPortViewSet",
     "CloudProjectViewSet",
     "CloudProviderViewSet",
     "EventViewSet",
+    "HistoryEntryViewSet",
+    "PurgeRunViewSet",
     "SyncRunViewSet",
 ]
 
@@ -171,11 +186,65 @@ INVENTORY_NOTE = (
 )
 
 
+HISTORY_PARAMETERS = [
+    OpenApiParameter("since", OpenApiTypes.DATETIME, description="Applied at or after"),
+    OpenApiParameter("until", OpenApiTypes.DATETIME, description="Applied before"),
+    OpenApiParameter("cause", OpenApiTypes.STR, many=True,
+                     description="event, full, catch_up, snapshot, plan (repeatable)"),
+    OpenApiParameter("action", OpenApiTypes.STR, many=True,
+                     description="created, updated, deleted, restored (repeatable)"),
+    OpenApiParameter("event", OpenApiTypes.INT, description="Caused by this inbox event id"),
+    OpenApiParameter("run", OpenApiTypes.INT, description="Caused by this sync run id"),
+    OpenApiParameter("event_type", OpenApiTypes.STR, description="Event type(s), comma-separated"),
+    OpenApiParameter("limit", OpenApiTypes.INT, description="Page size (default 50, at most 1000)"),
+    OpenApiParameter("offset", OpenApiTypes.INT, description="Entries to skip"),
+]
+
+
+# ``GET <object>/history/``: the object's history entries, newest first,
+# filterable by time range and cause, paginated. (A comment, not a docstring:
+# drf-spectacular would show it on every operation of the viewsets.)
+class WithHistory:
+
+    history_kind = ""
+
+    @extend_schema(
+        summary="The object's history (what changed, when, and why)",
+        description="Every change that altered the object, newest first: fields before → after "
+        "(references by external id), when it was applied, and its cause (an inbox event with "
+        "its type and occurrence time, a sync run, or a plan applied by an operator). Kept "
+        "CLOUDSYNC_HISTORY_RETENTION_DAYS (365) days.",
+        parameters=HISTORY_PARAMETERS,
+        responses={200: serializers.HistoryEntrySerializer(many=True), **ERROR_RESPONSES},
+        filters=False,
+    )
+    @action(detail=True, methods=["get"], filter_backends=[], pagination_class=Pagination)
+    def history(self, request: Request, pk: str | None = None) -> Response:
+        obj = self.get_object()
+        entries = HistoryEntry.objects.filter(kind=self.history_kind, object_pk=obj.pk)
+        return history_page(self, request, entries)
+
+
+def history_page(view: Any, request: Request, entries: QuerySet) -> Response:
+    """A page of history entries filtered by the query (400 on a bad filter)."""
+    params = request.query_params.copy()
+    for name in ("kind", "object_id", "provider"):  # fixed by the URL
+        params.pop(name, None)
+    filterset = filtersets.HistoryEntryFilterSet(params, queryset=entries, request=request)
+    if not filterset.is_valid():
+        raise ValidationError(filterset.errors)
+    qs = filterset.qs.order_by("-applied_at", "-id")
+    page = view.paginate_queryset(qs)
+    data = serializers.HistoryEntrySerializer(page, many=True, context={"request": request}).data
+    return view.get_paginated_response(data)
+
+
 @extend_schema_view(
     list=extend_schema(summary="List cloud projects", description=INVENTORY_NOTE),
     retrieve=extend_schema(summary="Get a cloud project"),
 )
-class CloudProjectViewSet(ReadOnlyViewSet):
+class CloudProjectViewSet(WithHistory, ReadOnlyViewSet):
+    history_kind = "project"
     queryset = CloudProject.all_objects.select_related("cloudprovider")  # provider
     serializer_class = serializers.CloudProjectSerializer
     filterset_class = filtersets.CloudProjectFilterSet
@@ -187,7 +256,8 @@ class CloudProjectViewSet(ReadOnlyViewSet):
     list=extend_schema(summary="List cloud flavors", description=INVENTORY_NOTE),
     retrieve=extend_schema(summary="Get a cloud flavor"),
 )
-class CloudFlavorViewSet(ReadOnlyViewSet):
+class CloudFlavorViewSet(WithHistory, ReadOnlyViewSet):
+    history_kind = "flavor"
     queryset = CloudFlavor.all_objects.select_related("cloudprovider")  # provider
     serializer_class = serializers.CloudFlavorSerializer
     filterset_class = filtersets.CloudFlavorFilterSet
@@ -208,7 +278,8 @@ class CloudFlavorViewSet(ReadOnlyViewSet):
     list=extend_schema(summary="List cloud images", description=INVENTORY_NOTE),
     retrieve=extend_schema(summary="Get a cloud image"),
 )
-class CloudImageViewSet(ReadOnlyViewSet):
+class CloudImageViewSet(WithHistory, ReadOnlyViewSet):
+    history_kind = "image"
     queryset = CloudImage.all_objects.select_related("cloudprovider")  # provider
     serializer_class = serializers.CloudImageSerializer
     filterset_class = filtersets.CloudImageFilterSet
@@ -225,7 +296,8 @@ class CloudImageViewSet(ReadOnlyViewSet):
     ),
     retrieve=extend_schema(summary="Get a cloud host"),
 )
-class CloudHostViewSet(ReadOnlyViewSet):
+class CloudHostViewSet(WithHistory, ReadOnlyViewSet):
+    history_kind = "host"
     queryset = CloudHost.all_objects.select_related(
         "cloudprovider",  # provider
         "cloudflavor",  # flavor
@@ -248,6 +320,67 @@ class CloudHostViewSet(ReadOnlyViewSet):
         "created_at",
         "modified_at",
     ]
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List cloud ports (network attachments: Neutron ports, AWS "
+                       "ENIs, floating IPs)", description=INVENTORY_NOTE),
+    retrieve=extend_schema(summary="Get a cloud port"),
+)
+class CloudPortViewSet(WithHistory, ReadOnlyViewSet):
+    history_kind = "host_ip"
+    queryset = CloudPort.all_objects.select_related("cloudprovider", "host").prefetch_related(
+        Prefetch("ips", queryset=CloudHostIP.objects.select_related("port")))
+    serializer_class = serializers.CloudPortSerializer
+    filterset_class = filtersets.CloudPortFilterSet
+    search_fields = ["port_id"]
+    ordering_fields = ["id", "port_id", "created_at", "modified_at"]
+
+
+# --- history and retention -------------------------------------------------------
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List history entries (every object)",
+        description="What changed, when and why, across objects: e.g. ?event=<id> lists what "
+        "an inbox event changed, ?run=<id> what a sync run changed.",
+    ),
+    retrieve=extend_schema(summary="Get a history entry"),
+)
+class HistoryEntryViewSet(ReadOnlyViewSet):
+    queryset = HistoryEntry.objects.all()
+    serializer_class = serializers.HistoryEntrySerializer
+    filterset_class = filtersets.HistoryEntryFilterSet
+    ordering_fields = ["id", "applied_at"]
+    ordering = ["-applied_at", "-id"]
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List retention purges (what each removed)"),
+    retrieve=extend_schema(summary="Get a retention purge"),
+)
+class PurgeRunViewSet(ReadOnlyViewSet):
+    queryset = PurgeRun.objects.all()
+    serializer_class = serializers.PurgeRunSerializer
+    filterset_class = filtersets.PurgeRunFilterSet
+    ordering_fields = ["id", "started_at"]
+    ordering = ["-started_at", "-id"]
+
+    @extend_schema(
+        summary="Retention settings and the last purge",
+        responses={200: serializers.RetentionSerializer, **ERROR_RESPONSES},
+        filters=False,
+    )
+    @action(detail=False, methods=["get"], filter_backends=[], pagination_class=None)
+    def retention(self, request: Request) -> Response:
+        task = PeriodicTask.objects.filter(task=names.PURGE).select_related("crontab").first()
+        schedule = None
+        if task is not None:
+            schedule = f"{task.schedule}" + ("" if task.enabled else " (disabled)")
+        data = {"settings": retention.retention_settings(), "schedule": schedule,
+                "last_purge": retention.last_purge()}
+        return Response(serializers.RetentionSerializer(data).data)
 
 
 # --- events -------------------------------------------------------------------

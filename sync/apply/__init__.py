@@ -31,16 +31,18 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from sync.apply.applier import KIND_ORDER, MODEL_FOR_KIND, KindApplier
 from sync.apply.floors import Floors
+from sync.apply.history import Cause, CauseArg, HistoryLog
 from sync.apply.result import ApplyResult, Outcome
 from sync.changes import Change, Kind
 from sync.models import CloudProvider
 
-__all__ = ["ApplyResult", "Floors", "Outcome", "apply", "MODEL_FOR_KIND"]
+__all__ = ["ApplyResult", "Cause", "Floors", "Outcome", "apply", "MODEL_FOR_KIND"]
 
 CHUNK = 1000
 
@@ -54,6 +56,8 @@ def apply(
     record_diffs: bool = False,
     listed_at: datetime | None = None,
     floors: Floors | None = None,
+    cause: CauseArg = None,
+    record_history: bool = True,
 ) -> ApplyResult:
     """Apply changes to one provider's inventory in one transaction.
 
@@ -63,6 +67,11 @@ def apply(
     the versions say (a cloud's ``updated_at`` may predate our deletion).
     ``floors`` (``sync.apply.floors``): what a complete listing vouches for;
     a full sync passes its own, everything else gets the provider's last.
+    ``cause`` (``sync.apply.history``): why these changes are applied, for
+    the object history written in the same transaction (one INSERT for the
+    call; unless ``record_history`` is off, or the ``CLOUDSYNC_HISTORY``
+    setting): one ``Cause``, or a function giving each change's; by default
+    read from each change's source.
     """
     now = now or timezone.now()
     if floors is None:
@@ -71,13 +80,18 @@ def apply(
     for change in changes:
         by_kind[change.kind].append(change)
     result = ApplyResult(diffs={} if record_diffs else None)
+    history = (HistoryLog(provider, now, cause)
+               if record_history and settings.CLOUDSYNC_HISTORY else None)
     with transaction.atomic():
         for kind in KIND_ORDER:
             group = by_kind.get(kind)
             for start in range(0, len(group or ()), CHUNK):
                 KindApplier(
-                    provider, kind, group[start : start + CHUNK], now, result, listed_at, floors
+                    provider, kind, group[start : start + CHUNK], now, result, listed_at, floors,
+                    history,
                 ).run()
+        if history is not None:
+            history.write()
     if not keep_outcomes:
         result.outcomes.clear()
     return result

@@ -145,15 +145,16 @@ def apply_port_lists(
     hosts: set[int],
     now: datetime,
     floors: Floors = NO_FLOORS,
-) -> None:
+) -> Settlement | None:
     """Host side, after the hosts were written (and are locked): each complete
     list ``(host pk, port ids, version)`` claims the ports it names (unknown
     ones become placeholders), then the ports claimed by ``hosts`` (whose list
-    or tombstone changed) and the newly claimed ones are settled."""
+    or tombstone changed) and the newly claimed ones are settled. Returns
+    what was settled (None if nothing was looked at)."""
     listed = {port_id for _, ids, _ in lists for port_id in ids}
     pks = list(bulk.ref_ids(provider, CloudPort, listed).values()) if listed else []
     if not pks and not hosts:
-        return
+        return None
     qs = CloudPort.all_objects.filter(cloudprovider=provider).filter(
         Q(pk__any=pks) | Q(claimed_host_id__any=list(hosts))
     )
@@ -170,7 +171,9 @@ def apply_port_lists(
                 row.claimed_host_id = host_pk
                 row.field_versions = {**(row.field_versions or {}), CLAIM: version}
                 claimed.add(row.pk)
-    save(decide(provider, rows, now, dirty=claimed, floors=floors), now)
+    plan = decide(provider, rows, now, dirty=claimed, floors=floors)
+    save(plan, now)
+    return plan
 
 
 @dataclass
@@ -178,11 +181,13 @@ class Settlement:
     """What ``decide`` found: every row it looked at (the given ones and the
     floating IPs bound to ports that moved, all locked), the rows whose
     ``host``/``deleted_at`` (or claim) changed in memory, and the rows whose
-    address rows must be rebuilt."""
+    address rows must be rebuilt; ``before``: (host pk, deleted_at) of the
+    rows whose attachment or visibility it changed, as they were (history)."""
 
     rows: dict[int, CloudPort] = field(default_factory=dict)
     dirty: set[int] = field(default_factory=set)
     rewrite: set[int] = field(default_factory=set)
+    before: dict[int, tuple[int | None, datetime | None]] = field(default_factory=dict)
 
 
 def decide(
@@ -220,6 +225,7 @@ def decide(
             if (deleted_at is None) != (row.deleted_at is None):
                 plan.rewrite.add(row.pk)  # shown again, or hidden with its host
             moved_ids.add(row.port_id)
+            plan.before.setdefault(row.pk, (row.host_id, row.deleted_at))
             row.host_id, row.deleted_at, row.died_with_host = state
             plan.dirty.add(row.pk)
     fips = {row.pk: row for row in rows if row.parent_port_id}
@@ -265,6 +271,7 @@ def _follow_parents(
         if (fip.host_id, fip.deleted_at, fip.died_with_host) != (host_pk, deleted_at, False):
             if deleted_at != fip.deleted_at:
                 plan.rewrite.add(fip.pk)
+            plan.before.setdefault(fip.pk, (fip.host_id, fip.deleted_at))
             fip.host_id, fip.deleted_at, fip.died_with_host = host_pk, deleted_at, False
             plan.dirty.add(fip.pk)
 

@@ -11,6 +11,7 @@ from django.db import models
 from sync.apply import bulk, digests
 from sync.apply.addresses import (
     ChunkAddresses,
+    Settlement,
     address_rows,
     apply_port_lists,
     decide,
@@ -18,9 +19,12 @@ from sync.apply.addresses import (
     write_host_addresses,
 )
 from sync.apply.floors import NO_FLOORS, Floors
+from sync.apply.history import Cause, Entry, HistoryLog, hidden_attrs
+from sync.apply.history import plain as _plain
 from sync.apply.references import references_of, resolve
 from sync.apply.result import ApplyResult, Outcome
 from sync.changes import Change, Kind, Op, Source, parse_timestamp
+from sync.choices import HistoryActionChoices as Action
 from sync.choices import HostStatusChoices
 from sync.models import (
     CloudFlavor,
@@ -55,19 +59,6 @@ _SYNC_MARKS = frozenset({"last_synced_by"})
 _TOMBSTONE_FIXED = frozenset({"status", "addresses"})
 
 
-def _plain(value: Any) -> Any:
-    """A JSON-safe rendering of a field value for stored diffs."""
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return str(value)
-
-
 def _parent_port(change: Change) -> str:
     """The port a floating IP is bound to ("" for a port's own id or none)."""
     value = str(change.fields.get("port_id") or "")
@@ -86,6 +77,7 @@ class KindApplier:
         result: ApplyResult,
         listed_at: datetime | None = None,
         floors: Floors = NO_FLOORS,
+        history: HistoryLog | None = None,
     ) -> None:
         self.provider = provider
         self.listed_at = listed_at
@@ -110,6 +102,14 @@ class KindApplier:
         self.vouched: dict[int, str] | None = None
         self.digests: dict[int, str] = {}  # id(change) -> its digest
         self.applied: dict[int, int] = defaultdict(int)  # row pk -> changes applied to it
+        # History (sync.apply.history): the entry of the change being applied,
+        # each row's last entry and the cause of the last change applied to it.
+        self.history = history
+        self.hidden = hidden_attrs(kind)
+        self.entry: Entry | None = None
+        self.entries: dict[int, Entry] = {}
+        self.causes: dict[int, Cause] = {}
+        self.restored = False
 
     # -- driver ------------------------------------------------------------
     def run(self) -> None:
@@ -136,10 +136,21 @@ class KindApplier:
             self._lock_claimed(set(ids))
         rows = bulk.ensure_rows(self.provider, self.model, ids, lock=True)
         self.ips.row_pks = [r.pk for r in rows.values()]
+        history = self.history
         for change in self.changes:
             row = rows[change.external_id]
             self.applied[row.pk] += 1
-            self.result.add(change, self._apply_one(row, change))
+            if history is None:
+                self.result.add(change, self._apply_one(row, change))
+                continue
+            cause = self.causes[row.pk] = history.cause_of(change)
+            self.entry, self.restored = Entry(self.kind, row, "", cause), False
+            outcome = self._apply_one(row, change)
+            self.result.add(change, outcome)
+            if self.entry.changes:
+                self.entry.action = self._action(outcome)
+                self.entries[row.pk] = history.keep(self.entry)
+            self.entry = None
         self._flush(rows)
         if self.vouched:
             digests.record(
@@ -147,6 +158,15 @@ class KindApplier:
                 self.model,
                 [(pk, digest) for pk, digest in self.vouched.items() if self.applied[pk] == 1],
             )
+
+    def _action(self, outcome: str) -> str:
+        if self.restored:
+            return Action.RESTORED
+        if outcome == Outcome.CREATED:
+            return Action.CREATED
+        if outcome == Outcome.DELETED:
+            return Action.DELETED
+        return Action.UPDATED
 
     def _lock_claimed(self, ids: set[str]) -> None:
         """A port change decides its attachment from the claimed host's port
@@ -182,6 +202,7 @@ class KindApplier:
             )
         ):
             self._set(row, "deleted_at", None)  # a full sync found it alive again
+            self.restored = True
             row.field_versions = {}
             if self.kind == Kind.HOST:
                 self.membership_hosts.add(row.pk)  # ports hidden with it come back
@@ -277,6 +298,8 @@ class KindApplier:
             if old != value:
                 diff = self.result.diffs.setdefault(self.kind.value, {})
                 diff.setdefault(row.external_id, {})[attr] = [_plain(old), _plain(value)]
+        if self.entry is not None and attr not in self.hidden:
+            self.entry.note(attr, self._current(row, attr), value)
         if attr == "addresses":
             self.ips.new[row.pk] = value
             if self.kind == Kind.HOST:  # the host's port-less rows
@@ -352,6 +375,7 @@ class KindApplier:
             )
             for pk in plan.dirty & by_pk.keys():
                 self.dirty[pk] |= {"host_id", "deleted_at", "died_with_host"}
+            self._settled_history(plan, by_pk)
         # Rows whose only change would be who synced them last (a no-change
         # full sync: same versions, same values, same addresses) are not
         # written at all: a re-sync that changes nothing writes nothing. What
@@ -381,8 +405,38 @@ class KindApplier:
             if self.ips.new:
                 write_host_addresses(self.ips.new)
             if self.port_lists or self.membership_hosts:
-                apply_port_lists(
-                    self.provider, self.port_lists, self.membership_hosts, self.now, self.floors
-                )
+                settled = apply_port_lists(self.provider, self.port_lists, self.membership_hosts,
+                                           self.now, self.floors)
+                if settled is not None:
+                    self._settled_history(settled, {})
         if plan is not None:
             save(plan, self.now, saved=by_pk)
+
+    # -- history of port attachments (sync.apply.addresses) ------------------
+    def _settled_history(self, plan: Settlement, own: dict[int, SyncedModel]) -> None:
+        """Ports whose attachment or visibility ``decide`` changed: changes of
+        the port, caused by the change that moved them (the port's own, its
+        floating IP's port's, or the host's whose list or tombstone did)."""
+        history = self.history
+        if history is None or not plan.before:
+            return
+        fallback = next(reversed(self.causes.values()), None)
+        by_port_id = {row.external_id: self.causes.get(pk) for pk, row in own.items()}
+        for pk in sorted(plan.before):
+            row = plan.rows[pk]
+            if pk in own:
+                cause = self.causes.get(pk)
+            elif row.parent_port_id and row.parent_port_id in by_port_id:
+                cause = by_port_id[row.parent_port_id]
+            elif self.kind == Kind.HOST:  # (causes are by host pk here)
+                host_before = plan.before[pk][0]
+                cause = self.causes.get(row.claimed_host_id) or self.causes.get(host_before)
+            else:
+                cause = None
+            cause = cause or fallback
+            if cause is None:
+                continue
+            entry = self.entries.get(pk) if pk in own else None
+            entry = history.note_settled(Kind.HOST_IP, row, plan.before[pk], entry, cause)
+            if pk in own:
+                self.entries[pk] = entry

@@ -1,5 +1,6 @@
 from sync.models import lookups  # noqa: F401 (registers field__any)
 from sync.models.events import Event, SyncRun
+from sync.models.history import HistoryEntry, PurgeRun
 from sync.models.inventory import (
     CloudFlavor,
     CloudHost,
@@ -21,8 +22,10 @@ __all__ = [
     "CloudProject",
     "CloudProvider",
     "Event",
+    "HistoryEntry",
     "ListedId",
     "ListingDigest",
+    "PurgeRun",
     "SyncRun",
     "SyncedModel",
 ]

@@ -55,8 +55,8 @@ def test_roles_are_groups_created_once_and_kept() -> None:
     token("b", "--create-user", "--role", "reader")
     token("a", "--role", "operator")  # an existing user gets another role
     readers = Group.objects.get(name="cloudsync readers")
-    assert readers.permissions.count() == 7
-    assert Group.objects.get(name="cloudsync operators").permissions.count() == 10
+    assert readers.permissions.count() == 10
+    assert Group.objects.get(name="cloudsync operators").permissions.count() == 13
     assert set(User.objects.get(username="a").groups.values_list("name", flat=True)) == {
         "cloudsync readers", "cloudsync operators"
     }

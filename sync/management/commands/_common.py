@@ -11,7 +11,8 @@ from sync.models import CloudProvider
 # API lists; operators also replay events, start runs and apply stored plans.
 # Managing providers (and their secrets) is left to superusers.
 VIEW_MODELS = (
-    "cloudprovider", "cloudproject", "cloudflavor", "cloudimage", "cloudhost", "event", "syncrun",
+    "cloudprovider", "cloudproject", "cloudflavor", "cloudimage", "cloudhost", "cloudport", "event",
+    "syncrun", "historyentry", "purgerun",
 )
 ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "reader": ("cloudsync readers", tuple(f"view_{model}" for model in VIEW_MODELS)),

@@ -1,0 +1,243 @@
+"""Retention: what the service stops keeping, and when (a beat task).
+
+``purge()`` removes, in batches of ``CLOUDSYNC_PURGE_BATCH`` rows, each batch
+its own short transaction (an ingest batch never waits on more than one):
+
+* processed and ignored inbox events once both received and processed more
+  than ``CLOUDSYNC_EVENT_RETENTION_DAYS`` ago. That is the dedup window: a
+  duplicate of a message arriving within it finds the original and is
+  dropped; one arriving later is a new event (applied again, harmlessly: apply
+  is idempotent, and an old version loses to newer fields);
+* failed and dead events after ``CLOUDSYNC_FAILED_EVENT_RETENTION_DAYS``
+  (replayable until then). Queued events (waiting, being processed, waiting
+  for a retry) are never removed: every DELETE re-checks the status, so an
+  event reopened by a replay meanwhile stays;
+* history entries applied more than ``CLOUDSYNC_HISTORY_RETENTION_DAYS`` ago;
+* the stored plans of runs finished more than ``CLOUDSYNC_PLAN_RETENTION_DAYS``
+  ago (the run row stays, ``plan`` becomes NULL);
+* tombstones older than ``CLOUDSYNC_TOMBSTONE_RETENTION_DAYS``, and never one
+  newer than the start of the provider's last successful full listing or of
+  a running one. The trade-off: a tombstone is what keeps a late event from
+  bringing a deleted object back; an event delayed longer than the window
+  recreates it, until the next full sync deletes it again. Ports first (with
+  their address rows), then hosts no port row names any more, then flavors,
+  images and projects no host row names: a tombstone something still refers
+  to stays.
+
+Each run is recorded as a ``PurgeRun`` (settings, cutoffs, counts removed).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import models, transaction
+from django.db.models import Exists, OuterRef, Q
+from django.utils import timezone
+
+from sync.choices import EventStatusChoices as Status
+from sync.choices import SyncRunKindChoices as RunKind
+from sync.choices import SyncRunStatusChoices as RunStatus
+from sync.models import (
+    CloudFlavor,
+    CloudHost,
+    CloudHostIP,
+    CloudImage,
+    CloudPort,
+    CloudProject,
+    CloudProvider,
+    Event,
+    HistoryEntry,
+    PurgeRun,
+    SyncedModel,
+    SyncRun,
+)
+
+__all__ = ["SETTINGS", "last_purge", "purge", "retention_settings"]
+
+log = logging.getLogger(__name__)
+
+# The retention settings, in days, in the order the admin and the API show them.
+SETTINGS = (
+    "CLOUDSYNC_EVENT_RETENTION_DAYS",
+    "CLOUDSYNC_FAILED_EVENT_RETENTION_DAYS",
+    "CLOUDSYNC_HISTORY_RETENTION_DAYS",
+    "CLOUDSYNC_PLAN_RETENTION_DAYS",
+    "CLOUDSYNC_TOMBSTONE_RETENTION_DAYS",
+)
+DONE = (Status.PROCESSED, Status.IGNORED)
+FAILED = (Status.FAILED, Status.DEAD)
+
+
+def retention_settings() -> dict[str, Any]:
+    """Each retention setting's value (days), the batch size and the schedule default."""
+    out: dict[str, Any] = {name: getattr(settings, name) for name in SETTINGS}
+    out["CLOUDSYNC_PURGE_BATCH"] = settings.CLOUDSYNC_PURGE_BATCH
+    return out
+
+
+def last_purge() -> PurgeRun | None:
+    return PurgeRun.objects.order_by("-started_at", "-id").first()
+
+
+class _Batches:
+    """Counts the batches of one purge run."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.count = 0
+
+    def delete(
+        self, candidates: models.QuerySet, recheck: models.QuerySet, before: Any = None
+    ) -> int:
+        """Delete ``recheck`` rows among ``candidates``' pks, a batch at a
+        time (``before(pks)`` runs first in the batch's transaction), until
+        none is left; the DELETE repeats the conditions, so a row that
+        changed since it was picked is kept."""
+        total = 0
+        while True:
+            pks = list(candidates.order_by().values_list("pk", flat=True)[: self.size])
+            if not pks:
+                return total
+            with transaction.atomic():
+                if before is not None:  # (on rows still matching, locked first)
+                    pks = list(
+                        recheck.filter(pk__any=pks).select_for_update().values_list("pk", flat=True)
+                    )
+                    before(pks)
+                done = recheck.filter(pk__any=pks)._raw_delete(recheck.db)
+            self.count += 1
+            total += done
+            if done == 0 or len(pks) < self.size:
+                return total
+
+
+def _days(name: str) -> timedelta:
+    return timedelta(days=float(getattr(settings, name)))
+
+
+def purge(now: datetime | None = None, *, batch: int | None = None) -> PurgeRun:
+    """Remove what is past each retention window (see module doc); returns
+    the recorded ``PurgeRun``. ``now``: the time windows count back from."""
+    now = now or timezone.now()
+    batches = _Batches(batch or settings.CLOUDSYNC_PURGE_BATCH)
+    cutoffs = {name: now - _days(name) for name in SETTINGS}
+    run = PurgeRun.objects.create(
+        started_at=timezone.now(),
+        settings={
+            **retention_settings(),
+            "now": now.isoformat(),
+            "cutoffs": {k: v.isoformat() for k, v in cutoffs.items()},
+        },
+    )
+    removed: dict[str, Any] = {}
+    try:
+        removed["events"] = _events(batches, DONE, cutoffs["CLOUDSYNC_EVENT_RETENTION_DAYS"])
+        removed["failed_events"] = _events(
+            batches, FAILED, cutoffs["CLOUDSYNC_FAILED_EVENT_RETENTION_DAYS"]
+        )
+        cutoff = cutoffs["CLOUDSYNC_HISTORY_RETENTION_DAYS"]
+        old = HistoryEntry.objects.filter(applied_at__lt=cutoff)
+        removed["history"] = batches.delete(old, old)
+        removed["plans"] = _plans(batches, cutoffs["CLOUDSYNC_PLAN_RETENTION_DAYS"])
+        removed["tombstones"] = _tombstones(batches, cutoffs["CLOUDSYNC_TOMBSTONE_RETENTION_DAYS"])
+    except Exception as exc:
+        run.error = f"{type(exc).__name__}: {exc}"[:2000]
+        raise
+    finally:
+        run.removed, run.batches, run.finished_at = removed, batches.count, timezone.now()
+        run.save(update_fields=["removed", "batches", "finished_at", "error"])
+    log.info("retention purge #%s removed %s in %d batches", run.pk, removed, batches.count)
+    return run
+
+
+def _events(batches: _Batches, statuses: tuple[str, ...], cutoff: datetime) -> int:
+    """Events in ``statuses`` received and processed before ``cutoff``."""
+    old = Event.objects.filter(status__in=statuses, received_at__lt=cutoff).filter(
+        Q(processed_at__lt=cutoff) | Q(processed_at__isnull=True)
+    )
+    return batches.delete(old, old)
+
+
+def _plans(batches: _Batches, cutoff: datetime) -> int:
+    total = 0
+    old = SyncRun.objects.filter(plan__isnull=False, finished_at__lt=cutoff).exclude(
+        status=RunStatus.RUNNING
+    )
+    while pks := list(old.order_by().values_list("pk", flat=True)[: batches.size]):
+        with transaction.atomic():
+            done = old.filter(pk__any=pks).update(plan=None)
+        batches.count += 1
+        total += done
+        if done == 0 or len(pks) < batches.size:
+            break
+    return total
+
+
+def _tombstone_cutoff(provider_id: int, cutoff: datetime) -> datetime:
+    """Never a tombstone newer than the start of the provider's last
+    successful full listing, or of a listing still running: that listing may
+    have listed the object before it was deleted, and must find it deleted."""
+    runs = SyncRun.objects.filter(
+        cloudprovider_id=provider_id, kind__in=(RunKind.FULL, RunKind.SNAPSHOT)
+    )
+    running = runs.filter(status=RunStatus.RUNNING).order_by("started_at").first()
+    last = (
+        runs.filter(status__in=(RunStatus.SUCCEEDED, RunStatus.NEEDS_APPROVAL, RunStatus.APPLIED))
+        .order_by("-started_at")
+        .first()
+    )
+    for run in (running, last):
+        if run is not None and run.started_at < cutoff:
+            cutoff = run.started_at
+    return cutoff
+
+
+def _unreferenced(model: type[SyncedModel]) -> Q:
+    """No row points at this one (a tombstone still named stays)."""
+    if model is CloudPort:
+        return Q()
+    if model is CloudHost:
+        return ~Q(Exists(CloudPort.all_objects.filter(host=OuterRef("pk")))) & ~Q(
+            Exists(CloudPort.all_objects.filter(claimed_host=OuterRef("pk")))
+        )
+    attr = {CloudFlavor: "cloudflavor", CloudImage: "image", CloudProject: "project"}[model]
+    return ~Q(Exists(CloudHost.all_objects.filter(**{attr: OuterRef("pk")})))
+
+
+def _tombstones(batches: _Batches, cutoff: datetime) -> dict[str, int]:
+    """Tombstones past the window, referrers first (see module doc)."""
+    out: dict[str, int] = {}
+    order = (
+        (CloudPort, "host_ip"),
+        (CloudHost, "host"),
+        (CloudFlavor, "flavor"),
+        (CloudImage, "image"),
+        (CloudProject, "project"),
+    )
+    providers = list(CloudProvider.objects.values_list("pk", flat=True))
+    for model, name in order:
+        total = 0
+        for provider_id in providers:
+            until = _tombstone_cutoff(provider_id, cutoff)
+            old = model.all_objects.filter(
+                cloudprovider_id=provider_id,
+                deleted_at__isnull=False,
+                deleted_at__lt=until,
+            ).filter(_unreferenced(model))
+            total += batches.delete(old, old, before=_address_rows(model))
+        out[name] = total
+    return out
+
+
+def _address_rows(model: type[SyncedModel]) -> Any:
+    """What a deleted port or host still has of address rows goes first."""
+    db = CloudHostIP.objects.db
+    if model is CloudPort:
+        return lambda pks: CloudHostIP.objects.filter(port_id__any=pks)._raw_delete(db)
+    if model is CloudHost:
+        return lambda pks: CloudHostIP.objects.filter(host_id__any=pks)._raw_delete(db)
+    return None
