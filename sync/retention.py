@@ -51,6 +51,7 @@ from sync.models import (
     CloudProvider,
     Event,
     HistoryEntry,
+    ListingDigest,
     PurgeRun,
     SyncedModel,
     SyncRun,
@@ -228,16 +229,21 @@ def _tombstones(batches: _Batches, cutoff: datetime) -> dict[str, int]:
                 deleted_at__isnull=False,
                 deleted_at__lt=until,
             ).filter(_unreferenced(model))
-            total += batches.delete(old, old, before=_address_rows(model))
+            total += batches.delete(old, old, before=_dependents(model, name))
         out[name] = total
     return out
 
 
-def _address_rows(model: type[SyncedModel]) -> Any:
-    """What a deleted port or host still has of address rows goes first."""
+def _dependents(model: type[SyncedModel], kind: str) -> Any:
+    """What goes first with a batch of tombstones: the address rows a deleted
+    port or host still has, and the rows' listing digests (a cache,
+    ``sync.apply.digests``)."""
     db = CloudHostIP.objects.db
-    if model is CloudPort:
-        return lambda pks: CloudHostIP.objects.filter(port_id__any=pks)._raw_delete(db)
-    if model is CloudHost:
-        return lambda pks: CloudHostIP.objects.filter(host_id__any=pks)._raw_delete(db)
-    return None
+    column = {CloudPort: "port_id", CloudHost: "host_id"}.get(model)
+
+    def before(pks: list[int]) -> None:
+        if column:
+            CloudHostIP.objects.filter(**{f"{column}__any": pks})._raw_delete(db)
+        ListingDigest.objects.filter(kind=kind, row_id__any=pks)._raw_delete(db)
+
+    return before

@@ -22,6 +22,7 @@ from sync.models import (
     CloudPort,
     Event,
     HistoryEntry,
+    ListingDigest,
     PurgeRun,
     SyncRun,
 )
@@ -115,6 +116,9 @@ def test_the_purge_removes_exactly_what_is_past_each_window(provider_factory):
     used = CloudFlavor.all_objects.create(cloudprovider=p, flavor_id="used", deleted_at=ago(40))
     host(p, "live", cloudflavor=used)
     unused = CloudFlavor.all_objects.create(cloudprovider=p, flavor_id="unused", deleted_at=ago(40))
+    # listing digests (a cache) of a purged row go with it; others stay
+    for kind, pk in (("host", old_host.pk), ("flavor", unused.pk), ("host", recent_host.pk)):
+        ListingDigest.objects.create(kind=kind, row_id=pk, row_version="1:(0,1)", digest="d")
 
     run = retention.purge(NOW, batch=2)
 
@@ -133,6 +137,7 @@ def test_the_purge_removes_exactly_what_is_past_each_window(provider_factory):
     assert set(CloudFlavor.all_objects.values_list("flavor_id", flat=True)) == {"used"}
     assert not CloudFlavor.all_objects.filter(pk=unused.pk).exists()
     assert recent_host.pk in CloudHost.all_objects.values_list("pk", flat=True)
+    assert list(ListingDigest.objects.values_list("kind", "row_id")) == [("host", recent_host.pk)]
     # recorded: what it removed, in batches of at most 2
     assert run.removed == {
         "events": 2,
