@@ -1,4 +1,7 @@
-"""Run a full sync (or dry run, or catch-up) of one provider now, in this process."""
+"""Run a full sync (or dry run, or catch-up) of one provider now, in this process.
+
+While it runs, its progress (``SyncRun.progress``) is shown as a bar on a
+terminal, and as plain lines (at most one per 5 s) otherwise."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from sync.choices import SyncRunKindChoices as RunKind
 from sync.choices import SyncRunStatusChoices as RunStatus
 from sync.drivers.base import DriverError
 from sync.management.commands._common import provider_arg
+from sync.management.commands._progress import RunWatcher
 
 
 class Command(BaseCommand):
@@ -21,6 +25,8 @@ class Command(BaseCommand):
         group = parser.add_mutually_exclusive_group()
         group.add_argument("--dry-run", action="store_true", help="store the plan, apply nothing")
         group.add_argument("--catch-up", action="store_true", help="only changes since the last run")
+        parser.add_argument("--no-progress", action="store_true",
+                            help="no progress bar or lines while the run executes")
 
     def handle(self, *args: Any, **opts: Any) -> None:
         provider = provider_arg(opts["provider"])
@@ -30,8 +36,15 @@ class Command(BaseCommand):
             run = runs.claim_run(provider, kind, triggered_by="cloudsync_sync")
         except (errors.RunRefused, errors.RunInProgress) as exc:
             raise CommandError(f"{provider}: {exc}") from exc
+        out = self.stdout._out
+        watch = not opts["no_progress"]
+        tty = watch and callable(getattr(out, "isatty", None)) and out.isatty()
         try:
-            run = runs.execute_run(run.pk)
+            if watch:
+                with RunWatcher(run, out, tty=tty):
+                    run = runs.execute_run(run.pk)
+            else:
+                run = runs.execute_run(run.pk)
         except DriverError as exc:  # temporary errors: no Celery retry here, fail the run
             runs.fail_run_by_id(run.pk, exc)
             run.refresh_from_db()
