@@ -1,7 +1,8 @@
 """Run a full sync (or dry run, or catch-up) of one provider now, in this process.
 
 While it runs, its progress (``SyncRun.progress``) is shown as a bar on a
-terminal, and as plain lines (at most one per 5 s) otherwise."""
+terminal, and as plain lines otherwise (at most one per ``--progress-every``
+seconds, 5 by default)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ class Command(BaseCommand):
         group.add_argument("--catch-up", action="store_true", help="only changes since the last run")
         parser.add_argument("--no-progress", action="store_true",
                             help="no progress bar or lines while the run executes")
+        parser.add_argument("--progress-every", type=float, default=5.0, metavar="SECONDS",
+                            help="without a terminal: a progress line at most this often "
+                                 "(default 5)")
 
     def handle(self, *args: Any, **opts: Any) -> None:
         provider = provider_arg(opts["provider"])
@@ -41,7 +45,7 @@ class Command(BaseCommand):
         tty = watch and callable(getattr(out, "isatty", None)) and out.isatty()
         try:
             if watch:
-                with RunWatcher(run, out, tty=tty):
+                with RunWatcher(run, out, tty=tty, line_seconds=opts["progress_every"]):
                     run = runs.execute_run(run.pk)
             else:
                 run = runs.execute_run(run.pk)
