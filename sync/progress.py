@@ -82,11 +82,6 @@ class Progress:
             self.phase = phase
             self.version += 1
 
-    @property
-    def seen(self) -> int:
-        with self._lock:
-            return sum(entry["seen"] for entry in self.kinds.values())
-
     def as_json(self) -> dict[str, Any]:
         with self._lock:
             kinds = {kind: dict(entry) for kind, entry in self.kinds.items()}

@@ -53,3 +53,23 @@ def test_every_metric_the_rules_use_is_in_a_scrape(client):
     assert used == {"cloudsync_event_lag_seconds_bucket", "cloudsync_events_total",
                     "cloudsync_full_sync_consecutive_failures"}
     assert used <= set(samples), used - set(samples)
+
+
+def _readme_yaml_blocks() -> list:
+    readme = (RULES.parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Metrics (Prometheus)", 1)[1].split("\n## ", 1)[0]
+    return [yaml.safe_load(block) for block in re.findall(r"^```yaml\n(.*?)^```", section,
+                                                          re.S | re.M)]
+
+
+def test_the_readme_shows_a_scrape_config_and_the_same_rules():
+    scrape, readme_rules = _readme_yaml_blocks()
+    [job] = scrape["scrape_configs"]
+    assert job["metrics_path"] == "/metrics"
+    assert job["authorization"]["type"] == "Bearer"
+
+    def squeeze(text: str) -> str:
+        return re.sub(r"\s+", "", text)
+
+    assert [(r["alert"], squeeze(r["expr"])) for r in readme_rules] == [
+        (r["alert"], squeeze(r["expr"])) for r in rules()]

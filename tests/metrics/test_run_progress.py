@@ -12,7 +12,6 @@ from rest_framework.test import APIClient
 
 from sync import runs
 from sync.choices import SyncRunStatusChoices as RunStatus
-from tests.e2e.conftest import celery_worker  # noqa: F401 (fixture)
 
 pytestmark = [
     pytest.mark.e2e,
@@ -47,7 +46,7 @@ def _monotonic(before: dict, after: dict) -> list[str]:
 
 
 def test_a_20k_server_full_sync_reports_growing_progress_through_the_api(
-        fake_openstack, provider_factory, celery_worker, api):  # noqa: F811
+        fake_openstack, provider_factory, celery_worker, api):
     data = fake_openstack.data
     data.add_flavors(3)
     data.add_servers(SERVERS)
