@@ -26,6 +26,7 @@ import os
 import re
 import socket
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram, values
 
@@ -175,9 +176,16 @@ def event_family(event_type: str) -> str:
 
 
 # -- recording ----------------------------------------------------------------
+_received: dict[tuple[int, str], Any] = {}
+
+
 def count_received(provider_id: int, driver: str, messages: int) -> None:
-    """The endpoint queued ``messages`` messages for the provider."""
-    EVENTS_RECEIVED.labels(str(provider_id), driver).inc(messages)
+    """The endpoint queued ``messages`` messages for the provider (the
+    labelled child is kept: this runs on every request)."""
+    child = _received.get((provider_id, driver))
+    if child is None:
+        child = _received[(provider_id, driver)] = EVENTS_RECEIVED.labels(str(provider_id), driver)
+    child.inc(messages)
 
 
 def count_events(provider_id: int, driver: str, outcomes: Mapping[tuple[str, str], int]) -> None:
