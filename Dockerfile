@@ -32,7 +32,8 @@ RUN SECRET_KEY=collectstatic-build-only-not-a-secret \
     DATABASE_URL=sqlite:////tmp/build.sqlite3 \
     python manage.py collectstatic --noinput \
  && rm -f /tmp/build.sqlite3 \
- && chmod 0755 docker/entrypoint.sh
+ && chmod 0755 docker/entrypoint.sh \
+ && mkdir -p /app/var/metrics && chown cloudsync:cloudsync /app/var/metrics
 
 USER cloudsync:cloudsync
 

@@ -4,6 +4,11 @@
 # be healthy, so they never race a migration).
 set -eu
 
+# Metrics (web and worker): prometheus-client's multiprocess directory must exist.
+if [ -n "${PROMETHEUS_MULTIPROC_DIR:-}" ]; then
+    mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+fi
+
 if [ "${RUN_MIGRATIONS:-0}" = "1" ]; then
     python manage.py migrate --noinput
 fi

@@ -3,6 +3,7 @@
 import os
 
 from celery import Celery
+from celery.signals import worker_process_shutdown
 from kombu import Exchange, Queue
 
 from sync.names import EVENTS_QUEUE, ROUTES, SYNC_QUEUE
@@ -26,3 +27,12 @@ app.conf.task_default_exchange_type = EXCHANGE.type
 app.conf.task_default_routing_key = EVENTS_QUEUE
 app.conf.task_routes = ROUTES
 app.autodiscover_tasks()
+
+
+@worker_process_shutdown.connect
+def _metrics_process_dead(pid: int | None = None, **_: object) -> None:
+    """A pool process exits: its live gauges leave the metrics directory
+    (``sync.metrics``; counters stay in the totals)."""
+    from sync.metrics import mark_process_dead
+
+    mark_process_dead(pid or os.getpid())

@@ -194,6 +194,14 @@ CLOUDSYNC_JOURNAL_RECOVER_SECONDS = env.float("CLOUDSYNC_JOURNAL_RECOVER_SECONDS
 CLOUDSYNC_STUCK_EVENT_SECONDS = env.int("CLOUDSYNC_STUCK_EVENT_SECONDS", default=300)
 CLOUDSYNC_RUN_HEARTBEAT_SECONDS = env.float("CLOUDSYNC_RUN_HEARTBEAT_SECONDS", default=15.0)
 CLOUDSYNC_RUN_STALE_SECONDS = env.float("CLOUDSYNC_RUN_STALE_SECONDS", default=90.0)
+# A running sync writes its progress (SyncRun.progress) at most this often.
+CLOUDSYNC_RUN_PROGRESS_SECONDS = env.float("CLOUDSYNC_RUN_PROGRESS_SECONDS", default=1.0)
+# /metrics (Prometheus): a bearer token, and/or the networks allowed to scrape
+# without one (CIDRs; loopback by default). Empty networks and no token: closed.
+CLOUDSYNC_METRICS_TOKEN = env.str("CLOUDSYNC_METRICS_TOKEN", default="")
+CLOUDSYNC_METRICS_ALLOWED_NETWORKS = env.list(
+    "CLOUDSYNC_METRICS_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1/128"]
+)
 # The endpoint authenticates from its provider cache while the database is
 # down, for providers it refreshed within this many seconds; others get 503.
 CLOUDSYNC_PROVIDER_STALE_SECONDS = env.float("CLOUDSYNC_PROVIDER_STALE_SECONDS", default=900.0)

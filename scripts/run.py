@@ -20,6 +20,12 @@ answers 401 unless it has authentication or ``FLOWER_UNAUTHENTICATED_API``
 is set: without ``FLOWER_BASIC_AUTH=user:password`` (or ``FLOWER_AUTH``) this
 script sets ``FLOWER_UNAUTHENTICATED_API=true``, Flower being bound to the
 loopback address only.
+
+Metrics (``/metrics``): the web and the worker's pool processes write their
+figures to ``PROMETHEUS_MULTIPROC_DIR`` (default ``var/metrics``), which this
+script empties at start: every process writing there starts with it. Beat
+and Flower do not get the variable (they count nothing of ours; Flower's own
+metrics would otherwise land in the directory).
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ from types import FrameType
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PR_SET_PDEATHSIG = 1
+METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+WITH_METRICS = ("web", "worker")
 
 
 def commands(env: dict[str, str]) -> dict[str, list[str]]:
@@ -63,7 +71,23 @@ def environment() -> dict[str, str]:
     env.setdefault("PYTHONUNBUFFERED", "1")
     if not (env.get("FLOWER_BASIC_AUTH") or env.get("FLOWER_AUTH")):
         env.setdefault("FLOWER_UNAUTHENTICATED_API", "true")
+    env.setdefault(METRICS_ENV, str(ROOT / "var" / "metrics"))
     return env
+
+
+def prepare_metrics_dir(path: Path) -> None:
+    """An empty multiprocess directory: files of an earlier ``make run``
+    would be added to this one's figures."""
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
+
+
+def process_env(name: str, env: dict[str, str]) -> dict[str, str]:
+    """The environment of one process: only web and worker write metrics."""
+    if name in WITH_METRICS:
+        return env
+    return {key: value for key, value in env.items() if key != METRICS_ENV}
 
 
 def _die_with_parent() -> None:
@@ -92,7 +116,7 @@ class Supervisor:
             self.procs[name] = subprocess.Popen(
                 argv,
                 cwd=ROOT,
-                env=env,
+                env=process_env(name, env),
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # the terminal's Ctrl-C is ours alone
                 preexec_fn=_die_with_parent,
@@ -137,6 +161,7 @@ class Supervisor:
 
 def main() -> int:
     env = environment()
+    prepare_metrics_dir(Path(env[METRICS_ENV]))
     supervisor = Supervisor()
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, supervisor.on_signal)

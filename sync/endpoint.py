@@ -22,7 +22,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from sync import queueing
+from sync import metrics, queueing
 from sync.drivers.registry import is_installed
 from sync.jsonsafety import too_deep
 from sync.models import CloudProvider
@@ -219,6 +219,7 @@ def provider_endpoint(request: HttpRequest, provider_id: int) -> HttpResponse:
     except queueing.BrokerUnavailable as exc:
         log.error("provider %s: broker unavailable, answered 503: %s", info.pk, exc)
         return _error(503, "queue unavailable, retry later; nothing was queued", Retry_After="30")
+    metrics.count_received(info.pk, info.driver, count)
     # What JsonResponse({"queued": count, "task_id": task_id}) writes, without its encoder.
     return HttpResponse(
         b'{"queued": %d, "task_id": "%s"}' % (count, task_id.encode()),

@@ -31,7 +31,7 @@ from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from sync import inbox, names, queueing
+from sync import inbox, metrics, names, queueing
 from sync.apply import Cause, apply, bulk, floors
 from sync.choices import EventStatusChoices as Status
 from sync.choices import HistoryCauseChoices as HistoryCause
@@ -81,12 +81,21 @@ class IngestReport:
     duplicates: int = 0
     retry: list[int] = field(default_factory=list)
     dead: list[int] = field(default_factory=list)
+    # (event type, outcome) -> events, for the metrics (``sync.metrics``)
+    outcomes: Counter = field(default_factory=Counter)
+    # seconds from received to final, of the events processed or ignored
+    lags: list[float] = field(default_factory=list)
 
     def merge(self, other: IngestReport) -> None:
         for name in ("events", "processed", "ignored", "failed", "duplicates"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.retry += other.retry
         self.dead += other.dead
+        self.outcomes.update(other.outcomes)
+        self.lags += other.lags
+
+    def count(self, event: Event, outcome: str, n: int = 1) -> None:
+        self.outcomes[(event.event_type, outcome)] += n
 
 
 def _when(value: datetime | str | None) -> datetime:
@@ -148,7 +157,9 @@ def record_failed_body(item: Body, exc: BaseException) -> None:
     if provider is None:
         log.warning("provider %s no longer exists; dropping a queued body", item.provider_id)
         return
-    inbox.record(provider, [inbox.unreadable(item.body, _when(item.received_at), exc)])
+    events = inbox.record(provider, [inbox.unreadable(item.body, _when(item.received_at), exc)])
+    metrics.count_events(provider.pk, provider.cloud_sync_driver,
+                         Counter((event.event_type, "failed") for event in events))
 
 
 def ingest_body(provider_id: int, body: Any, received_at: datetime | None = None) -> IngestReport:
@@ -159,7 +170,18 @@ def ingest_body(provider_id: int, body: Any, received_at: datetime | None = None
 def process_events(
     provider: CloudProvider, events: Iterable[Event], *, driver: Driver | None = None
 ) -> IngestReport:
-    """Translate and apply every open event; never raises for a bad event."""
+    """Translate and apply every open event; never raises for a bad event.
+    The batch's outcomes and lags are counted once, at the end (``sync.metrics``)."""
+    report = _process_events(provider, events, driver)
+    metrics.count_events(provider.pk, provider.cloud_sync_driver, report.outcomes)
+    if report.lags:
+        metrics.observe_lags(provider.pk, provider.cloud_sync_driver, report.lags)
+    return report
+
+
+def _process_events(
+    provider: CloudProvider, events: Iterable[Event], driver: Driver | None
+) -> IngestReport:
     report = IngestReport()
     driver = driver or _driver_for(provider)
     seen: set[int] = set()
@@ -167,21 +189,25 @@ def process_events(
     for event in events:
         if event.pk in seen:  # the same message twice in one batch
             report.duplicates += 1
+            report.count(event, "duplicate")
             continue
         seen.add(event.pk)
         report.events += 1
         if event.status in DONE_STATUSES:
             report.duplicates += 1
+            report.count(event, "duplicate")
         elif driver is None or (
             event.status == Status.FAILED and event.error.startswith(("bad payload", "driver error"))
         ):
             report.failed += 1
+            report.count(event, "failed")
         else:
             todo.append(event)
     if not todo or driver is None:
         return report
     ready: list[tuple[Event, Translation]] = []
     failed: dict[int, str] = {}
+    by_id = {event.pk: event for event in todo}
     retry: list[Event] = []
     waiting: list[Event] = []  # snapshots held back by the provider's running sync
     last_error: Exception | None = None
@@ -199,7 +225,7 @@ def process_events(
         else:
             ready.append((event, outcome))
     if failed:
-        report.failed += _finish_failed(failed)
+        report.failed += _finish_failed(failed, report, by_id)
     _apply_isolating(provider, ready, report, retry, waiting)
     if retry:
         _schedule_retry(retry, last_error, report)
@@ -259,7 +285,8 @@ def _apply_isolating(
         event = items[0][0]
         log.warning("event %s could not be applied: %s", event.pk, failure)
         report.failed += _finish_failed(
-            {event.pk: f"apply error: {type(failure).__name__}: {failure}"}
+            {event.pk: f"apply error: {type(failure).__name__}: {failure}"}, report,
+            {event.pk: event},
         )
         return
     middle = len(items) // 2
@@ -312,10 +339,21 @@ def _apply_claimed(
     for event in rows:
         if event.status == Status.IGNORED:
             report.ignored += 1
+            report.count(event, "ignored")
         else:
             report.processed += 1
+            report.count(event, "processed")
+        report.lags.append(_lag(event, now))
     report.duplicates += len(items) - len(rows) - len(held)
+    for event, _ in items:
+        if event.pk not in claimed and event.pk not in held:
+            report.count(event, "duplicate")
     return [event for event, _ in items if event.pk in held]
+
+
+def _lag(event: Event, now: datetime) -> float:
+    received = event.received_at
+    return max((now - received).total_seconds(), 0.0) if isinstance(received, datetime) else 0.0
 
 
 def _process_snapshot(
@@ -333,6 +371,7 @@ def _process_snapshot(
             )
             if claimed is None:
                 report.duplicates += 1
+                report.count(event, "duplicate")
                 return
             run = run_snapshot(provider, translation.snapshot,
                                triggered_by=f"event {event.key}"[:100])
@@ -351,17 +390,22 @@ def _process_snapshot(
         if is_transient(exc):
             retry.append(event)
             return
-        report.failed += _finish_failed({event.pk: f"apply error: {type(exc).__name__}: {exc}"})
+        report.failed += _finish_failed({event.pk: f"apply error: {type(exc).__name__}: {exc}"},
+                                        report, {event.pk: event})
         return
     except Exception as exc:
         log.exception("event %s: pushed snapshot failed", event.pk)
-        report.failed += _finish_failed({event.pk: f"apply error: {type(exc).__name__}: {exc}"})
+        report.failed += _finish_failed({event.pk: f"apply error: {type(exc).__name__}: {exc}"},
+                                        report, {event.pk: event})
         return
     report.processed += 1
+    report.count(event, "processed")
+    report.lags.append(_lag(event, claimed.processed_at))
 
 
-def _finish_failed(errors: dict[int, str]) -> int:
-    """Mark events failed (each with its reason) if still open; returns how many."""
+def _finish_failed(errors: dict[int, str], report: IngestReport, events: dict[int, Event]) -> int:
+    """Mark events failed (each with its reason) if still open; returns how
+    many (counted in ``report.outcomes`` by type)."""
     now = timezone.now()
     with transaction.atomic():
         open_ids = set(
@@ -372,6 +416,8 @@ def _finish_failed(errors: dict[int, str]) -> int:
         rows = [Event(pk=pk, status=Status.FAILED, error=errors[pk][:2000], processed_at=now)
                 for pk in open_ids]
         bulk.bulk_update(Event, rows, ["status", "error", "processed_at"])
+    for pk in open_ids:
+        report.count(events[pk], "failed")
     return len(rows)
 
 
@@ -404,6 +450,11 @@ def _schedule_retry(events: list[Event], error: Exception | None, report: Ingest
                         again, exc)
     report.retry += again
     report.dead += dead
+    by_id = {event.pk: event for event in events}
+    for pk in again:
+        report.count(by_id[pk], "retry")
+    for pk in dead:
+        report.count(by_id[pk], "dead")
 
 
 def _wait_for_run(events: list[Event], report: IngestReport) -> None:
@@ -422,6 +473,8 @@ def _wait_for_run(events: list[Event], report: IngestReport) -> None:
     except Exception as exc:  # the sweeper will find them queued
         log.warning("retry of events %s not queued (%s); the sweeper will pick them up", ids, exc)
     report.retry += ids
+    for event in events:
+        report.count(event, "retry")
 
 
 def replay(event_ids: Iterable[int]) -> IngestReport:

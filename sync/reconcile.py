@@ -37,6 +37,7 @@ from sync.changes import Change, Kind, Op, Source, make_version
 from sync.choices import SyncRunStatusChoices as RunStatus
 from sync.drivers.base import Snapshot
 from sync.models import CloudProvider
+from sync.progress import Progress
 
 __all__ = ["PlanResult", "Reconciliation", "apply_part", "apply_plan", "change_to_plan",
            "listing_floors", "plan_to_change", "reconcile", "settle_parts"]
@@ -159,12 +160,14 @@ def reconcile(
     started_at: datetime,
     dry_run: bool = False,
     cause: Cause | None = None,
+    progress: Progress | None = None,
 ) -> Reconciliation:
     """Heal the provider's inventory from a complete snapshot (see module doc).
     ``source``/``ref`` stamp the changes (the run's kind and id);
     ``started_at`` is when the listing began (the run's start if the
     snapshot does not say); ``cause``: the run, for the objects' history
-    (by default read from ``source``/``ref``)."""
+    (by default read from ``source``/``ref``); ``progress`` is told of each
+    chunk listed and applied, and when the listing ended."""
     started = snapshot.started_at or started_at
     seen: dict[Kind, set[str]] = defaultdict(set)
     totals = ApplyResult()
@@ -180,15 +183,21 @@ def reconcile(
     floors = listing_floors(snapshot, started)
     with _vouching(provider, floors if not dry_run else Floors()) as applied:
         for chunk in _chunks(_restamp(tracked(snapshot.changes), source, ref), CHUNK):
+            if progress is not None:
+                progress.listed(chunk)
             result = _apply_chunk(provider, chunk, dry_run=dry_run,
                                   listed_at=snapshot.started_at, floors=floors, cause=cause)
             applied(chunk)
+            if progress is not None:
+                progress.applied(chunk)
             drift.add(result)
             if dry_run:
                 plan += _planned(chunk, result)
             result.outcomes.clear()
             totals.merge(result)
 
+    if progress is not None:
+        progress.set_phase("finishing")
     return _settle(provider, snapshot, seen, started, source, ref, totals, drift, plan,
                    dry_run=dry_run, cause=cause)
 
@@ -311,6 +320,7 @@ def apply_part(
     ref: str,
     record: Callable[[dict[Kind, list[str]]], None],
     cause: Cause | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Apply one part's listing in chunks; ``record`` gets each chunk's listed
     ids per kind (before the chunk is applied). Returns what it did, as JSON:
@@ -327,12 +337,18 @@ def apply_part(
                     listed[change.kind].append(change.external_id)
                     seen[change.kind].add(change.external_id)
             record(listed)
+            if progress is not None:
+                progress.listed(chunk)
             result = _apply_chunk(provider, chunk, dry_run=False, listed_at=snapshot.started_at,
                                   floors=floors, cause=cause)
             applied(chunk)
+            if progress is not None:
+                progress.applied(chunk)
             drift.add(result)
             result.outcomes.clear()
             totals.merge(result)
+    if progress is not None:
+        progress.set_phase("finishing")
     return {"counts": totals.as_dict(), "drift": drift.as_dict(),
             "listed": {kind.value: len(ids) for kind, ids in seen.items()}}
 

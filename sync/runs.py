@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,7 +25,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from sync import names, queueing, split
+from sync import metrics, names, queueing, split
 from sync.apply.floors import NO_FLOORS, Floors, lock_for_change
 from sync.apply.history import Cause
 from sync.changes import Source
@@ -43,6 +44,7 @@ from sync.drivers.base import (
 from sync.drivers.registry import get_driver
 from sync.errors import PlanNotApplicable, QueueUnavailable, RunInProgress, RunRefused
 from sync.models import CloudProvider, SyncRun
+from sync.progress import Progress, merged
 from sync.reconcile import Reconciliation, apply_plan, listing_floors, reconcile
 
 __all__ = [
@@ -174,11 +176,12 @@ def execute_run_once(run_id: int, *, may_split: bool = False) -> tuple[SyncRun, 
     if worker is None:  # a redelivered message: a live worker is executing the run
         log.info("sync run #%s is being executed by %s; nothing to do", run.pk, run.worker)
         return run, False
-    with _heartbeat(run.pk, worker):
-        return _execute(run, may_split=may_split), True
+    progress = Progress()
+    with _heartbeat(run.pk, worker, progress=progress):
+        return _execute(run, may_split=may_split, progress=progress), True
 
 
-def _execute(run: SyncRun, *, may_split: bool = False) -> SyncRun:
+def _execute(run: SyncRun, *, may_split: bool = False, progress: Progress | None = None) -> SyncRun:
     provider = run.cloudprovider
     try:
         driver = get_driver(provider.cloud_sync_driver)
@@ -204,7 +207,7 @@ def _execute(run: SyncRun, *, may_split: bool = False) -> SyncRun:
             snapshot = driver.list_inventory(config)
         if snapshot.started_at is None:
             snapshot.started_at = run.started_at
-        reconcile_run(run, snapshot, dry_run=run.kind == RunKind.DRY_RUN)
+        reconcile_run(run, snapshot, dry_run=run.kind == RunKind.DRY_RUN, progress=progress)
     except OperationalError as exc:  # deadlock, lost connection: retry the run
         try:
             SyncRun.objects.filter(pk=run.pk).update(error=f"database error: {exc}"[:5000])
@@ -230,8 +233,12 @@ def run_cause(run: SyncRun) -> Cause:
     return Cause(kind, run_id=run.pk, actor=run.triggered_by if kind == HistoryCause.SNAPSHOT else "")
 
 
-def reconcile_run(run: SyncRun, snapshot: Snapshot, *, dry_run: bool = False) -> SyncRun:
-    """Reconcile the provider with ``snapshot`` as ``run`` and record the outcome."""
+def reconcile_run(run: SyncRun, snapshot: Snapshot, *, dry_run: bool = False,
+                  progress: Progress | None = None) -> SyncRun:
+    """Reconcile the provider with ``snapshot`` as ``run`` and record the
+    outcome; ``progress`` follows the listing (its final state is recorded
+    with the outcome)."""
+    progress = progress if progress is not None else Progress()
     source = Source.CATCH_UP if run.kind == RunKind.CATCH_UP else Source.FULL_SYNC
     floors = listing_floors(snapshot, snapshot.started_at or run.started_at)
     if dry_run or not floors:
@@ -239,20 +246,23 @@ def reconcile_run(run: SyncRun, snapshot: Snapshot, *, dry_run: bool = False) ->
     else:  # events older than this listing wait for it (sync.apply.floors)
         _set_floors(run, pending=Floors(floors.started_at, floors.versions, run.pk))
     result = reconcile(run.cloudprovider, snapshot, source=source, ref=str(run.pk),
-                       started_at=run.started_at, dry_run=dry_run, cause=run_cause(run))
-    _finish_listing(run, result, floors)
+                       started_at=run.started_at, dry_run=dry_run, cause=run_cause(run),
+                       progress=progress)
+    progress.set_phase("done")
+    _finish_listing(run, result, floors, progress=progress.as_json())
     return run
 
 
 def _finish_listing(run: SyncRun, result: Reconciliation, floors: Floors,
-                    parts: dict[str, Any] | None = None) -> None:
+                    parts: dict[str, Any] | None = None, *,
+                    progress: dict[str, Any] | None = None) -> None:
     """Record the run's outcome and, if its listing completed, its floor as
     the provider's listed one, in one transaction: an ingest batch sees
     either the run still running with its pending floor, or both done."""
     with transaction.atomic():
         if floors and result.status in (RunStatus.SUCCEEDED, RunStatus.NEEDS_APPROVAL):
             _set_floors(run, listed=floors.completed(result.unseen))
-        _finish(run, result, parts)
+        _finish(run, result, parts, progress)
 
 
 def _set_floors(run: SyncRun, *, pending: Floors | None = None,
@@ -285,13 +295,18 @@ def run_snapshot(provider: CloudProvider, snapshot: Snapshot, *, triggered_by: s
     return reconcile_run(run, snapshot)
 
 
-def _finish(run: SyncRun, result: Reconciliation, parts: dict[str, Any] | None = None) -> None:
+def _finish(run: SyncRun, result: Reconciliation, parts: dict[str, Any] | None = None,
+            progress: dict[str, Any] | None = None) -> None:
     now = timezone.now()
+    if progress is None:  # a split run: what its parts wrote
+        stored = SyncRun.objects.filter(pk=run.pk).values_list("progress", flat=True).first()
+        progress = merged(stored, {}, phase="done")
     run.status, run.finished_at, run.error = result.status, now, result.error
     run.counts, run.drift_healed, run.drift = result.counts, result.drift_healed, result.drift
-    run.plan, run.parts = result.plan, parts or {}
+    run.plan, run.parts, run.progress = result.plan, parts or {}, progress
     run.save(update_fields=["status", "finished_at", "error", "counts", "drift_healed", "drift", "plan",
-                            "parts"])
+                            "parts", "progress"])
+    _count_run_on_commit(run.pk)
     if run.kind == RunKind.FULL:  # ids a split attempt of this run listed (taken over since)
         split.clear(run.pk)
     if run.kind != RunKind.DRY_RUN:
@@ -410,6 +425,7 @@ def release_part(run_id: int, part: str, token: str) -> None:
     me = _executor_id()
     _lease(run_id, token, lambda parts: parts.pop(part, None)
            if (parts.get(part) or {}).get("worker") == me else None)
+    _count_retry(run_id)
 
 
 def _list_part(run_id: int, part: str, token: str, me: str) -> dict[str, Any]:
@@ -419,12 +435,15 @@ def _list_part(run_id: int, part: str, token: str, me: str) -> dict[str, Any]:
     except DriverNotInstalled as exc:
         return _part_failed(run_id, part, token, f"{exc} on this worker")
     alive = partial(_renew_part, run_id, part, token, me)
+    progress = Progress()
     try:
-        with _heartbeat(run_id, token, renew=alive):
-            return split.list_part(
+        with _heartbeat(run_id, token, renew=alive, progress=progress, merge=True):
+            outcome = split.list_part(
                 run, driver, part, alive,
                 lambda floors: _set_floors(run, pending=Floors(
-                    floors.started_at, floors.versions, run.pk)))
+                    floors.started_at, floors.versions, run.pk)), progress=progress)
+        _write_progress(run_id, token, progress, merge=True)  # the part's last word
+        return outcome
     except OperationalError as exc:
         raise NetworkError(f"database error: {exc}") from exc
     except (TemporaryError, split.Superseded):
@@ -500,6 +519,7 @@ def fail_split(run_id: int, token: str, error: str) -> bool:
     if failed:
         CloudProvider.objects.filter(pk=run.cloudprovider_id).update(
             last_full_sync_at=now, last_full_sync_status=RunStatus.FAILED)
+        _count_run_on_commit(run_id)
     return bool(failed)
 
 
@@ -567,15 +587,30 @@ def _take(run: SyncRun) -> str | None:
 
 
 @contextmanager
-def _heartbeat(run_id: int, worker: str, renew: Callable[[], object] | None = None) -> Iterator[None]:
+def _heartbeat(run_id: int, worker: str, renew: Callable[[], object] | None = None, *,
+               progress: Progress | None = None, merge: bool = False) -> Iterator[None]:
     """Renew the run's heartbeat from a thread while the run executes
-    (``renew``: how, if not the run's ``heartbeat_at`` for ``worker``)."""
+    (``renew``: how, if not the run's ``heartbeat_at`` for ``worker``). The
+    same thread writes ``progress`` when it changed, at most once per
+    ``CLOUDSYNC_RUN_PROGRESS_SECONDS``, each time in a short UPDATE of its
+    own (its own connection: never inside the run's transactions);
+    ``merge``: a split run's part, whose kinds go into the run's progress."""
     stop = threading.Event()
+    every = settings.CLOUDSYNC_RUN_HEARTBEAT_SECONDS
+    tick = every if progress is None else min(every, settings.CLOUDSYNC_RUN_PROGRESS_SECONDS)
 
     def beat() -> None:
+        next_beat = time.monotonic() + every
+        written = -1
         try:
-            while not stop.wait(settings.CLOUDSYNC_RUN_HEARTBEAT_SECONDS):
+            while not stop.wait(tick):
                 try:
+                    if progress is not None and progress.version != written:
+                        written = progress.version
+                        _write_progress(run_id, worker, progress, merge=merge)
+                    if time.monotonic() < next_beat:
+                        continue
+                    next_beat = time.monotonic() + every
                     if renew is not None:
                         renew()
                         continue
@@ -597,12 +632,70 @@ def _heartbeat(run_id: int, worker: str, renew: Callable[[], object] | None = No
         thread.join()
 
 
+def _write_progress(run_id: int, worker: str, progress: Progress, *, merge: bool = False) -> None:
+    """Record a running run's progress (one UPDATE; a split run's part: a
+    read-modify-write of the run's progress under the row's lock)."""
+    mine = progress.as_json()
+    running = SyncRun.objects.filter(pk=run_id, worker=worker, status=RunStatus.RUNNING)
+    if not merge:
+        running.update(progress=mine)
+        return
+    with transaction.atomic():
+        stored = running.select_for_update().values_list("progress", flat=True).first()
+        if stored is not None:
+            running.update(progress=merged(stored, mine))
+
+
+def _count_run_on_commit(run_id: int) -> None:
+    transaction.on_commit(partial(_count_run, run_id))
+
+
+def _count_run(run_id: int) -> None:
+    """The run ended: count it in the metrics (``sync.metrics``)."""
+    try:
+        run = SyncRun.objects.select_related("cloudprovider").filter(pk=run_id).first()
+        if run is None or run.status == RunStatus.RUNNING:
+            return
+        failures = None
+        if run.kind == RunKind.FULL:
+            failures = 0
+            for status in (SyncRun.objects.filter(cloudprovider_id=run.cloudprovider_id,
+                                                  kind=RunKind.FULL)
+                           .exclude(status=RunStatus.RUNNING)
+                           .order_by("-started_at", "-id").values_list("status", flat=True)[:50]):
+                if status != RunStatus.FAILED:
+                    break
+                failures += 1
+        finished = run.finished_at or timezone.now()
+        metrics.run_finished(
+            provider_id=run.cloudprovider_id, driver=run.cloudprovider.cloud_sync_driver,
+            kind=run.kind, outcome=run.status,
+            duration=(finished - run.started_at).total_seconds(),
+            objects_listed=int((run.progress or {}).get("seen") or 0),
+            drift_healed=run.drift_healed, finished_at=finished.timestamp(),
+            consecutive_failures=failures,
+        )
+    except DatabaseError as exc:  # metrics never fail a run
+        log.warning("sync run #%s: not counted in the metrics: %s", run_id, exc)
+
+
+def _count_retry(run_id: int) -> None:
+    try:
+        row = (SyncRun.objects.filter(pk=run_id)
+               .values_list("cloudprovider_id", "cloudprovider__cloud_sync_driver", "kind").first())
+    except DatabaseError:
+        return
+    if row is not None:
+        metrics.count_run_retry(*row)
+
+
 def release_for_retry(run_id: int, countdown: float) -> None:
     """The task will retry the run after ``countdown`` s: let the retry take it
     then, and keep the sweeper off it until well after."""
     SyncRun.objects.filter(pk=run_id, status=RunStatus.RUNNING, worker=_executor_id()).update(
         worker="", heartbeat_at=timezone.now() + timedelta(seconds=countdown)
     )
+    _count_retry(run_id)
 
 
 def abandoned_runs() -> list[int]:
@@ -640,6 +733,7 @@ def fail_run(run: SyncRun, error: str) -> None:
         CloudProvider.objects.filter(pk=run.cloudprovider_id).update(
             last_full_sync_at=now, last_full_sync_status=RunStatus.FAILED
         )
+    _count_run_on_commit(run.pk)
 
 
 def request_plan_apply(run: SyncRun, *, triggered_by: str = "") -> SyncRun:

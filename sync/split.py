@@ -36,6 +36,7 @@ from sync.choices import SyncRunKindChoices as RunKind
 from sync.choices import SyncRunStatusChoices as RunStatus
 from sync.drivers.base import Driver, Snapshot
 from sync.models import ListedId, SyncRun
+from sync.progress import Progress
 from sync.reconcile import Reconciliation, apply_part, listing_floors, settle_parts
 
 __all__ = ["ListedIdsLost", "Superseded", "clear", "clear_finished", "list_part", "parts_for", "previous_objects",
@@ -104,7 +105,7 @@ def _insert(run_id: int, kind: str, ids: list[str]) -> None:
 
 def list_part(
     run: SyncRun, driver: Driver, part: str, alive: Callable[[], bool],
-    announce: Callable[[Floors], None],
+    announce: Callable[[Floors], None], progress: Progress | None = None,
 ) -> dict[str, Any]:
     """List one part of ``run`` and apply it; ``alive()`` (checked per chunk)
     says the run still wants it, else ``Superseded`` is raised; ``announce``
@@ -120,7 +121,7 @@ def list_part(
     if floors:
         announce(floors)
     applied = apply_part(run.cloudprovider, snapshot, source=Source.FULL_SYNC, ref=str(run.pk),
-                         record=_recorder(run.pk, alive))
+                         record=_recorder(run.pk, alive), progress=progress)
     scopes = {kind.value: sorted(ids) for kind, ids in (snapshot.scopes or {}).items()}
     return {"part": part, "kinds": sorted(k.value for k in snapshot.kinds), "scopes": scopes,
             "started_at": snapshot.started_at.isoformat(), "floors": dict(floors.versions),

@@ -13,8 +13,10 @@ conditional update.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 
-from sync import inbox, journal, names, queueing, runs, split
+from sync import inbox, journal, metrics, names, queueing, runs, split
+from sync.models import Event
 
 __all__ = ["sweep"]
 
@@ -28,6 +30,8 @@ def sweep() -> dict[str, int]:
     stuck, dead = inbox.claim_stuck_events()
     for start in range(0, len(stuck), BATCH):
         queueing.send_task(names.REPLAY, event_ids=stuck[start:start + BATCH])
+    if dead:
+        _count_dead(dead)
     put_back = journal.recover()
     abandoned = runs.abandoned_runs()
     split.clear_finished()
@@ -38,3 +42,14 @@ def sweep() -> dict[str, int]:
                     "%d abandoned runs queued for takeover", len(stuck), len(dead), len(abandoned))
     return {"events_requeued": len(stuck), "events_dead": len(dead),
             "runs_requeued": len(abandoned), "messages_put_back": put_back}
+
+
+def _count_dead(ids: list[int]) -> None:
+    """Events the sweeper sent to the dead letter, in the metrics."""
+    per_provider: dict[tuple[int, str], Counter] = {}
+    rows = Event.objects.filter(pk__in=ids).values_list(
+        "cloudprovider_id", "cloudprovider__cloud_sync_driver", "event_type")
+    for provider_id, driver, event_type in rows:
+        per_provider.setdefault((provider_id, driver), Counter())[(event_type, "dead")] += 1
+    for (provider_id, driver), outcomes in per_provider.items():
+        metrics.count_events(provider_id, driver, outcomes)

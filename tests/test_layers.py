@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SYNC = ROOT / "sync"
 # Entry points: they may import anything of the app; nothing imports them but Django/Celery.
 ENTRY_POINTS = ("sync.tasks", "sync.api", "sync.admin", "sync.management", "sync.endpoint",
-                "sync.webhook_wsgi", "sync.urls", "sync.schema_views", "sync.health", "sync.apps")
+                "sync.webhook_wsgi", "sync.urls", "sync.schema_views", "sync.health", "sync.apps",
+                "sync.metrics_view")
 
 
 def _modules() -> dict[str, Path]:

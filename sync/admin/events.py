@@ -16,6 +16,7 @@ from sync.choices import EventStatusChoices as EventStatus
 from sync.errors import PlanNotApplicable
 from sync.ingest import request_replay
 from sync.models import Event, SyncRun
+from sync.progress import describe
 from sync.runs import release_runs, request_plan_apply
 
 __all__ = ["EventAdmin", "SyncRunAdmin"]
@@ -144,6 +145,7 @@ class SyncRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "started_at",
         "finished_at",
         "drift_healed",
+        "progress_summary",
         "triggered_by",
     )
     list_display_links = ("id", "cloudprovider")
@@ -165,16 +167,19 @@ class SyncRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                     "started_at",
                     "finished_at",
                     "drift_healed",
+                    "progress_summary",
                     "error",
                 )
             },
         ),
+        ("Progress", {"fields": ("progress_pretty",)}),
         ("Counts", {"fields": ("counts_pretty",)}),
         ("Drift healed", {"fields": ("drift_pretty",)}),
         ("Plan", {"fields": ("plan_pretty",)}),
         ("Objects it changed", {"fields": ("changed",)}),
     )
-    readonly_fields = ("counts_pretty", "drift_pretty", "plan_pretty", "changed")
+    readonly_fields = ("progress_summary", "progress_pretty", "counts_pretty", "drift_pretty",
+                       "plan_pretty", "changed")
 
     @admin.display(description="changes")
     def changed(self, obj: SyncRun) -> str:
@@ -185,6 +190,14 @@ class SyncRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         if request.resolver_match and request.resolver_match.url_name.endswith("_changelist"):
             qs = qs.defer("plan", "drift")
         return qs
+
+    @admin.display(description="progress")
+    def progress_summary(self, obj: SyncRun) -> str:
+        return describe(obj.progress)
+
+    @admin.display(description="progress")
+    def progress_pretty(self, obj: SyncRun) -> str:
+        return _capped_json(obj.progress)
 
     @admin.display(description="counts")
     def counts_pretty(self, obj: SyncRun) -> str:

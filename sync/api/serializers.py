@@ -27,6 +27,7 @@ from sync.models import (
     SyncedModel,
     SyncRun,
 )
+from sync.progress import PHASES
 
 __all__ = [
     "SYNC_RUN_START_KINDS",
@@ -297,10 +298,40 @@ class EventReplaySerializer(serializers.Serializer):
 # --- sync runs ----------------------------------------------------------------
 
 
+class SyncRunKindProgressSerializer(serializers.Serializer):
+    """One kind's progress in a running (or finished) sync."""
+
+    pages = serializers.IntegerField(
+        read_only=True, help_text="Chunks of the listing (up to 1,000 objects) holding this kind.")
+    seen = serializers.IntegerField(read_only=True, help_text="Objects of this kind listed so far.")
+    applied = serializers.IntegerField(
+        read_only=True, help_text="Objects of this kind applied to the inventory so far.")
+    done = serializers.BooleanField(
+        read_only=True, help_text="The listing moved past this kind (or ended).")
+
+
+class SyncRunProgressSerializer(serializers.Serializer):
+    """A sync's progress as it streams, updated at most once per
+    CLOUDSYNC_RUN_PROGRESS_SECONDS while it runs; its final state once it
+    ended. Empty for runs from before progress was recorded."""
+
+    phase = serializers.ChoiceField(
+        choices=[(p, p) for p in PHASES], read_only=True,
+        help_text="listing (waiting for the cloud), applying (a chunk), finishing "
+                  "(deletions, recording), done.")
+    kinds = serializers.DictField(
+        child=SyncRunKindProgressSerializer(), read_only=True,
+        help_text="Per kind (host, port, flavor, image, project), in listing order.")
+    seen = serializers.IntegerField(read_only=True, help_text="Objects listed so far (all kinds).")
+    applied = serializers.IntegerField(read_only=True, help_text="Objects applied so far.")
+    updated_at = serializers.DateTimeField(read_only=True, help_text="When this was written.")
+
+
 class SyncRunSerializer(serializers.ModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="api:syncrun-detail")
     provider = CloudProviderBriefSerializer(source="cloudprovider", read_only=True)
     has_plan = serializers.BooleanField(read_only=True, help_text="A stored plan exists.")
+    progress = SyncRunProgressSerializer(read_only=True)
 
     class Meta:
         model = SyncRun
@@ -318,6 +349,7 @@ class SyncRunSerializer(serializers.ModelSerializer):
             "error",
             "triggered_by",
             "has_plan",
+            "progress",
         ]
 
 

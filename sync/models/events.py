@@ -74,6 +74,10 @@ class SyncRun(models.Model):
     # last beat) while it lists, then its outcome; once the run succeeded,
     # each part's duration and objects.
     parts = models.JSONField(blank=True, default=dict, editable=False)
+    # A running sync's progress as it streams (sync/progress.py): phase,
+    # per kind pages / seen / applied / done, totals; written at most once per
+    # CLOUDSYNC_RUN_PROGRESS_SECONDS, and its final state with the outcome.
+    progress = models.JSONField(blank=True, default=dict, editable=False)
 
     class Meta:
         ordering = ["-started_at", "-id"]

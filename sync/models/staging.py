@@ -36,7 +36,7 @@ class ListingDigest(models.Model):
     """What the last full listing that left a row exactly as it listed it
     found (``sync.apply.digests``): valid while the row's physical version
     (Postgres ``xmin:ctid``) is the one recorded. A cache: the table is
-    unlogged (migration 0009), and a lost digest only means one more
+    unlogged (migration 0010), and a lost digest only means one more
     comparison."""
 
     pk = models.CompositePrimaryKey("kind", "row_id")

@@ -1,4 +1,8 @@
-"""Run a full sync (or dry run, or catch-up) of one provider now, in this process."""
+"""Run a full sync (or dry run, or catch-up) of one provider now, in this process.
+
+While it runs, its progress (``SyncRun.progress``) is shown as a bar on a
+terminal, and as plain lines otherwise (at most one per ``--progress-every``
+seconds, 5 by default)."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from sync.choices import SyncRunKindChoices as RunKind
 from sync.choices import SyncRunStatusChoices as RunStatus
 from sync.drivers.base import DriverError
 from sync.management.commands._common import provider_arg
+from sync.management.commands._progress import RunWatcher
 
 
 class Command(BaseCommand):
@@ -21,6 +26,11 @@ class Command(BaseCommand):
         group = parser.add_mutually_exclusive_group()
         group.add_argument("--dry-run", action="store_true", help="store the plan, apply nothing")
         group.add_argument("--catch-up", action="store_true", help="only changes since the last run")
+        parser.add_argument("--no-progress", action="store_true",
+                            help="no progress bar or lines while the run executes")
+        parser.add_argument("--progress-every", type=float, default=5.0, metavar="SECONDS",
+                            help="without a terminal: a progress line at most this often "
+                                 "(default 5)")
 
     def handle(self, *args: Any, **opts: Any) -> None:
         provider = provider_arg(opts["provider"])
@@ -30,8 +40,15 @@ class Command(BaseCommand):
             run = runs.claim_run(provider, kind, triggered_by="cloudsync_sync")
         except (errors.RunRefused, errors.RunInProgress) as exc:
             raise CommandError(f"{provider}: {exc}") from exc
+        out = self.stdout._out
+        watch = not opts["no_progress"]
+        tty = watch and callable(getattr(out, "isatty", None)) and out.isatty()
         try:
-            run = runs.execute_run(run.pk)
+            if watch:
+                with RunWatcher(run, out, tty=tty, line_seconds=opts["progress_every"]):
+                    run = runs.execute_run(run.pk)
+            else:
+                run = runs.execute_run(run.pk)
         except DriverError as exc:  # temporary errors: no Celery retry here, fail the run
             runs.fail_run_by_id(run.pk, exc)
             run.refresh_from_db()

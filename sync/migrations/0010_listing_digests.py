@@ -16,7 +16,7 @@ def _unlogged(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("sync", "0008_history_retention"),
+        ("sync", "0009_syncrun_progress"),
     ]
 
     operations = [
