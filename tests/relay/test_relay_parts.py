@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import zipfile
@@ -236,8 +238,12 @@ def test_settings_from_file_and_environment(tmp_path):
 # -- installable on its own ------------------------------------------------------
 
 
-def test_the_package_installs_alone_and_runs_without_django(tmp_path):
-    wheel_dir, target = tmp_path / "dist", tmp_path / "site"
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> tuple[Path, Path]:
+    """(wheel, target): the package built as a wheel and pip-installed on its
+    own (--no-deps: its two dependencies come from the venv) into a folder."""
+    tmp = tmp_path_factory.mktemp("relay-install")
+    wheel_dir, target = tmp / "dist", tmp / "site"
     build = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
          "--disable-pip-version-check", "-q", "-w", str(wheel_dir), str(RELAY_DIR)],
@@ -245,6 +251,17 @@ def test_the_package_installs_alone_and_runs_without_django(tmp_path):
     )  # fmt: skip
     assert build.returncode == 0, build.stdout + build.stderr
     [wheel] = wheel_dir.glob("cloudsync_relay-*.whl")
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--disable-pip-version-check",
+         "-q", "--target", str(target), str(wheel)],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert install.returncode == 0, install.stdout + install.stderr
+    return wheel, target
+
+
+def test_the_package_installs_alone_and_runs_without_django(installed, tmp_path):
+    wheel, target = installed
     with zipfile.ZipFile(wheel) as zf:
         meta = zf.read(next(n for n in zf.namelist() if n.endswith("/METADATA"))).decode()
         entry_points = zf.read(next(n for n in zf.namelist() if n.endswith("entry_points.txt")))
@@ -254,13 +271,6 @@ def test_the_package_installs_alone_and_runs_without_django(tmp_path):
     assert requires == ["oslo.messaging>=12.0", "requests>=2.20"]
     assert b"cloudsync-relay = cloudsync_relay.cli:main" in entry_points
     assert not [n for n in names if n.startswith(("sync/", "project/"))]
-
-    install = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--disable-pip-version-check",
-         "-q", "--target", str(target), str(wheel)],
-        capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
-    assert install.returncode == 0, install.stdout + install.stderr
     # Django made unimportable: the relay must not need it (nor cloudsync).
     probe = (
         "import sys; sys.modules['django'] = None; sys.modules['sync'] = None\n"
@@ -274,3 +284,90 @@ def test_the_package_installs_alone_and_runs_without_django(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "usage: cloudsync-relay" in done.stdout
     assert (target / "bin" / "cloudsync-relay").exists()
+
+
+def test_shipped_example_config_and_unit_name_real_settings():
+    env = {"CLOUDSYNC_RELAY_SECRET": "s"}  # the example's secret_file does not exist here
+    settings = config.load(str(RELAY_DIR / "relay.conf.example"), environ=env)
+    assert settings.url == "https://cloudsync.example.com/cloud-sync/provider/3/"
+    assert settings.topics == ["notifications", "versioned_notifications"]
+    unit = (RELAY_DIR / "cloudsync-relay.service").read_text()
+    names = {opt.dest.upper() for opt in config.OPTIONS} | {"CONFIG_FILE"}
+    used = set(re.findall(r"CLOUDSYNC_RELAY_([A-Z_]+)", unit))
+    assert used and used <= names, used - names
+    assert "ExecStartPre=/usr/local/bin/cloudsync-relay --check" in unit
+    assert "COPY . /src" in (RELAY_DIR / "Containerfile").read_text()  # built from relay/
+
+
+# -- the README's relay block, as written -------------------------------------------
+
+
+def readme_relay_block() -> list[str]:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    [block] = [b for b in re.findall(r"^```sh\n(.*?)^```", readme, re.S | re.M)
+               if "cloudsync-relay --check" in b]  # fmt: skip
+    return block.replace("\\\n", " ").splitlines()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_readme_relay_block_runs_as_written(installed, runserver, empty_queue, monkeypatch):
+    """Run line by line. Substitutions, each for the shared machine: the
+    relay goes into a folder (--target) instead of the shared venv; the
+    server listens on a free port, not 8000; pool, topics and exchanges are
+    named for this test (added to the environment) so it shares nothing."""
+    import io
+    import shlex
+
+    from django.core.management import call_command
+
+    from tests.rabbit import Bus, require_rabbit
+
+    require_rabbit()
+    monkeypatch.chdir(ROOT)
+    _, target = installed
+    lines = readme_relay_block()
+    eval_line, pip_line, export_line, check_line, *expected, run_line = lines
+    words = shlex.split(eval_line[len('eval "$(') : -2])
+    out = io.StringIO()
+    call_command(*words[words.index("manage.py") + 1 :], stdout=out, stderr=io.StringIO())
+    values = dict(line.split("=", 1) for line in out.getvalue().splitlines())
+    provider_id, secret = values["PROVIDER_ID"], shlex.split(values["SECRET"])[0]
+
+    assert pip_line == ".venv/bin/pip install ./relay"
+    bus = Bus()
+    pool = bus.pool("readme")
+    here = runserver.removeprefix("http://")
+
+    def expand(text: str) -> str:
+        return (text.replace("$PROVIDER_ID", provider_id).replace("$SECRET", secret)
+                .replace("127.0.0.1:8000", here))  # fmt: skip
+
+    assert export_line.startswith("export ")
+    env = dict(word.split("=", 1) for word in shlex.split(expand(export_line))[1:])
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDSYNC_RELAY_")}
+    env = {**clean, **env, "PYTHONPATH": str(target), "CLOUDSYNC_RELAY_POOL": pool,
+           "CLOUDSYNC_RELAY_TOPICS": ",".join(bus.topics),
+           "CLOUDSYNC_RELAY_EXCHANGES": ",".join(bus.exchanges)}  # fmt: skip
+    binary = str(target / "bin" / "cloudsync-relay")
+    try:
+        assert check_line == ".venv/bin/cloudsync-relay --check"
+        done = subprocess.run([sys.executable, binary, "--check"], env=env,
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        want = [expand(line.strip().removeprefix("#").strip()).replace('"cloudsync"', f'"{pool}"')
+                for line in expected]  # fmt: skip
+        assert done.stdout.splitlines() == want
+        assert queued_messages() == []
+
+        assert run_line == ".venv/bin/cloudsync-relay"
+        proc = subprocess.Popen([sys.executable, binary], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        from tests.e2e.conftest import wait_for
+
+        wait_for(lambda: (bus.queue_depth(pool) or (0, 0))[1] >= 1, timeout=30)
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0, output
+        assert " relaying notifications_" in output and "stopped; since start relayed 0" in output
+    finally:
+        bus.cleanup()
