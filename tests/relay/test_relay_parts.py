@@ -242,11 +242,16 @@ def test_settings_from_file_and_environment(tmp_path):
 def installed(tmp_path_factory) -> tuple[Path, Path]:
     """(wheel, target): the package built as a wheel and pip-installed on its
     own (--no-deps: its two dependencies come from the venv) into a folder."""
+    import shutil
+
     tmp = tmp_path_factory.mktemp("relay-install")
-    wheel_dir, target = tmp / "dist", tmp / "site"
+    wheel_dir, target, source = tmp / "dist", tmp / "site", tmp / "relay"
+    # built from a copy: setuptools writes build/ and *.egg-info next to the sources
+    shutil.copytree(RELAY_DIR, source, ignore=shutil.ignore_patterns(
+        "build", "*.egg-info", "__pycache__"))  # fmt: skip
     build = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-         "--disable-pip-version-check", "-q", "-w", str(wheel_dir), str(RELAY_DIR)],
+         "--disable-pip-version-check", "-q", "-w", str(wheel_dir), str(source)],
         capture_output=True, text=True, timeout=180,
     )  # fmt: skip
     assert build.returncode == 0, build.stdout + build.stderr

@@ -1,3 +1,0 @@
-from cloudsync_relay.cli import main
-
-raise SystemExit(main())
