@@ -300,7 +300,7 @@ def test_shipped_example_config_and_unit_name_real_settings():
     names = {opt.dest.upper() for opt in config.OPTIONS} | {"CONFIG_FILE"}
     used = set(re.findall(r"CLOUDSYNC_RELAY_([A-Z_]+)", unit))
     assert used and used <= names, used - names
-    assert "ExecStartPre=/usr/local/bin/cloudsync-relay --check" in unit
+    assert "ExecStartPre=-/usr/local/bin/cloudsync-relay --check" in unit
     assert "COPY . /src" in (RELAY_DIR / "Containerfile").read_text()  # built from relay/
 
 
