@@ -62,13 +62,14 @@ test-faults: dev-venv
 	  rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
 
 lint: dev-venv
-	$(BIN)/ruff check sync project tests bench
+	$(BIN)/ruff check sync project tests bench relay
 
 bench: dev-venv
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/fullsync.py
 	$(BIN)/python -m bench.e2e
 	$(BIN)/python -m bench.retention
+	$(BIN)/python -m bench.relay
 
 clean:
 	rm -rf $(VENV) db.sqlite3*

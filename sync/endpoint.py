@@ -192,6 +192,8 @@ def provider_endpoint(request: HttpRequest, provider_id: int) -> HttpResponse:
         return _error(409, "cloud sync is disabled for this provider; nothing was queued")
     if not info.driver_installed:
         return _error(501, f"driver {info.driver!r} is not installed on this server")
+    # Everything above is checked before the body: an authenticated "[]" is
+    # answered 400 below and queues nothing (cloudsync-relay --check uses it).
     if not body.strip():
         return _error(400, "empty body: expected a JSON object or array")
     try:

@@ -144,3 +144,18 @@ def test_broker_unreachable_is_503_with_retry_after(client, provider):
     assert "nothing was queued" in response.json()["error"]
     assert queued_messages() == []
     assert post(client, provider, MESSAGE).status_code == 202  # and it recovers
+
+
+def test_an_empty_array_checks_credentials_and_queues_nothing(client, provider_factory):
+    """What ``cloudsync-relay --check`` relies on: the provider, the
+    credentials, sync enabled and the driver installed are checked before the
+    body, and an authenticated ``[]`` queues nothing (400 "empty JSON array")."""
+    provider = provider_factory()
+    assert post(client, provider, b"[]").json()["error"] == "empty JSON array: nothing to queue"
+    assert post(client, provider, b"[]", secret="wrong").status_code == 401
+    disabled = provider_factory(cloud_sync_enabled=False)
+    assert post(client, disabled, b"[]").status_code == 409
+    missing = provider_factory()
+    type(missing).objects.filter(pk=missing.pk).update(cloud_sync_driver="vanished.driver")
+    assert post(client, missing, b"[]").status_code == 501
+    assert queued_messages() == []

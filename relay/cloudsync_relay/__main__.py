@@ -1,0 +1,3 @@
+from cloudsync_relay.cli import main
+
+raise SystemExit(main())

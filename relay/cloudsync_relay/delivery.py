@@ -1,0 +1,196 @@
+"""POSTing notifications to the endpoint, and what each answer means.
+
+The contract (cloudsync README, *Connecting OpenStack*):
+
+* **202**: queued in cloudsync; the messages are acknowledged on the bus.
+* **400, 404, 409, 413, 501**: refused for good (a body cloudsync cannot take,
+  an unknown provider, cloud sync disabled, too large, driver not installed);
+  the messages are acknowledged and dropped with a log line naming the reason.
+  A *batch* refused with 400 or 413 is halved and each half sent again, so
+  only the notification at fault is dropped.
+* anything else (**401** during a secret rotation, **5xx**, **503** while
+  Redis is down, a proxy's 429 or 403, a network error or a timeout): the
+  messages are requeued on the bus, after a backoff.
+
+A batch is one JSON array per POST, cut so that no body exceeds
+``max_body_bytes`` (a single notification larger than that is still sent and
+then dropped on its 413).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from cloudsync_relay import __version__
+
+__all__ = ["Answer", "Delivery", "Outcome", "PERMANENT", "pack"]
+
+log = logging.getLogger("cloudsync_relay")
+
+PERMANENT = frozenset({400, 404, 409, 413, 501})
+SPLITTABLE = frozenset({400, 413})  # may be one notification's fault in a batch
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int | None  # None: no HTTP answer (network error, timeout)
+    reason: str
+
+    @property
+    def accepted(self) -> bool:
+        return self.status == 202
+
+    @property
+    def permanent(self) -> bool:
+        return self.status in PERMANENT
+
+
+@dataclass
+class Outcome(Generic[T]):
+    """What became of each item handed to ``Delivery.send``."""
+
+    delivered: list[T] = field(default_factory=list)
+    dropped: list[tuple[T, str]] = field(default_factory=list)
+    retry: list[T] = field(default_factory=list)
+    retry_reason: str = ""
+    posts: int = 0
+
+
+def pack(items: Sequence[tuple[T, bytes]], max_bytes: int) -> list[list[tuple[T, bytes]]]:
+    """Consecutive runs of items whose JSON array stays under ``max_bytes``
+    (an item larger than that on its own is a run of one)."""
+    runs: list[list[tuple[T, bytes]]] = []
+    current: list[tuple[T, bytes]] = []
+    size = 2  # "[" + "]"
+    for item in items:
+        extra = len(item[1]) + (1 if current else 0)
+        if current and size + extra > max_bytes:
+            runs.append(current)
+            current, size = [], 2
+            extra = len(item[1])
+        current.append(item)
+        size += extra
+    if current:
+        runs.append(current)
+    return runs
+
+
+def _body(run: Sequence[tuple[Any, bytes]]) -> bytes:
+    if len(run) == 1:
+        return run[0][1]
+    return b"[" + b",".join(encoded for _, encoded in run) + b"]"
+
+
+class Delivery:
+    """One HTTP session to the endpoint (keep-alive), used by several threads."""
+
+    def __init__(
+        self,
+        url: str,
+        secret: str,
+        *,
+        timeout: float = 10.0,
+        verify: bool | str = True,
+        max_body_bytes: int = 1048576,
+    ) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.max_body_bytes = max_body_bytes
+        self._session = requests.Session()
+        self._session.verify = verify
+        self._session.headers.update({
+            "Authorization": f"Bearer {secret}",
+            "Content-Type": "application/json",
+            "User-Agent": f"cloudsync-relay/{__version__}",
+        })  # fmt: skip
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=32)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+
+    def close(self) -> None:
+        self._session.close()
+
+    def post(self, body: bytes) -> Answer:
+        """One POST; never raises for HTTP or network trouble."""
+        try:
+            response = self._session.post(self.url, data=body, timeout=self.timeout)
+        except requests.RequestException as exc:
+            return Answer(None, _network_reason(exc))
+        if response.status_code == 202:
+            return Answer(202, "accepted")
+        return Answer(response.status_code, _error_text(response))
+
+    def send(self, items: Sequence[tuple[T, bytes]]) -> Outcome[T]:
+        """Deliver ``(handle, encoded notification)`` items: POST them in
+        runs under the size limit; after the first answer that asks for a
+        retry, the runs not yet sent are retried too (without a POST)."""
+        outcome: Outcome[T] = Outcome()
+        runs = pack(items, self.max_body_bytes)
+        for index, run in enumerate(runs):
+            if not self._send_run(run, outcome):
+                for rest in runs[index + 1 :]:
+                    outcome.retry.extend(handle for handle, _ in rest)
+                break
+        return outcome
+
+    def _send_run(self, run: Sequence[tuple[T, bytes]], outcome: Outcome[T]) -> bool:
+        """False when the endpoint asked for a retry (stop sending)."""
+        answer = self.post(_body(run))
+        outcome.posts += 1
+        if answer.accepted:
+            outcome.delivered.extend(handle for handle, _ in run)
+            return True
+        if answer.status in SPLITTABLE and len(run) > 1:
+            half = len(run) // 2
+            if self._send_run(run[:half], outcome):
+                return self._send_run(run[half:], outcome)
+            outcome.retry.extend(handle for handle, _ in run[half:])
+            return False
+        if answer.permanent:
+            reason = f"HTTP {answer.status}: {answer.reason}"
+            outcome.dropped.extend((handle, reason) for handle, _ in run)
+            return True
+        outcome.retry.extend(handle for handle, _ in run)
+        outcome.retry_reason = (
+            f"HTTP {answer.status}: {answer.reason}" if answer.status else answer.reason
+        )
+        return False
+
+
+def _error_text(response: requests.Response) -> str:
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("error"), str):
+        return data["error"]
+    text = " ".join(response.text.split())
+    return text[:200] or response.reason or "no reason given"
+
+
+def _network_reason(exc: requests.RequestException) -> str:
+    if isinstance(exc, requests.Timeout):
+        return f"timed out ({type(exc).__name__})"
+    if isinstance(exc, requests.ConnectionError):
+        inner = exc.args[0] if exc.args else exc
+        reason = getattr(inner, "reason", None) or inner
+        text = str(reason)
+        for marker in (
+            "Connection refused",
+            "Name or service not known",
+            "No route to host",
+            "Connection reset",
+            "certificate verify failed",
+        ):
+            if marker in text:
+                return f"network error: {marker.lower()}"
+        return f"network error: {text[:200]}"
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
