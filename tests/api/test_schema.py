@@ -3,7 +3,6 @@ error (bounded: 10 examples per operation and mode)."""
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 
 import pytest
@@ -96,7 +95,7 @@ def test_no_server_errors(admin_api, inventory, keep_test_connection):
     schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", application)
     # Reads, plus the POSTs that are safe inside the test transaction; never DELETE.
     schema = schema.include(method=["GET", "POST", "PATCH"])
-    started, tested, statuses = time.monotonic(), [], Counter()
+    tested, statuses = [], Counter()
     for result in schema.get_all_operations():
         operation = result.ok()
         modes = [GenerationMode.POSITIVE]
@@ -123,4 +122,3 @@ def test_no_server_errors(admin_api, inventory, keep_test_connection):
     assert len(tested) >= 20, tested
     print(f"schemathesis: {len(tested)} operation/mode pairs, statuses {dict(statuses)}")
     assert statuses[200] > 50 and statuses[400] > 10  # it did reach the views
-    assert time.monotonic() - started < 60
