@@ -56,6 +56,19 @@ _REGIONS = [
     "ap-southeast-1",
     "ap-southeast-2",
     "sa-east-1",
+    "af-south-1",
+    "ap-east-1",
+    "ap-northeast-3",
+    "ap-south-2",
+    "ap-southeast-3",
+    "eu-central-2",
+    "eu-south-1",
+    "eu-south-2",
+    "me-south-1",
+    "me-central-1",
+    "il-central-1",
+    "ca-west-1",
+    "ap-southeast-4",
 ]
 _region_counter = itertools.count()
 

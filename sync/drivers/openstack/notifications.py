@@ -67,7 +67,10 @@ def _split(message: Any, depth: int) -> Iterator[Any]:
         yield from _split(inner, depth + 1)
     elif ceilometer.is_event_batch(message):
         for event in message["payload"]:  # notifier://: each event as if posted alone
-            yield from _split(event, depth + 1)
+            if isinstance(event, dict):
+                yield from _split(event, depth + 1)
+            else:
+                yield event  # not an event: it fails alone, its neighbours are recorded
     elif ceilometer.is_event(message) and (raw := ceilometer.raw_notification(message)):
         yield from _split(raw, depth + 1)  # store_raw: the notification itself
     elif ceilometer.is_instance_payload(message):
