@@ -202,6 +202,23 @@ def test_log_record_translates_like_the_eventbridge_call(
     assert host.version == make_version(T0, 0)
 
 
+def test_a_whole_log_file_recorded_before_it_was_understood_replays_as_its_records(
+    moto_server: MotoServer, region: str
+) -> None:
+    """Bodies recorded whole and failed by an earlier release (translate
+    without split, as ``replay`` does) translate as the records they hold."""
+    (inst,) = moto_server.launch(region, name="api-1")
+    iid = inst["InstanceId"]
+    moto_server.client("ec2", region).stop_instances(InstanceIds=[iid])
+    record = shapes.log_record("TerminateInstances", iid, region, T0)
+    record["eventName"] = "StopInstances"
+    config = moto_server.config(region)
+    whole = shapes.log_file(record)
+    assert DRIVER.translate(whole, config).changes == DRIVER.translate(
+        only(whole), config
+    ).changes != []
+
+
 def test_log_records_of_other_calls_are_ignored() -> None:
     reasons = {}
     for block in md_blocks(shapes.CLOUDTRAIL_LOGS)[2:]:

@@ -120,3 +120,29 @@ def test_an_eni_attached_after_a_listing_stays_on_its_host_after_a_late_event(mo
     # then the new ENI is on its host (reviewer's scenario)
     port = CloudPort.objects.select_related("host").get(port_id=eni)
     assert port.host is not None and port.host.host_id == iid
+
+
+def test_a_deregistered_ami_stays_deleted_after_the_full_sync(moto_server, aws):
+    """Its `deregistered` event deletes the image; the next full sync agrees
+    (it no longer lists an AMI DescribeImages does not return), though an
+    instance still runs from it and keeps referring to it."""
+    from sync.models import CloudImage
+    from tests.drivers import aws_shapes as shapes
+
+    region, config, provider = aws
+    (builder,) = moto_server.launch(region)
+    ec2 = moto_server.client("ec2", region)
+    ami = ec2.create_image(InstanceId=builder["InstanceId"], Name="golden-1")["ImageId"]
+    (user,) = moto_server.launch(region, image_id=ami)
+    assert runs.execute_run(runs.claim_run(provider, "full").pk).status == RunStatus.SUCCEEDED
+    assert CloudImage.objects.get(cloudprovider=provider, image_id=ami).name == "golden-1"
+    ec2.deregister_image(ImageId=ami)
+    ingest_body(provider.pk, json.dumps(shapes.ami_event("deregistered", ami, region, T0)))
+    assert not CloudImage.objects.filter(cloudprovider=provider, image_id=ami).exists()
+
+    run = runs.execute_run(runs.claim_run(provider, "full").pk)
+
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert not CloudImage.objects.filter(cloudprovider=provider, image_id=ami).exists()
+    host = CloudHost.objects.get(cloudprovider=provider, host_id=user["InstanceId"])
+    assert host.image.image_id == ami and host.image.deleted_at is not None

@@ -53,11 +53,16 @@ class AwsEc2Driver(Driver):
     def translate(self, message: Any, config: Mapping[str, Any]) -> Translation:
         """One message. Thin events re-fetch their instances (one
         DescribeInstances for all ids of the message)."""
+        from sync.drivers.aws.cloudtrail import is_logs_delivery, split_logs
         from sync.drivers.aws.sns import is_envelope, unwrap
 
         inner = None
         if is_envelope(message) and message.get("Type") == "Notification":
             inner = unwrap(message)  # split() was skipped: translate what it would yield
+        elif is_logs_delivery(message):
+            # a CloudTrail log delivery recorded whole (failed before this
+            # release understood it) and replayed: its records, as split() yields
+            inner = list(split_logs(message))
         results = self.translate_batch(inner if inner is not None else [message], config)
         for result in results:
             if isinstance(result, Exception):

@@ -1,8 +1,9 @@
 """AWS Config ``ConfigurationItemChangeNotification`` for EC2 instances.
 
-Two deliveries: the SNS topic of a Config recorder (after ``split`` the
-message is the notification itself) and a Config-rule Lambda event, where
-the notification is the JSON *string* ``invokingEvent``. A full item carries
+Three deliveries: the SNS topic of a Config recorder (after ``split`` the
+message is the notification itself), a Config-rule Lambda event, where
+the notification is the JSON *string* ``invokingEvent``, and an EventBridge
+``Config Configuration Item Change`` event (the item in ``detail``). A full item carries
 the instance's configuration, which is mapped directly (no API call); an
 ``Oversized`` notification only has a summary, so the instance is re-fetched.
 ``configurationItemStatus`` ResourceDeleted(NotRecorded) is a delete.

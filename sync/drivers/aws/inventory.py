@@ -39,8 +39,10 @@ PAGE_SIZE = 1000  # DescribeInstances maximum
 
 def list_inventory(config: Mapping[str, Any], *, page_size: int = PAGE_SIZE) -> Snapshot:
     """Every non-terminated instance of the region with the instance types,
-    AMIs, account and ENIs they use. Unused instance types and AMIs are not
-    inventory: they are not listed (reconcile removes them)."""
+    AMIs, account and ENIs they use, and the account's own AMIs. Unused
+    instance types and other accounts' AMIs no instance uses are not
+    inventory: they are not listed (reconcile removes them); nor are AMIs
+    DescribeImages no longer returns."""
     started_at = datetime.now(UTC)
     clients = get_clients(config)  # fails here (not mid-stream) on bad credentials for a role
     version = make_version(started_at, 0)
@@ -76,8 +78,11 @@ def _stream(clients: Any, version: str, page_size: int) -> Iterator[Change]:
             seen_types |= new_types
         if new_images:
             images = describe_images(clients, new_images)
-            for image_id in sorted(new_images):
-                yield change(Kind.IMAGE, image_id, mapping.image_fields(images.get(image_id)))
+            # An AMI DescribeImages no longer returns (deregistered, no longer
+            # shared) is not listed: the full sync deletes it, as its
+            # `deregistered` event does; its instances keep referring to it.
+            for image_id in sorted(new_images & images.keys()):
+                yield change(Kind.IMAGE, image_id, mapping.image_fields(images[image_id]))
             seen_images |= new_images
         for instance, owner in page:
             if owner and owner not in owners:
