@@ -24,7 +24,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from sync import names, queueing, split
+from sync import coverage, names, queueing, split
 from sync.apply.floors import NO_FLOORS, Floors, lock_for_change
 from sync.changes import Source
 from sync.choices import SyncRunKindChoices as RunKind
@@ -281,8 +281,13 @@ def _finish(run: SyncRun, result: Reconciliation, parts: dict[str, Any] | None =
     run.status, run.finished_at, run.error = result.status, now, result.error
     run.counts, run.drift_healed, run.drift = result.counts, result.drift_healed, result.drift
     run.plan, run.parts = result.plan, parts or {}
-    run.save(update_fields=["status", "finished_at", "error", "counts", "drift_healed", "drift", "plan",
-                            "parts"])
+    fields = ["status", "finished_at", "error", "counts", "drift_healed", "drift", "plan", "parts"]
+    if run.kind == RunKind.FULL and result.status in coverage.COMPLETE:
+        measured = coverage.measure(run)  # the status page reads it from the run
+        if measured is not None:
+            run.coverage_since, run.events_applied = measured
+            fields += ["coverage_since", "events_applied"]
+    run.save(update_fields=fields)
     if run.kind == RunKind.FULL:  # ids a split attempt of this run listed (taken over since)
         split.clear(run.pk)
     if run.kind != RunKind.DRY_RUN:

@@ -1,9 +1,11 @@
-"""Non-webhook URLs of the app: the REST API, its schema and docs, health probes."""
+"""Non-webhook URLs of the app: the REST API, its schema and docs, health
+probes, the status pages."""
 
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from sync.health import healthz, readyz
+from sync.status_views import overview_page, provider_page
 
 urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
@@ -11,4 +13,6 @@ urlpatterns = [
     path("api/", include("sync.api.urls", namespace="api")),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
+    path("status/", overview_page, name="cloudsync-status"),
+    path("status/<int:provider_id>/", provider_page, name="cloudsync-provider-status"),
 ]

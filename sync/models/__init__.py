@@ -10,6 +10,7 @@ from sync.models.inventory import (
     SyncedModel,
 )
 from sync.models.provider import CloudProvider
+from sync.models.rollups import EventRollup
 from sync.models.staging import ListedId
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "CloudProject",
     "CloudProvider",
     "Event",
+    "EventRollup",
     "ListedId",
     "SyncRun",
     "SyncedModel",
