@@ -28,6 +28,7 @@ COLORS = {
 }
 WIDTH, HEIGHT = 900, 200
 LEFT, RIGHT, TOP, BOTTOM = 56, 12, 12, 28
+COVERAGE_SLOTS = 30  # bar width: as if 30 runs were shown (sync.status.COVERAGE_RUNS)
 
 
 def _attr(value: object) -> str:
@@ -123,7 +124,7 @@ def coverage_bars(runs: Sequence[dict]) -> str:
         y = TOP + plot_h - plot_h * frac
         parts.append(f'<text x="{LEFT - 4}" y="{y + 4:.1f}" text-anchor="end" font-size="11">'
                      f"{int(frac * 100)} %</text>")
-    slot = plot_w / max(len(runs), 1)
+    slot = plot_w / max(len(runs), COVERAGE_SLOTS)
     for i, run in enumerate(runs):
         total = run["events_applied"] + run["drift_healed"]
         share = run["events_applied"] / total if total else None

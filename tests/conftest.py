@@ -168,3 +168,14 @@ def provider_factory(db):
 @pytest.fixture
 def provider(provider_factory):
     return provider_factory()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say where tests left their artifacts (screenshots): tests record them
+    with ``record_property("artifact", path)``; under xdist too."""
+    paths = [value for reports in terminalreporter.stats.values() for report in reports
+             for name, value in getattr(report, "user_properties", ()) if name == "artifact"]
+    if paths:
+        terminalreporter.section("artifacts")
+        for path in dict.fromkeys(paths):
+            terminalreporter.write_line(f"artifact: {path}")
