@@ -68,6 +68,7 @@ bench: dev-venv
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/fullsync.py
 	$(BIN)/python -m bench.e2e
+	$(BIN)/python -m bench.status
 
 clean:
 	rm -rf $(VENV) db.sqlite3*

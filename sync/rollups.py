@@ -1,4 +1,4 @@
-"""Writing the per-minute event counts the status page reads (``EventRollup``).
+"""Writing the per-period event counts the status page reads (``EventRollup``).
 
 The worker counts what a batch did in a ``Tally`` (events received, and
 events that reached an outcome, with their received→processed lag for
@@ -27,7 +27,8 @@ from django.db import connections
 
 from sync.models import EventRollup
 
-__all__ = ["LAGGED", "LAG_BOUNDS", "OUTCOMES", "Tally", "lag_bucket", "minute_of", "purge", "write"]
+__all__ = ["LAGGED", "LAG_BOUNDS", "OUTCOMES", "PERIOD", "Tally", "lag_bucket", "period_of", "purge",
+           "write"]
 
 OUTCOMES = ("received", "processed", "ignored", "failed", "dead")
 LAGGED = frozenset({"processed", "ignored"})  # outcomes counted per lag bucket
@@ -36,6 +37,7 @@ LAG_BOUNDS: tuple[float, ...] = (
     100_000.0,
 )
 NO_LAG = -1
+PERIOD = 300  # seconds per rollup row (the finest step the status page offers)
 
 
 def lag_bucket(seconds: float) -> int:
@@ -44,13 +46,14 @@ def lag_bucket(seconds: float) -> int:
     return bisect.bisect_left(LAG_BOUNDS, max(seconds, 0.0))
 
 
-def minute_of(at: datetime) -> datetime:
-    """The UTC minute ``at`` falls in."""
-    return at.astimezone(UTC).replace(second=0, microsecond=0)
+def period_of(at: datetime) -> datetime:
+    """The start of the ``PERIOD`` (UTC) ``at`` falls in."""
+    epoch = int(at.timestamp())
+    return datetime.fromtimestamp(epoch - epoch % PERIOD, UTC)
 
 
 class Tally:
-    """Counts of one batch, keyed (provider, minute, outcome, lag bucket)."""
+    """Counts of one batch, keyed (provider, period, outcome, lag bucket)."""
 
     def __init__(self) -> None:
         self.counts: Counter[tuple[int, datetime, str, int]] = Counter()
@@ -68,7 +71,7 @@ class Tally:
         bucket = NO_LAG
         if outcome in LAGGED and received_at is not None:
             bucket = lag_bucket((at - received_at).total_seconds())
-        self.counts[(provider_id, minute_of(at), outcome, bucket)] += n
+        self.counts[(provider_id, period_of(at), outcome, bucket)] += n
 
 
 def write(tally: Tally, using: str = "default") -> None:
@@ -80,9 +83,9 @@ def write(tally: Tally, using: str = "default") -> None:
     connection = connections[using]
     qn = connection.ops.quote_name
     table = qn(EventRollup._meta.db_table)
-    columns = ", ".join(qn(c) for c in ("cloudprovider_id", "minute", "outcome", "lag_bucket",
+    columns = ", ".join(qn(c) for c in ("cloudprovider_id", "period", "outcome", "lag_bucket",
                                         "count"))
-    conflict = (f"ON CONFLICT ({qn('cloudprovider_id')}, {qn('minute')}, {qn('outcome')}, "
+    conflict = (f"ON CONFLICT ({qn('cloudprovider_id')}, {qn('period')}, {qn('outcome')}, "
                 f"{qn('lag_bucket')}) DO UPDATE SET {qn('count')} = {table}.{qn('count')} + "
                 f"excluded.{qn('count')}")
     with connection.cursor() as cursor:
@@ -104,5 +107,5 @@ def write(tally: Tally, using: str = "default") -> None:
 def purge(before: datetime) -> int:
     """Drop rollup rows older than ``before`` (the sweeper keeps
     ``CLOUDSYNC_ROLLUP_KEEP_DAYS``); returns how many."""
-    deleted, _ = EventRollup.objects.filter(minute__lt=minute_of(before)).delete()
+    deleted, _ = EventRollup.objects.filter(period__lt=period_of(before)).delete()
     return deleted

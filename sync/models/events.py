@@ -42,7 +42,13 @@ class Event(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["cloudprovider", "key"], name="uniq_event_key")
         ]
-        indexes = [models.Index(fields=["cloudprovider", "status"])]
+        indexes = [
+            models.Index(fields=["cloudprovider", "status"]),
+            # The backlog (queued, failed, dead) per provider for the status
+            # page: an index of the few open rows, not of the whole inbox.
+            models.Index(fields=["cloudprovider", "status"], name="event_backlog",
+                         condition=Q(status__in=["queued", "failed", "dead"])),
+        ]
 
     def __str__(self) -> str:
         return f"{self.event_type or 'event'} {self.key}"

@@ -3,10 +3,15 @@
 
 from __future__ import annotations
 
+import io
+import re
+import shlex
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Permission, User
+from django.core.management import call_command
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -68,8 +73,8 @@ def test_provider_status_api(data):
     assert last["event_coverage"] == 0.9 and last["duration_seconds"] == 30.0
     assert [(c["events_applied"], c["drift_healed"], c["event_coverage"])
             for c in body["coverage"]] == [(7, 3, 0.7), (9, 1, 0.9)]  # oldest first
-    assert len(api.get(f"/api/cloud-providers/{data.pk}/status/?step=60").json()["events"]["series"]) == 1440
-    assert api.get(f"/api/cloud-providers/{data.pk}/status/?step=7").status_code == 400
+    assert len(api.get(f"/api/cloud-providers/{data.pk}/status/?step=900").json()["events"]["series"]) == 96
+    assert api.get(f"/api/cloud-providers/{data.pk}/status/?step=60").status_code == 400
     assert api.get("/api/cloud-providers/999999/status/").status_code == 404
 
 
@@ -129,3 +134,27 @@ def test_admin_links_to_the_status_pages(client, data):
     assert 'href="/status/"' in client.get("/admin/").content.decode()
     change = client.get(f"/admin/sync/cloudprovider/{data.pk}/change/").content.decode()
     assert f'href="/status/{data.pk}/"' in change
+
+
+def test_the_readme_status_examples_run_as_written(data):
+    """The README's *Status page* block, line by line, with the token of a
+    user in the operator role (the REST API examples' user)."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    [block] = [b for b in re.findall(r"^```sh\n(.*?)^```", readme, re.S | re.M)
+               if "/status/" in b]
+    calls = [ln.strip() for ln in block.splitlines() if ln.strip().startswith("curl ")]
+    assert len(calls) == 2
+    out = io.StringIO()
+    call_command("cloudsync_create_token", "readme-status", "--create-user", "--role", "operator",
+                 stdout=out)
+    api = APIClient()
+    for line in calls:
+        line = (line.replace("$API", "/api").replace("$PROVIDER_ID", str(data.pk))
+                .replace("$AUTH", f"Authorization: Token {out.getvalue().strip()}"))
+        assert "$" not in line, line
+        words = shlex.split(line)
+        url = next(w for w in words if w.startswith("/api/"))
+        header = words[words.index("-H") + 1]
+        response = api.get(url, HTTP_AUTHORIZATION=header.split(": ", 1)[1])
+        assert response.status_code == 200, (line, response.content)
+        assert response.json()["events"]["totals"]["received"] == 10
