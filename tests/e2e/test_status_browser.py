@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from sync import runs, status
 from sync.choices import EventStatusChoices as Status
 from sync.choices import SyncRunStatusChoices as RunStatus
 from sync.models import Event, SyncRun
+from tests.conftest import serve_wsgi
 from tests.e2e.conftest import wait_for
 from tests.status.scenario import bad_payload, delete_end, delete_start
 
@@ -42,22 +42,12 @@ CHROMEDRIVER = shutil.which("chromedriver")
 
 @pytest.fixture
 def live_server_url() -> Iterator[str]:
-    """The project (static files included, for the admin's look) served by
-    Django's request handler in a thread, on a free port."""
+    """The project, static files included (the admin's look), served in threads."""
     from django.contrib.staticfiles.handlers import StaticFilesHandler
     from django.core.handlers.wsgi import WSGIHandler
-    from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
 
-    server = ThreadedWSGIServer(("127.0.0.1", 0), WSGIRequestHandler)
-    server.set_app(StaticFilesHandler(WSGIHandler()))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serve_wsgi(StaticFilesHandler(WSGIHandler()), threaded=True) as url:
+        yield url
 
 
 @pytest.fixture

@@ -6,12 +6,11 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
-from sync import coverage, ingest, runs
-from sync.choices import SyncRunKindChoices as RunKind
+from sync import coverage, ingest
 from sync.choices import SyncRunStatusChoices as RunStatus
-from sync.drivers.registry import get_driver
-from sync.models import CloudHost, SyncRun
+from sync.models import CloudHost
 from tests.status.scenario import delete_end
+from tests.sync.test_full_sync import full_sync
 
 pytestmark = [pytest.mark.django_db,
               pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")]
@@ -26,19 +25,6 @@ def provider(fake_openstack, provider_factory):
                             client_config=fake_openstack.client_config())
 
 
-def full_sync(provider, mode: str = "unsplit") -> SyncRun:
-    """A full sync executed here, in one piece or split in the driver's parts
-    (as the worker's chord would run them)."""
-    run = runs.claim_run(provider, RunKind.FULL)
-    if mode == "unsplit":
-        return runs.execute_run(run.pk)
-    token = runs.SPLIT + "in-process"
-    SyncRun.objects.filter(pk=run.pk).update(worker=token, heartbeat_at=timezone.now())
-    driver = get_driver(provider.cloud_sync_driver)
-    parts = [runs.execute_part(run.pk, part, token) for part in driver.list_parts({})]
-    return runs.finish_split(run.pk, token, parts)
-
-
 def withhold_three_of_ten(fake_openstack, provider) -> None:
     """10 servers deleted in the cloud; events for 7 reach the inbox."""
     gone = sorted(fake_openstack.data.servers.records)[:10]
@@ -50,11 +36,11 @@ def withhold_three_of_ten(fake_openstack, provider) -> None:
 
 @pytest.mark.parametrize("mode", ["unsplit", "split"])
 def test_thirty_percent_withheld_shows_seventy_thirty(fake_openstack, provider, mode):
-    first = full_sync(provider, mode)
+    first = full_sync(provider, mode=mode)
     assert first.status == RunStatus.SUCCEEDED
     assert first.events_applied is None and first.event_coverage is None  # nothing before it
     withhold_three_of_ten(fake_openstack, provider)
-    second = full_sync(provider, mode)
+    second = full_sync(provider, mode=mode)
     assert second.status == RunStatus.SUCCEEDED, second.error
     second.refresh_from_db()
     assert (second.events_applied, second.drift_healed) == (7, 3)
