@@ -70,6 +70,7 @@ bench: dev-venv
 	$(BIN)/python -m bench.e2e
 	$(BIN)/python -m bench.retention
 	$(BIN)/python -m bench.relay
+	$(BIN)/python -m bench.status
 
 clean:
 	rm -rf $(VENV) db.sqlite3*

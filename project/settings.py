@@ -192,6 +192,9 @@ CLOUDSYNC_SWEEP_SECONDS = env.int("CLOUDSYNC_SWEEP_SECONDS", default=15)
 # this long are put back from the journal (sync/journal.py).
 CLOUDSYNC_JOURNAL_RECOVER_SECONDS = env.float("CLOUDSYNC_JOURNAL_RECOVER_SECONDS", default=30.0)
 CLOUDSYNC_STUCK_EVENT_SECONDS = env.int("CLOUDSYNC_STUCK_EVENT_SECONDS", default=300)
+# The status page's per-minute event counts (sync.rollups) are kept this long
+# (the sweeper drops older ones); the page shows the last 24 hours.
+CLOUDSYNC_ROLLUP_KEEP_DAYS = env.int("CLOUDSYNC_ROLLUP_KEEP_DAYS", default=8)
 CLOUDSYNC_RUN_HEARTBEAT_SECONDS = env.float("CLOUDSYNC_RUN_HEARTBEAT_SECONDS", default=15.0)
 CLOUDSYNC_RUN_STALE_SECONDS = env.float("CLOUDSYNC_RUN_STALE_SECONDS", default=90.0)
 # A running sync writes its progress (SyncRun.progress) at most this often.

@@ -32,6 +32,7 @@ from django.db.models import F, Q, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
+from sync import rollups
 from sync.apply import bulk
 from sync.choices import EventStatusChoices as Status
 from sync.drivers.base import BadPayload, Driver, EventInfo, body_hash
@@ -199,8 +200,12 @@ def record(provider: CloudProvider, incoming: list[Incoming]) -> list[Event]:
     rows: dict[str, Event] = {}
     try:
         with transaction.atomic():
+            before = None if _returns_rows() else _known_keys(provider, list(new))
             inserted = bulk.insert_ignoring_conflicts(Event, list(new.values()),
                                                       returning=("id", "key"))
+            added = ([key for _, key in inserted] if inserted is not None
+                     else [key for key in new if key not in before])
+            _count_recorded(provider, [new[key] for key in added])
         for pk, key in inserted or ():  # what was inserted is what we hold: no read back
             event = new[key]
             event.pk, event._state.adding, event._state.db = pk, False, Event.objects.db
@@ -217,10 +222,36 @@ def record(provider: CloudProvider, incoming: list[Incoming]) -> list[Event]:
     return [rows[item.key] for item in incoming]
 
 
+def _returns_rows() -> bool:
+    """Whether ``bulk.insert_ignoring_conflicts`` says which rows it inserted."""
+    return connections[Event.objects.db].vendor == "postgresql"
+
+
+def _known_keys(provider: CloudProvider, keys: list[str]) -> set[str]:
+    return set(Event.objects.filter(cloudprovider=provider, key__any=keys)
+               .values_list("key", flat=True))
+
+
+def _count_recorded(provider: CloudProvider, events: list[Event]) -> None:
+    """The status rollups of newly recorded events (received; failed for
+    those recorded failed), in the recording transaction."""
+    tally = rollups.Tally()
+    now = timezone.now()
+    for event in events:
+        tally.add(provider.pk, "received", event.received_at)
+        if event.status == Status.FAILED:
+            tally.add(provider.pk, "failed", now)
+    rollups.write(tally)
+
+
 def _record_one(provider: CloudProvider, item: Incoming, *, fallback: bool = True) -> None:
     try:
         with transaction.atomic():
-            bulk.insert_ignoring_conflicts(Event, [item.as_event(provider)])
+            event = item.as_event(provider)
+            known = _known_keys(provider, [event.key])
+            bulk.insert_ignoring_conflicts(Event, [event])
+            if not known:
+                _count_recorded(provider, [event])
     except (OperationalError, InterfaceError):
         raise
     except (IntegrityError, DatabaseError, ValueError) as exc:
@@ -247,14 +278,19 @@ def claim_stuck_events(limit: int = 10_000) -> tuple[list[int], list[int]]:
             .filter(status=Status.QUEUED)
             .filter(Q(attempted_at__lt=cutoff) | Q(attempted_at__isnull=True, created_at__lt=cutoff))
             .order_by("pk")
-            .values_list("pk", "attempts")[:limit]
+            .values_list("pk", "attempts", "cloudprovider_id")[:limit]
         )
-        dead = [pk for pk, attempts in rows if attempts >= settings.CLOUDSYNC_RETRY_MAX]
-        again = [pk for pk, attempts in rows if attempts < settings.CLOUDSYNC_RETRY_MAX]
+        dead = [pk for pk, attempts, _ in rows if attempts >= settings.CLOUDSYNC_RETRY_MAX]
+        again = [pk for pk, attempts, _ in rows if attempts < settings.CLOUDSYNC_RETRY_MAX]
         Event.objects.filter(pk__in=dead).update(
             status=Status.DEAD, processed_at=now,
             error=Concat(F("error"), Value(" (dead: still queued after the last retry)")),
         )
+        tally = rollups.Tally()
+        for _, attempts, provider_id in rows:
+            if attempts >= settings.CLOUDSYNC_RETRY_MAX:
+                tally.add(provider_id, "dead", now)
+        rollups.write(tally)
         Event.objects.filter(pk__in=again).update(attempted_at=now, attempts=F("attempts") + 1)
     return again, dead
 

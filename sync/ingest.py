@@ -31,7 +31,7 @@ from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from sync import inbox, metrics, names, queueing
+from sync import inbox, metrics, names, queueing, rollups
 from sync.apply import Cause, apply, bulk, floors
 from sync.choices import EventStatusChoices as Status
 from sync.choices import HistoryCauseChoices as HistoryCause
@@ -336,6 +336,10 @@ def _apply_claimed(
             event.error, event.processed_at, event.attempts = "", now, event.attempts + 1
             rows.append(event)
         bulk.bulk_update(Event, rows, ["status", "result", "error", "processed_at", "attempts"])
+        tally = rollups.Tally()
+        for event in rows:
+            tally.add(provider.pk, str(event.status), now, event.received_at)
+        rollups.write(tally)  # last: the batches of other processes wait on it only briefly
     for event in rows:
         if event.status == Status.IGNORED:
             report.ignored += 1
@@ -381,6 +385,9 @@ def _process_snapshot(
             claimed.error, claimed.processed_at = "", timezone.now()
             claimed.attempts += 1
             claimed.save(update_fields=["status", "result", "error", "processed_at", "attempts"])
+            tally = rollups.Tally()
+            tally.add(provider.pk, "processed", claimed.processed_at, claimed.received_at)
+            rollups.write(tally)
     except RunInProgress:  # try again once the running sync is done
         waiting.append(event)
         return
@@ -408,14 +415,18 @@ def _finish_failed(errors: dict[int, str], report: IngestReport, events: dict[in
     many (counted in ``report.outcomes`` by type)."""
     now = timezone.now()
     with transaction.atomic():
-        open_ids = set(
+        open_ids = dict(
             Event.objects.select_for_update(skip_locked=True)
             .filter(pk__any=list(errors), status__in=OPEN_STATUSES)
-            .values_list("pk", flat=True)
+            .values_list("pk", "cloudprovider_id")
         )
         rows = [Event(pk=pk, status=Status.FAILED, error=errors[pk][:2000], processed_at=now)
                 for pk in open_ids]
         bulk.bulk_update(Event, rows, ["status", "error", "processed_at"])
+        tally = rollups.Tally()
+        for provider_id in open_ids.values():
+            tally.add(provider_id, "failed", now)
+        rollups.write(tally)
     for pk in open_ids:
         report.count(events[pk], "failed")
     return len(rows)
@@ -437,9 +448,16 @@ def _schedule_retry(events: list[Event], error: Exception | None, report: Ingest
     dead = [pk for pk, n in attempts.items() if n > settings.CLOUDSYNC_RETRY_MAX]
     again = [pk for pk, n in attempts.items() if n <= settings.CLOUDSYNC_RETRY_MAX]
     if dead:
-        Event.objects.filter(pk__in=dead, status=Status.QUEUED).update(
-            status=Status.DEAD, processed_at=now
-        )
+        with transaction.atomic():
+            died = list(Event.objects.select_for_update().filter(pk__in=dead, status=Status.QUEUED)
+                        .order_by("pk").values_list("pk", "cloudprovider_id"))
+            Event.objects.filter(pk__in=[pk for pk, _ in died]).update(
+                status=Status.DEAD, processed_at=now
+            )
+            tally = rollups.Tally()
+            for _, provider_id in died:
+                tally.add(provider_id, "dead", now)
+            rollups.write(tally)
         log.error("events %s dead after %d retries: %s", dead, settings.CLOUDSYNC_RETRY_MAX, text)
     if again:
         countdown = retry_countdown(max(attempts[pk] for pk in again) - 1)

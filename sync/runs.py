@@ -25,7 +25,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from sync import metrics, names, queueing, split
+from sync import coverage, metrics, names, queueing, split
 from sync.apply.floors import NO_FLOORS, Floors, lock_for_change
 from sync.apply.history import Cause
 from sync.changes import Source
@@ -304,8 +304,14 @@ def _finish(run: SyncRun, result: Reconciliation, parts: dict[str, Any] | None =
     run.status, run.finished_at, run.error = result.status, now, result.error
     run.counts, run.drift_healed, run.drift = result.counts, result.drift_healed, result.drift
     run.plan, run.parts, run.progress = result.plan, parts or {}, progress
-    run.save(update_fields=["status", "finished_at", "error", "counts", "drift_healed", "drift", "plan",
-                            "parts", "progress"])
+    fields = ["status", "finished_at", "error", "counts", "drift_healed", "drift", "plan", "parts",
+              "progress"]
+    if run.kind == RunKind.FULL and result.status in coverage.COMPLETE:
+        measured = coverage.measure(run)  # the status page reads it from the run
+        if measured is not None:
+            run.coverage_since, run.events_applied = measured
+            fields += ["coverage_since", "events_applied"]
+    run.save(update_fields=fields)
     _count_run_on_commit(run.pk)
     if run.kind == RunKind.FULL:  # ids a split attempt of this run listed (taken over since)
         split.clear(run.pk)

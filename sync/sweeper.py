@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from datetime import timedelta
 
-from sync import inbox, journal, metrics, names, queueing, runs, split
+from django.conf import settings
+from django.utils import timezone
+
+from sync import inbox, journal, metrics, names, queueing, rollups, runs, split
 from sync.models import Event
 
 __all__ = ["sweep"]
@@ -26,7 +30,8 @@ BATCH = 500
 
 
 def sweep() -> dict[str, int]:
-    """Queue stuck events (in batches) and abandoned runs; returns the counts."""
+    """Queue stuck events (in batches) and abandoned runs, drop status rollups
+    past their keep; returns the counts."""
     stuck, dead = inbox.claim_stuck_events()
     for start in range(0, len(stuck), BATCH):
         queueing.send_task(names.REPLAY, event_ids=stuck[start:start + BATCH])
@@ -35,6 +40,7 @@ def sweep() -> dict[str, int]:
     put_back = journal.recover()
     abandoned = runs.abandoned_runs()
     split.clear_finished()
+    rollups.purge(timezone.now() - timedelta(days=settings.CLOUDSYNC_ROLLUP_KEEP_DAYS))
     for run_id in abandoned:
         queueing.send_task(names.RUN_SYNC, run_id=run_id)
     if stuck or dead or abandoned or put_back:

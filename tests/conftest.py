@@ -7,6 +7,7 @@ a queue. Set CLOUDSYNC_TEST_SHARED_REDIS=1 to use a DB of REDIS_URL instead."""
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import socket
@@ -111,10 +112,19 @@ def runserver() -> Iterator[str]:
     connection of its own, so it sees only committed rows
     (``django_db(transaction=True)``); ``django_db`` when it needs none."""
     from django.core.handlers.wsgi import WSGIHandler
-    from django.core.servers.basehttp import WSGIRequestHandler, WSGIServer
 
-    server = WSGIServer(("127.0.0.1", 0), WSGIRequestHandler)
-    server.set_app(WSGIHandler())
+    with serve_wsgi(WSGIHandler()) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serve_wsgi(app, *, threaded: bool = False) -> Iterator[str]:
+    """Serve a WSGI app with Django's request handler (runserver's) in a
+    thread on a free port of 127.0.0.1; yields its base URL."""
+    from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler, WSGIServer
+
+    server = (ThreadedWSGIServer if threaded else WSGIServer)(("127.0.0.1", 0), WSGIRequestHandler)
+    server.set_app(app)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -168,3 +178,14 @@ def provider_factory(db):
 @pytest.fixture
 def provider(provider_factory):
     return provider_factory()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say where tests left their artifacts (screenshots): tests record them
+    with ``record_property("artifact", path)``; under xdist too."""
+    paths = [value for reports in terminalreporter.stats.values() for report in reports
+             for name, value in getattr(report, "user_properties", ()) if name == "artifact"]
+    if paths:
+        terminalreporter.section("artifacts")
+        for path in dict.fromkeys(paths):
+            terminalreporter.write_line(f"artifact: {path}")

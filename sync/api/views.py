@@ -35,8 +35,10 @@ from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
 from sync import ingest, names, retention, runs
+from sync import status as sync_status
 from sync.api import filtersets, serializers
 from sync.api.base import ERROR_RESPONSES, Conflict, Pagination, ReadOnlyViewSet
+from sync.api.status import OverviewSerializer, ProviderStatusSerializer
 from sync.choices import EventStatusChoices, SyncRunKindChoices, SyncRunStatusChoices
 from sync.models import (
     CloudFlavor,
@@ -88,6 +90,19 @@ def _latest_full_run(field: str) -> Subquery:
         cloudprovider=OuterRef("pk"), kind=SyncRunKindChoices.FULL
     ).order_by("-started_at", "-id")
     return Subquery(latest.values(field)[:1])
+
+
+STEP_PARAMETER = OpenApiParameter(
+    "step", int, enum=list(sync_status.STEPS), default=300,
+    description="Seconds per point of the event series.",
+)
+
+
+def _step(request: Request) -> int:
+    value = request.query_params.get("step", "300")
+    if not value.isdigit() or int(value) not in sync_status.STEPS:
+        raise ValidationError({"step": f"one of {', '.join(map(str, sync_status.STEPS))}"})
+    return int(value)
 
 
 @extend_schema_view(
@@ -175,6 +190,37 @@ class CloudProviderViewSet(
         provider = self.get_object()
         provider.rotate_secret()
         return Response(self.get_serializer(provider).data)
+
+    @extend_schema(
+        summary="Sync status of a provider",
+        operation_id="cloud_providers_status",
+        description="What the status page shows: events received / processed / ignored / "
+        "failed / dead per step over the last 24 h with the received→processed lag (p50, p99), "
+        "queue depths now, the inbox backlog (dead letters), the last full sync and the event "
+        "coverage of the last 30 measured full syncs (docs/architecture.md).",
+        parameters=[STEP_PARAMETER],
+        responses={200: ProviderStatusSerializer, **ERROR_RESPONSES},
+    )
+    @action(detail=True, methods=["get"], url_path="status", pagination_class=None,
+            filter_backends=[], queryset=CloudProvider.objects.all())
+    def status(self, request: Request, pk: str | None = None) -> Response:
+        provider = self.get_object()
+        data = sync_status.provider_status(provider, step=_step(request))
+        return Response(ProviderStatusSerializer(data).data)
+
+    @extend_schema(
+        summary="Sync status of every provider",
+        operation_id="cloud_providers_status_overview",
+        description="The overview: every provider's 24 h counts, lag, backlog and last full "
+        "sync, and all providers' events together per step.",
+        parameters=[STEP_PARAMETER],
+        responses={200: OverviewSerializer, **ERROR_RESPONSES},
+    )
+    @action(detail=False, methods=["get"], url_path="status", url_name="status-overview",
+            pagination_class=None, filter_backends=[], queryset=CloudProvider.objects.all())
+    def status_overview(self, request: Request) -> Response:
+        return Response(OverviewSerializer(sync_status.overview(step=_step(request))).data)
+
 
 
 # --- inventory (read-only: the sync is the source of truth) ----------------------

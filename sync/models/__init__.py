@@ -11,6 +11,7 @@ from sync.models.inventory import (
     SyncedModel,
 )
 from sync.models.provider import CloudProvider
+from sync.models.rollups import EventRollup
 from sync.models.staging import ListedId, ListingDigest
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "CloudProject",
     "CloudProvider",
     "Event",
+    "EventRollup",
     "HistoryEntry",
     "ListedId",
     "ListingDigest",

@@ -42,7 +42,13 @@ class Event(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["cloudprovider", "key"], name="uniq_event_key")
         ]
-        indexes = [models.Index(fields=["cloudprovider", "status"])]
+        indexes = [
+            models.Index(fields=["cloudprovider", "status"]),
+            # The backlog (queued, failed, dead) per provider for the status
+            # page: an index of the few open rows, not of the whole inbox.
+            models.Index(fields=["cloudprovider", "status"], name="event_backlog",
+                         condition=Q(status__in=["queued", "failed", "dead"])),
+        ]
 
     def __str__(self) -> str:
         return f"{self.event_type or 'event'} {self.key}"
@@ -78,6 +84,13 @@ class SyncRun(models.Model):
     # per kind pages / seen / applied / done, totals; written at most once per
     # CLOUDSYNC_RUN_PROGRESS_SECONDS, and its final state with the outcome.
     progress = models.JSONField(blank=True, default=dict, editable=False)
+    # Event coverage (sync.coverage), recorded when a full sync ends: of the
+    # objects changed since the previous full sync began (``coverage_since``)
+    # until this one began, how many events had already applied (their last
+    # value change came from an event); ``drift_healed`` is the rest, the
+    # objects this run had to heal. Null: not measured (no previous full sync).
+    events_applied = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    coverage_since = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-started_at", "-id"]
@@ -92,3 +105,12 @@ class SyncRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} #{self.pk} of {self.cloudprovider}"
+
+    @property
+    def event_coverage(self) -> float | None:
+        """Share (0-1) of the changes since the previous full sync that events
+        had applied; None when not measured or nothing changed."""
+        if self.events_applied is None:
+            return None
+        total = self.events_applied + self.drift_healed
+        return self.events_applied / total if total else None

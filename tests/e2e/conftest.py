@@ -65,3 +65,4 @@ def done(provider, key: str):
         .exclude(status=EventStatusChoices.QUEUED)
         .first()
     )
+
