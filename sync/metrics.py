@@ -137,6 +137,14 @@ LAST_FULL_SYNC_OBJECTS = _last(
 LAST_FULL_SYNC_DRIFT = _last(
     "cloudsync_last_full_sync_drift_healed",
     "Objects the provider's last finished full sync created, changed or deleted.")
+LAST_FULL_SYNC_EVENTS_APPLIED = _last(
+    "cloudsync_last_full_sync_events_applied",
+    "Of the objects changed since the previous full sync, how many events had applied "
+    "(sync/coverage.py); the rest is the run's drift healed.")
+LAST_FULL_SYNC_EVENT_COVERAGE = _last(
+    "cloudsync_last_full_sync_event_coverage_ratio",
+    "Event coverage (0-1) of the last measured full sync: events applied / (events applied + "
+    "drift healed). Low: events are being lost upstream.")
 FULL_SYNC_FAILURES = _last(
     "cloudsync_full_sync_consecutive_failures",
     "Full syncs of the provider that failed in a row, up to the last one (0 after a success).")
@@ -230,8 +238,12 @@ def run_finished(
     *, provider_id: int, driver: str, kind: str, outcome: str, duration: float,
     objects_listed: int, drift_healed: int, finished_at: float,
     consecutive_failures: int | None = None,
+    events_applied: int | None = None, event_coverage: float | None = None,
 ) -> None:
-    """A run ended (recorded in the database first)."""
+    """A run ended (recorded in the database first). ``events_applied`` /
+    ``event_coverage``: its event coverage, where it was measured
+    (``sync.coverage``; None for a provider's first full sync, or when
+    nothing changed)."""
     provider = str(provider_id)
     SYNC_RUNS.labels(provider, driver, kind, outcome).inc()
     SYNC_RUN_DURATION.labels(provider, driver, kind).observe(max(duration, 0.0))
@@ -248,6 +260,10 @@ def run_finished(
     LAST_FULL_SYNC_DRIFT.labels(provider, driver).set(drift_healed)
     if consecutive_failures is not None:
         FULL_SYNC_FAILURES.labels(provider, driver).set(consecutive_failures)
+    if events_applied is not None:
+        LAST_FULL_SYNC_EVENTS_APPLIED.labels(provider, driver).set(events_applied)
+    if event_coverage is not None:
+        LAST_FULL_SYNC_EVENT_COVERAGE.labels(provider, driver).set(event_coverage)
 
 
 def mark_process_dead(pid: int) -> None:

@@ -680,6 +680,7 @@ def _count_run(run_id: int) -> None:
             objects_listed=int((run.progress or {}).get("seen") or 0),
             drift_healed=run.drift_healed, finished_at=finished.timestamp(),
             consecutive_failures=failures,
+            events_applied=run.events_applied, event_coverage=run.event_coverage,
         )
     except DatabaseError as exc:  # metrics never fail a run
         log.warning("sync run #%s: not counted in the metrics: %s", run_id, exc)

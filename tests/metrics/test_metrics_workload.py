@@ -167,3 +167,20 @@ def test_queue_depth_is_read_from_redis_at_scrape_time(client, provider, empty_q
     assert value(samples, "cloudsync_broker_up") == 1
     assert delta(samples, before, "cloudsync_events_received_total", provider=str(provider.pk),
                  driver="noop") == 3
+
+
+def test_the_last_full_syncs_event_coverage_is_a_gauge(client, openstack_provider):
+    """What the status page charts (sync.coverage) is also scraped: 7 objects
+    events had applied and 3 the run healed = 0.7."""
+    from django.utils import timezone
+
+    labels = {"provider": str(openstack_provider.pk), "driver": "openstack.ocata"}
+    now = timezone.now()
+    run = SyncRun.objects.create(cloudprovider=openstack_provider, kind="full",
+                                 status=RunStatus.SUCCEEDED, finished_at=now, drift_healed=3,
+                                 events_applied=7, coverage_since=now)
+    runs._count_run(run.pk)
+    after = scrape(client)
+    assert value(after, "cloudsync_last_full_sync_events_applied", **labels) == 7
+    assert value(after, "cloudsync_last_full_sync_event_coverage_ratio", **labels) == \
+        pytest.approx(0.7)
