@@ -114,6 +114,11 @@ def check_endpoint(settings: Settings, delivery: Delivery | None = None) -> tupl
         return True, f"endpoint: {settings.url} accepts the credentials (nothing was queued)"
     if answer.status is None:
         return False, f"endpoint: {settings.url} cannot be reached: {answer.reason}"
+    if answer.status == 503:
+        return False, (
+            f"endpoint: {settings.url}: the service is temporarily unavailable (503: "
+            f"{answer.reason}); the relay would hold notifications on the bus until it answers"
+        )
     if answer.status in ENDPOINT_PROBLEMS:
         return False, f"endpoint: {settings.url}: {ENDPOINT_PROBLEMS[answer.status]}"
     return False, (

@@ -78,10 +78,27 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(settings: Settings) -> int:
-    from cloudsync_relay.health import HealthLogger
+    from cloudsync_relay.health import Counters, HealthLogger
+
+    counters = Counters()
+    exporter = None
+    if settings.metrics_port is not None:  # before touching the bus
+        from cloudsync_relay.metrics import MetricsUnavailable, start_exporter
+
+        try:
+            exporter = start_exporter(settings, counters)
+        except MetricsUnavailable as exc:
+            print(f"cloudsync-relay: {exc}", file=sys.stderr)
+            return 2
+        log.info(
+            "Prometheus metrics on http://%s:%d/metrics",
+            settings.metrics_address,
+            settings.metrics_port,
+        )
+
     from cloudsync_relay.listener import Relay, build_listener, count_driver_drops
 
-    relay = Relay(settings)
+    relay = Relay(settings, counters=counters)
     count_driver_drops(relay.counters)
     transport, server = build_listener(settings, relay)
     stop = threading.Event()
@@ -117,4 +134,7 @@ def run(settings: Settings) -> int:
         )
         transport.cleanup()
         relay.delivery.close()
+        if exporter is not None:
+            exporter.shutdown()
+            exporter.server_close()
     return 0

@@ -52,6 +52,20 @@ OPTIONS = [
     cfg.FloatOpt("backoff_base", default=1.0, min=0.01, help="first requeue delay in seconds"),
     cfg.FloatOpt("backoff_cap", default=60.0, min=0.01, help="longest requeue delay in seconds"),
     cfg.FloatOpt("health_interval", default=60.0, min=0.1, help="seconds between health lines"),
+    cfg.IntOpt(
+        "max_attempts",
+        default=10,
+        min=0,
+        help="a notification that keeps failing when posted alone (a non-202, non-permanent "
+        "HTTP answer) while the endpoint accepts others is dropped after this many such "
+        "attempts (0: never)",
+    ),
+    cfg.PortOpt(
+        "metrics_port",
+        help="serve Prometheus metrics on this port (unset: no metrics; needs the "
+        "'metrics' extra: pip install 'cloudsync-relay[metrics]')",
+    ),
+    cfg.StrOpt("metrics_address", default="127.0.0.1", help="address the metrics port binds"),
 ]
 
 
@@ -77,6 +91,9 @@ class Settings:
     backoff_base: float = 1.0
     backoff_cap: float = 60.0
     health_interval: float = 60.0
+    max_attempts: int = 10
+    metrics_port: int | None = None
+    metrics_address: str = "127.0.0.1"
     conf: cfg.ConfigOpts | None = field(default=None, compare=False, repr=False)
 
 
@@ -166,5 +183,8 @@ def _settings(values: dict, conf: cfg.ConfigOpts) -> Settings:
         backoff_base=values["backoff_base"],
         backoff_cap=max(values["backoff_cap"], values["backoff_base"]),
         health_interval=values["health_interval"],
+        max_attempts=values["max_attempts"],
+        metrics_port=values["metrics_port"],
+        metrics_address=(values["metrics_address"] or "").strip() or "127.0.0.1",
         conf=conf,
     )

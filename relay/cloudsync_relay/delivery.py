@@ -10,7 +10,12 @@ The contract (cloudsync README, *Connecting OpenStack*):
   only the notification at fault is dropped.
 * anything else (**401** during a secret rotation, **5xx**, **503** while
   Redis is down, a proxy's 429 or 403, a network error or a timeout): the
-  messages are requeued on the bus, after a backoff.
+  messages are requeued on the bus, after a backoff. A *batch* answered with
+  such an HTTP status (not 401, and not a network error: those are never one
+  notification's fault) is halved too, so that a notification a WAF keeps
+  refusing (403, 429) or that makes the endpoint fail (5xx) ends up posted
+  alone: ``Outcome.failed_alone`` names those, and the relay decides whether
+  to give up on one (``listener.Attempts``).
 
 A batch is one JSON array per POST, cut so that no body exceeds
 ``max_body_bytes`` (a single notification larger than that is still sent and
@@ -20,7 +25,9 @@ then dropped on its 413).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -35,6 +42,8 @@ log = logging.getLogger("cloudsync_relay")
 
 PERMANENT = frozenset({400, 404, 409, 413, 501})
 SPLITTABLE = frozenset({400, 413})  # may be one notification's fault in a batch
+# Retryable answers that are never one notification's fault: not split.
+CREDENTIALS = frozenset({401, 407})
 
 T = TypeVar("T")
 
@@ -52,6 +61,20 @@ class Answer:
     def permanent(self) -> bool:
         return self.status in PERMANENT
 
+    @property
+    def isolating(self) -> bool:
+        """A retryable HTTP answer that may be one notification's fault (a
+        WAF's 403 or 429, a 5xx): worth posting a batch's halves apart."""
+        return (
+            self.status is not None
+            and self.status != 202
+            and self.status not in PERMANENT
+            and self.status not in CREDENTIALS
+        )
+
+    def __str__(self) -> str:
+        return f"HTTP {self.status}: {self.reason}" if self.status else self.reason
+
 
 @dataclass
 class Outcome(Generic[T]):
@@ -62,6 +85,17 @@ class Outcome(Generic[T]):
     retry: list[T] = field(default_factory=list)
     retry_reason: str = ""
     posts: int = 0
+    # (item, answer) of items posted alone that got an ``isolating`` answer
+    # (they are in ``retry`` too)
+    failed_alone: list[tuple[T, Answer]] = field(default_factory=list)
+
+    def merge(self, other: Outcome[T]) -> None:
+        self.delivered.extend(other.delivered)
+        self.dropped.extend(other.dropped)
+        self.retry.extend(other.retry)
+        self.retry_reason = self.retry_reason or other.retry_reason
+        self.posts += other.posts
+        self.failed_alone.extend(other.failed_alone)
 
 
 def pack(items: Sequence[tuple[T, bytes]], max_bytes: int) -> list[list[tuple[T, bytes]]]:
@@ -100,10 +134,14 @@ class Delivery:
         timeout: float = 10.0,
         verify: bool | str = True,
         max_body_bytes: int = 1048576,
+        on_post: Callable[[int | None, float], None] | None = None,
     ) -> None:
         self.url = url
         self.timeout = timeout
         self.max_body_bytes = max_body_bytes
+        self.on_post = on_post  # (status or None, seconds) of every POST
+        self._accepted = 0
+        self._accepted_lock = threading.Lock()
         self._session = requests.Session()
         self._session.verify = verify
         self._session.headers.update({
@@ -118,8 +156,25 @@ class Delivery:
     def close(self) -> None:
         self._session.close()
 
+    @property
+    def accepted(self) -> int:
+        """POSTs answered 202 so far (by every thread): tells whether the
+        endpoint took something else since a given moment."""
+        with self._accepted_lock:
+            return self._accepted
+
     def post(self, body: bytes) -> Answer:
         """One POST; never raises for HTTP or network trouble."""
+        started = time.monotonic()
+        answer = self._post(body)
+        if answer.accepted:
+            with self._accepted_lock:
+                self._accepted += 1
+        if self.on_post is not None:
+            self.on_post(answer.status, time.monotonic() - started)
+        return answer
+
+    def _post(self, body: bytes) -> Answer:
         try:
             response = self._session.post(self.url, data=body, timeout=self.timeout)
         except requests.RequestException as exc:
@@ -148,20 +203,19 @@ class Delivery:
         if answer.accepted:
             outcome.delivered.extend(handle for handle, _ in run)
             return True
-        if answer.status in SPLITTABLE and len(run) > 1:
+        if len(run) > 1 and (answer.status in SPLITTABLE or answer.isolating):
             half = len(run) // 2
             if self._send_run(run[:half], outcome):
                 return self._send_run(run[half:], outcome)
             outcome.retry.extend(handle for handle, _ in run[half:])
             return False
         if answer.permanent:
-            reason = f"HTTP {answer.status}: {answer.reason}"
-            outcome.dropped.extend((handle, reason) for handle, _ in run)
+            outcome.dropped.extend((handle, str(answer)) for handle, _ in run)
             return True
         outcome.retry.extend(handle for handle, _ in run)
-        outcome.retry_reason = (
-            f"HTTP {answer.status}: {answer.reason}" if answer.status else answer.reason
-        )
+        if len(run) == 1 and answer.isolating:
+            outcome.failed_alone.append((run[0][0], answer))
+        outcome.retry_reason = str(answer)
         return False
 
 

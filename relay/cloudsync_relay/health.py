@@ -1,8 +1,12 @@
 """Counters and the health line the relay logs every ``health_interval``.
 
-Counts are notifications: *relayed* (answered 202), *dropped* (refused for
-good by the endpoint, or malformed on the bus: acknowledged and logged),
-*requeued* (given back to the bus to be retried later).
+Counts are notifications: *relayed* (answered 202), *dropped* (acknowledged
+and logged without a 202, by reason: ``malformed`` on the bus, ``undecodable``
+by the driver, ``refused`` for good by the endpoint, ``retries_exhausted``:
+failed alone too often while the endpoint accepted others), *requeued*
+(given back to the bus to be retried later). A sink (the Prometheus exporter,
+``cloudsync_relay.metrics``) can be attached to see every count as it is added,
+and every POST's answer and duration.
 """
 
 from __future__ import annotations
@@ -11,8 +15,11 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
-__all__ = ["Counters", "HealthLogger"]
+__all__ = ["DROP_REASONS", "Counters", "HealthLogger", "Sink"]
+
+DROP_REASONS = ("malformed", "undecodable", "refused", "retries_exhausted")
 
 log = logging.getLogger("cloudsync_relay")
 
@@ -25,19 +32,44 @@ class Counts:
     posts: int = 0
 
 
+class Sink(Protocol):
+    def add(self, relayed: int, dropped: dict[str, int], requeued: int) -> None: ...
+
+    def post(self, status: int | None, seconds: float) -> None: ...
+
+
 class Counters:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.total = Counts()
         self._window = Counts()
+        self.sinks: list[Sink] = []
 
-    def add(self, *, relayed: int = 0, dropped: int = 0, requeued: int = 0, posts: int = 0) -> None:
+    def add(
+        self,
+        *,
+        relayed: int = 0,
+        dropped: int | dict[str, int] = 0,
+        requeued: int = 0,
+        posts: int = 0,
+    ) -> None:
+        """``dropped``: a count by reason, or a count of malformed messages."""
+        by_reason = dropped if isinstance(dropped, dict) else {"malformed": dropped}
+        by_reason = {reason: n for reason, n in by_reason.items() if n}
+        n_dropped = sum(by_reason.values())
         with self._lock:
             for counts in (self.total, self._window):
                 counts.relayed += relayed
-                counts.dropped += dropped
+                counts.dropped += n_dropped
                 counts.requeued += requeued
                 counts.posts += posts
+        for sink in self.sinks:
+            sink.add(relayed, by_reason, requeued)
+
+    def post(self, status: int | None, seconds: float) -> None:
+        """One POST answered ``status`` (None: no HTTP answer) in ``seconds``."""
+        for sink in self.sinks:
+            sink.post(status, seconds)
 
     def take_window(self) -> tuple[Counts, Counts]:
         """(counts since the last call, totals), and start a new window."""

@@ -7,8 +7,8 @@ driver reads as it is::
      "priority": "INFO", "payload": {...},
      "metadata": {"message_id": "...", "timestamp": "..."}}
 
-The request context is stripped of secrets first: Keystone tokens, token
-info, service catalogs, credentials (cloudsync never needs them, and its
+The request context is stripped of secrets first, at any depth: Keystone
+tokens, token info, service catalogs, credentials (cloudsync never needs them, and its
 inbox stores what it receives). A message that is not a notification
 (no event type, no payload, not an object) is refused here with a reason,
 so it can be dropped with a log line instead of blocking the queue.
@@ -52,15 +52,27 @@ def _secret(key: str) -> bool:
     return lowered in SECRET_CONTEXT_KEYS or any(word in lowered for word in SECRET_WORDS)
 
 
+def _scrub(value: Any) -> Any:
+    """``value`` with every secret key removed at any depth (dicts in lists
+    in dicts...); keys that are not strings go too (JSON has none)."""
+    if isinstance(value, Mapping):
+        return {
+            key: _scrub(item)
+            for key, item in value.items()
+            if isinstance(key, str) and not _secret(key)
+        }
+    if isinstance(value, (list, tuple)):
+        return [_scrub(item) for item in value]
+    return value
+
+
 def scrub_context(ctxt: Any) -> dict[str, Any]:
-    """The request context without secrets (and without RPC bookkeeping)."""
+    """The request context without secrets, at any depth (a token inside a
+    nested ``auth`` dict or a list of credentials goes too), and without
+    RPC bookkeeping."""
     if not isinstance(ctxt, Mapping):
         return {}
-    return {
-        key: value
-        for key, value in ctxt.items()
-        if isinstance(key, str) and key not in RPC_KEYS and not _secret(key)
-    }
+    return {key: value for key, value in _scrub(ctxt).items() if key not in RPC_KEYS}
 
 
 def to_body(ctxt: Any, message: Any) -> dict[str, Any]:
@@ -95,5 +107,5 @@ def encode(body: Mapping[str, Any]) -> bytes:
     """The JSON text of one notification (ASCII: lone surrogates stay escaped)."""
     try:
         return json.dumps(body, separators=(",", ":")).encode("ascii")
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise Malformed(f"{body.get('event_type')}: not JSON-serializable: {exc}") from None

@@ -126,11 +126,14 @@ class Endpoint:
 
 
 class RelayProcess:
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, without: tuple[str, ...] = ()) -> None:
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        # ``without``: modules made unimportable (as if not installed)
+        blocked = "".join(f"sys.modules[{name!r}] = None; " for name in without)
+        run = f"import sys; {blocked}from cloudsync_relay.cli import main; sys.exit(main())"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cloudsync_relay", "--log-level", "INFO"],
+            [sys.executable, "-c", run, "--log-level", "INFO"],
             env=env,
             cwd=RELAY_DIR,
             stdout=self._log,
@@ -172,7 +175,7 @@ def endpoint() -> Any:
 def start_relay(bus: Bus, endpoint: Endpoint, tmp_path: Path) -> Any:
     started: list[RelayProcess] = []
 
-    def start(provider: Any, **settings: Any) -> RelayProcess:
+    def start(provider: Any, without: tuple[str, ...] = (), **settings: Any) -> RelayProcess:
         pool = bus.pool("cloudsync")
         env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDSYNC_RELAY_")}
         env.update(
@@ -189,7 +192,7 @@ def start_relay(bus: Bus, endpoint: Endpoint, tmp_path: Path) -> Any:
             CLOUDSYNC_RELAY_HEALTH_INTERVAL="1",
         )
         env.update({f"CLOUDSYNC_RELAY_{k.upper()}": str(v) for k, v in settings.items()})
-        relay = RelayProcess(env, tmp_path / f"relay-{len(started)}.log")
+        relay = RelayProcess(env, tmp_path / f"relay-{len(started)}.log", without)
         started.append(relay)
         try:  # ready once its pool's queue has a consumer
             wait_for(
@@ -395,7 +398,8 @@ def test_malformed_messages_are_dropped_and_do_not_block(
     bus, start_relay, provider_factory, celery_worker
 ):
     provider = openstack_provider(provider_factory)
-    relay = start_relay(provider, batch_size=5)
+    # ...with no prometheus_client (the metrics extra): not needed without METRICS_PORT
+    relay = start_relay(provider, without=("prometheus_client",), batch_size=5)
     notifier = bus.notifier("nova", "nova-compute:compute", "versioned_notifications")
     stream = nova_stream(10, 10, bus.tag)
     topic = "versioned_notifications"
@@ -421,5 +425,135 @@ def test_malformed_messages_are_dropped_and_do_not_block(
     assert "dropped a malformed message from the bus: no event_type" in log, log
     assert "dropped a malformed message from the bus: instance.update: no payload" in log, log
     wait_for(lambda: health_totals(relay.log()) == (10, 5, 0), timeout=5)
+    relay.stop()
+    assert bus.queue_depth(relay.pool) == (0, 0)
+
+
+# -- 5. the Prometheus exporter (METRICS_PORT, the metrics extra) ---------------
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """{(sample name, labels): value} of the relay's /metrics."""
+    import requests
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def relay_counts(samples: dict) -> dict[str, float]:
+    def one(name: str, **labels: str) -> float:
+        return samples[(name, tuple(sorted(labels.items())))]
+
+    counts = {
+        "relayed": one("cloudsync_relay_relayed_total"),
+        "requeued": one("cloudsync_relay_requeued_total"),
+        "post_durations": one("cloudsync_relay_post_duration_seconds_count"),
+    }
+    for reason in ("malformed", "undecodable", "refused", "retries_exhausted"):
+        counts[f"dropped {reason}"] = one("cloudsync_relay_dropped_total", reason=reason)
+    for status in ("2xx", "4xx", "5xx", "error"):
+        counts[f"posts {status}"] = one("cloudsync_relay_posts_total", status=status)
+    return counts
+
+
+def test_prometheus_metrics_count_what_the_relay_did(
+    bus, start_relay, provider_factory, celery_worker
+):
+    provider = openstack_provider(provider_factory)
+    port = free_port()
+    relay = start_relay(provider, batch_size=1, metrics_port=port)  # one POST each
+    assert f"Prometheus metrics on http://127.0.0.1:{port}/metrics" in relay.log()
+    zero = relay_counts(scrape(port))
+    assert set(zero.values()) == {0}, zero
+
+    notifier = bus.notifier("nova", "nova-compute:compute", "versioned_notifications")
+    stream = nova_stream(6, 6, bus.tag)
+    topic = "versioned_notifications"
+    for m in stream[:3]:
+        notifier.info(request_context(), m.message["event_type"], m.message["payload"])
+    bus.publish_raw("nova", topic, b'{"oslo.version": "2.0", "oslo.message": "{broken"}')
+    bus.publish_raw("nova", topic, oslo_envelope({"priority": "INFO", "payload": {"x": 1}}))
+    for m in stream[3:]:
+        notifier.info(request_context(), m.message["event_type"], m.message["payload"])
+    settle(provider, 6, relay)
+
+    wait_for(lambda: relay_counts(scrape(port))["dropped malformed"] == 1, timeout=10)
+    assert relay_counts(scrape(port)) == {
+        "relayed": 6, "requeued": 0, "post_durations": 6,
+        "dropped malformed": 1, "dropped undecodable": 1, "dropped refused": 0,
+        "dropped retries_exhausted": 0,
+        "posts 2xx": 6, "posts 4xx": 0, "posts 5xx": 0, "posts error": 0,
+    }  # fmt: skip
+    samples = scrape(port)
+    assert ("process_resident_memory_bytes", ()) in samples
+    assert relay.stop() == 0
+
+
+# -- 6. a notification the endpoint side always refuses (retryably) ---------------
+
+
+@pytest.mark.timeout(180)
+def test_a_notification_failing_alone_is_given_up_and_blocks_nothing(
+    bus, endpoint, start_relay, provider_factory, celery_worker
+):
+    """A WAF in front of cloudsync answers 403 for one notification (any
+    batch holding it too). The batches are halved until it is alone, its
+    neighbours are delivered; it is retried alone, and once it has failed
+    MAX_ATTEMPTS times while others were accepted it is dropped with an
+    ERROR line. Every other notification arrives; the queue ends empty."""
+    from tests.relay.waf import waf_in_front_of
+
+    waf = waf_in_front_of(endpoint.url)
+    provider = openstack_provider(provider_factory)
+    port = free_port()
+    relay = start_relay(
+        provider, batch_size=5, max_attempts=3, metrics_port=port,
+        url=f"{waf.url}/cloud-sync/provider/{provider.pk}/",
+    )  # fmt: skip
+    notifier = bus.notifier("nova", "nova-compute:compute", "versioned_notifications")
+    stream = nova_stream(40, 40, bus.tag)
+
+    def publish(m: Any) -> None:
+        notifier.info(request_context(), m.message["event_type"], m.message["payload"])
+
+    try:
+        for m in stream[:3]:
+            publish(m)
+        notifier.info(request_context(), "compute.instance.exists", {"note": "poison"})
+        for m in stream[3:8]:
+            publish(m)
+        # traffic goes on: a notification every 0.2 s until the culprit is given up
+        sent = 8
+        deadline = time.monotonic() + 60
+        while "given up" not in relay.log() and time.monotonic() < deadline and sent < 40:
+            publish(stream[sent])
+            sent += 1
+            time.sleep(0.2)
+        settle(provider, sent, relay)
+    finally:
+        waf.close()
+    log = relay.log()
+    [line] = [line for line in log.splitlines() if "given up" in line]
+    assert " ERROR " in line and "event_type='compute.instance.exists'" in line, line
+    assert "3 times alone" in line and "HTTP 403: <html>Request blocked by WAF</html>" in line
+    assert Event.objects.filter(cloudprovider=provider).count() == sent
+    counts = relay_counts(scrape(port))
+    assert counts["relayed"] == sent
+    assert counts["dropped retries_exhausted"] == 1
+    assert counts["dropped refused"] == counts["dropped malformed"] == 0
+    assert counts["requeued"] >= 3 and counts["posts 4xx"] >= 4  # 403s: batches, then alone
     relay.stop()
     assert bus.queue_depth(relay.pool) == (0, 0)

@@ -18,9 +18,12 @@ import pytest
 from cloudsync_relay import config, notification
 from cloudsync_relay.check import check_endpoint
 from cloudsync_relay.delivery import Delivery, pack
+from cloudsync_relay.listener import Relay
 
 from sync.models import Event
 from tests.broker import broker_at, queued_messages
+from tests.local_http import LocalHttpServer, QuietHandler
+from tests.relay.waf import waf_in_front_of
 
 ROOT = Path(__file__).resolve().parents[2]
 RELAY_DIR = ROOT / "relay"
@@ -55,6 +58,25 @@ def test_context_secrets_are_stripped_and_the_rest_kept():
         "event_type": "image.create", "priority": "INFO", "payload": {"id": "i"},
         "metadata": {"message_id": "m1", "timestamp": "2024-01-01 00:00:00"},
     }  # fmt: skip
+
+
+def test_context_secrets_are_stripped_at_any_depth():
+    ctxt = {
+        "user_id": "u",
+        "auth": {"user": "u", "token": "t1", "methods": ["password"],
+                 "password": {"user": {"name": "admin", "password": "p"}}},
+        "service_catalog": [{"endpoints": []}],
+        "extra": [{"name": "a", "auth_token": "t2"}, ("x", {"os_secret_key": "k"})],
+        "roles": ["admin", "member"],
+    }  # fmt: skip
+    assert notification.scrub_context(ctxt) == {
+        "user_id": "u",
+        "auth": {"user": "u", "methods": ["password"]},
+        "extra": [{"name": "a"}, ["x", {}]],
+        "roles": ["admin", "member"],
+    }
+    text = notification.encode(notification.to_body(ctxt, {"event_type": "e", "payload": {}}))
+    assert b"t1" not in text and b"t2" not in text and b'"p"' not in text and b'"k"' not in text
 
 
 @pytest.mark.parametrize(
@@ -158,6 +180,32 @@ def test_check_endpoint_says_what_is_wrong_and_queues_nothing(
     assert not ok and "cannot be reached: network error: connection refused" in line
     ok, line = check_endpoint(settings_for(f"{runserver}/healthz", "x"))
     assert not ok and "not a cloudsync provider endpoint?" in line
+
+
+def test_check_endpoint_says_a_503_is_temporary():
+    class Unavailable(QuietHandler):  # cloudsync (or its proxy) while its broker is down
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = b'{"error": "queue unavailable, retry later; nothing was queued"}'
+            self.send_response(503)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = LocalHttpServer(Unavailable)
+    try:
+        url = f"{server.url}/cloud-sync/provider/1/"
+        ok, line = check_endpoint(settings_for(url, "x"))
+    finally:
+        server.close()
+    assert not ok
+    assert line == (
+        f"endpoint: {url}: the service is temporarily unavailable (503: queue unavailable, "
+        "retry later; nothing was queued); the relay would hold notifications on the bus "
+        "until it answers"
+    )
+    assert "not a cloudsync provider endpoint" not in line
 
 
 def relay_command(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -273,12 +321,16 @@ def test_the_package_installs_alone_and_runs_without_django(installed, tmp_path)
         names = zf.namelist()
     requires = sorted(line.split(":", 1)[1].strip() for line in meta.splitlines()
                       if line.startswith("Requires-Dist:"))  # fmt: skip
-    assert requires == ["oslo.messaging>=12.0", "requests>=2.20"]
+    assert requires == [
+        "oslo.messaging>=12.0", 'prometheus-client>=0.12; extra == "metrics"', "requests>=2.20",
+    ]  # fmt: skip
     assert b"cloudsync-relay = cloudsync_relay.cli:main" in entry_points
     assert not [n for n in names if n.startswith(("sync/", "project/"))]
     # Django made unimportable: the relay must not need it (nor cloudsync).
+    # prometheus_client too (the metrics extra): needed only with METRICS_PORT.
     probe = (
         "import sys; sys.modules['django'] = None; sys.modules['sync'] = None\n"
+        "sys.modules['prometheus_client'] = None\n"
         "import cloudsync_relay.cli, cloudsync_relay.listener, cloudsync_relay.check\n"
         "sys.argv = ['cloudsync-relay', '--help']; cloudsync_relay.cli.main()\n"
     )
@@ -289,6 +341,25 @@ def test_the_package_installs_alone_and_runs_without_django(installed, tmp_path)
     assert done.returncode == 0, done.stderr
     assert "usage: cloudsync-relay" in done.stdout
     assert (target / "bin" / "cloudsync-relay").exists()
+
+    # METRICS_PORT set without the extra: a clear message, exit 2, before the bus.
+    probe = (
+        "import sys; sys.modules['prometheus_client'] = None\n"
+        "import cloudsync_relay.cli; sys.exit(cloudsync_relay.cli.main([]))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDSYNC_RELAY_")}
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        env={**env, "PYTHONPATH": str(target), "CLOUDSYNC_RELAY_URL": "http://127.0.0.1:1/",
+             "CLOUDSYNC_RELAY_SECRET": "s", "CLOUDSYNC_RELAY_METRICS_PORT": "9",
+             "CLOUDSYNC_RELAY_TRANSPORT_URL": "rabbit://guest:guest@127.0.0.1:1/"},
+    )  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert (
+        "cloudsync-relay: CLOUDSYNC_RELAY_METRICS_PORT (metrics_port) is set to 9 but "
+        "prometheus_client is not installed: install the relay with its metrics extra, "
+        "pip install 'cloudsync-relay[metrics]'"
+    ) in done.stderr
 
 
 def test_shipped_example_config_and_unit_name_real_settings():
@@ -376,3 +447,134 @@ def test_readme_relay_block_runs_as_written(installed, runserver, empty_queue, m
         assert " relaying notifications_" in output and "stopped; since start relayed 0" in output
     finally:
         bus.cleanup()
+
+
+# -- a batch as the listener hands it over (Relay.handle, without the bus) -----------
+
+
+class Incoming:
+    """What oslo.messaging hands the dispatcher for one message: ``ctxt`` and
+    ``message`` as its rabbit driver unpacked them (hashable by identity)."""
+
+    def __init__(self, n: int, payload: object = None, ctxt: object = None) -> None:
+        self.ctxt = ctxt if ctxt is not None else {"user_id": "u"}
+        self.message = {
+            "event_type": "compute.instance.update", "priority": "INFO", "message_id": f"m-{n}",
+            "publisher_id": "nova-compute:h", "payload": {"n": n} if payload is None else payload,
+        }  # fmt: skip
+
+    def __repr__(self) -> str:
+        return self.message["message_id"]
+
+
+def nested(depth: int) -> object:
+    value: object = {}
+    for _ in range(depth):
+        value = {"a": [value]}
+    return value
+
+
+def relay_to(url: str, secret: str, **extra: str) -> Relay:
+    env = {"CLOUDSYNC_RELAY_BACKOFF_BASE": "0.01", "CLOUDSYNC_RELAY_BACKOFF_CAP": "0.02"}
+    return Relay(settings_for(url, secret, **env, **extra))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_what_cannot_be_prepared_is_dropped_not_raised(
+    runserver, provider_factory, empty_queue, caplog
+):
+    """A payload or a context nested too deep for json.dumps (RecursionError)
+    is dropped as malformed with a log line; its neighbours are delivered.
+    An exception out of handle() would make oslo.messaging requeue the whole
+    batch at once, forever."""
+    provider = provider_factory()
+    relay = relay_to(f"{runserver}/cloud-sync/provider/{provider.pk}/", provider.endpoint_secret)
+    batch = [Incoming(1), Incoming(2, payload=nested(100000)), Incoming(3),
+             Incoming(4, ctxt={"deep": nested(100000)}), Incoming(5)]  # fmt: skip
+    with caplog.at_level("WARNING", logger="cloudsync_relay"):
+        assert relay.handle(batch) == set()
+    total = relay.counters.total
+    assert (total.relayed, total.dropped, total.requeued, total.posts) == (3, 2, 0, 1)
+    drops = [r.getMessage() for r in caplog.records if "dropped a malformed" in r.getMessage()]
+    assert len(drops) == 2, drops
+    assert "not JSON-serializable: maximum recursion depth exceeded" in drops[0]
+    assert "RecursionError: maximum recursion depth exceeded" in drops[1]
+    assert "message_id='m-2'" in drops[0] and "message_id='m-4'" in drops[1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_unexpected_delivery_error_requeues_with_backoff(runserver, provider_factory, caplog):
+    """A secret requests cannot put in a header (UnicodeEncodeError, not a
+    RequestException): the batch is requeued after the shared backoff."""
+    provider = provider_factory()
+    relay = relay_to(f"{runserver}/cloud-sync/provider/{provider.pk}/", "s\u20accret")
+    batch = [Incoming(1), Incoming(2)]
+    with caplog.at_level("WARNING", logger="cloudsync_relay"):
+        assert relay.handle(batch) == set(batch)
+        assert relay.handle(batch) == set(batch)
+    assert relay.backoff._failures == 2  # waited, growing, before each requeue
+    assert relay.counters.total.requeued == 4 and relay.counters.total.dropped == 0
+    text = caplog.text
+    assert "unexpected error while relaying 2 notification(s)" in text
+    assert "2 notification(s) requeued in" in text and "UnicodeEncodeError" in text
+
+
+@pytest.fixture
+def waf(runserver):
+    server = waf_in_front_of(runserver)
+    yield server.url
+    server.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_notification_failing_alone_is_isolated_then_given_up(
+    waf, provider_factory, empty_queue, caplog
+):
+    """A batch answered 403 is halved until the culprit is alone; its
+    neighbours are delivered. Then it is posted alone, after the others of
+    its batch; each time it fails while the endpoint accepts others counts,
+    and at MAX_ATTEMPTS it is dropped (ERROR line), never before."""
+    provider = provider_factory()
+    relay = relay_to(f"{waf}/cloud-sync/provider/{provider.pk}/", provider.endpoint_secret,
+                     CLOUDSYNC_RELAY_MAX_ATTEMPTS="3")  # fmt: skip
+    poison = Incoming(0, payload={"note": "poison"})
+    with caplog.at_level("WARNING", logger="cloudsync_relay"):
+        requeue = relay.handle([Incoming(1), Incoming(2), poison, Incoming(3), Incoming(4)])
+        assert requeue == {poison} or len(requeue) == 3  # depends on where the halves fall
+        rounds = 1
+        while requeue and rounds < 10:
+            # as the bus hands them back, with new notifications arriving
+            batch = [*requeue, Incoming(10 + rounds)]
+            requeue = relay.handle(batch)
+            rounds += 1
+    assert requeue == set()
+    total = relay.counters.total
+    assert total.relayed == 4 + rounds - 1 and total.dropped == 1
+    given_up = [r for r in caplog.records if "given up" in r.getMessage()]
+    assert len(given_up) == 1 and given_up[0].levelname == "ERROR"
+    assert "message_id='m-0'" in given_up[0].getMessage()
+    assert "3 times alone" in given_up[0].getMessage()
+    assert "HTTP 403: <html>Request blocked by WAF</html>" in given_up[0].getMessage()
+    assert rounds == 3  # counted from the first round: the halves without it passed
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_outage_never_gives_a_notification_up(runserver, provider_factory, empty_queue):
+    """Every POST answered 503 (the service's broker down): batches are halved
+    down to one notification, but as nothing else is accepted meanwhile no
+    failure counts; however many rounds, nothing is dropped, and all of it
+    is delivered when the service is back."""
+    provider = provider_factory()
+    relay = relay_to(f"{runserver}/cloud-sync/provider/{provider.pk}/", provider.endpoint_secret,
+                     CLOUDSYNC_RELAY_MAX_ATTEMPTS="2")  # fmt: skip
+    batch = {Incoming(n) for n in range(8)}
+    with broker_at("redis://127.0.0.1:1/0"):
+        for _ in range(12):  # enough for each to have failed alone, some several times
+            assert relay.handle(sorted(batch, key=repr)) == batch
+    assert relay.counters.total.dropped == 0
+    assert len(relay.attempts._entries) == 8
+    # cheap: at most one halving per round (no POST for the rest once a half failed)
+    assert relay.counters.total.posts <= 4 * 12
+    assert relay.handle(sorted(batch, key=repr)) == set()
+    total = relay.counters.total
+    assert (total.relayed, total.dropped) == (8, 0)
