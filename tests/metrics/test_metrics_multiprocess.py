@@ -107,24 +107,34 @@ def test_totals_are_exact_across_gunicorn_workers_and_pool_processes(stack, prov
     base = stack["base"]
     url = f"{base}/cloud-sync/provider/{provider.pk}/"
     auth = {"Authorization": f"Bearer {provider.endpoint_secret}", "Connection": "close"}
-    bodies = [f'{{"message_id": "m{n}", "event_type": "demo.thing"}}' for n in range(30)] + [
-        f'[{{"message_id": "a{n}"}}, {{"message_id": "b{n}"}}]' for n in range(10)]
+    def bodies(round_: int) -> list[str]:
+        return [f'{{"message_id": "m{round_}-{n}", "event_type": "demo.thing"}}'
+                for n in range(30)] + [
+            f'[{{"message_id": "a{round_}-{n}"}}, {{"message_id": "b{round_}-{n}"}}]'
+            for n in range(10)]
 
     def send(body: str) -> int:
         return requests.post(url, data=body, headers=auth, timeout=10).status_code
 
-    with ThreadPoolExecutor(8) as pool:  # concurrent: both gunicorn workers get some
-        assert list(pool.map(send, bodies)) == [202] * BODIES
-    wait_for(lambda: Event.objects.filter(cloudprovider=provider, status=Status.PROCESSED).count()
-             == MESSAGES, timeout=60)
-
     web_workers = children(stack["web"].pid)
+    sent = 0
+    # concurrent: both gunicorn workers get some (on a loaded machine one
+    # may take a whole round: another round then, up to five)
+    for round_ in range(5):
+        with ThreadPoolExecutor(8) as pool:
+            assert list(pool.map(send, bodies(round_))) == [202] * BODIES
+        sent += MESSAGES
+        if len(web_workers & pids_with_files(stack["dir"])) == 2:
+            break
+    wait_for(lambda: Event.objects.filter(cloudprovider=provider, status=Status.PROCESSED).count()
+             == sent, timeout=60)
+
     pool_processes = children(stack["worker"].pid)
     writers = pids_with_files(stack["dir"])
     assert len(web_workers & writers) == 2, (web_workers, writers)  # both counted requests
     assert pool_processes & writers, (pool_processes, writers)  # the pool counted outcomes
 
-    expected = (MESSAGES, MESSAGES, MESSAGES)
+    expected = (sent, sent, sent)
     # every scrape, whichever worker answers it, sees all processes' figures
     wait_for(lambda: totals(base, provider.pk) == expected, timeout=10)
     assert {totals(base, provider.pk) for _ in range(10)} == {expected}
