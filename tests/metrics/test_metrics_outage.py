@@ -55,14 +55,22 @@ def outage_trigger():
 def outcomes(client, provider) -> dict[str, float]:
     response = client.get("/metrics")
     assert response.status_code == 200
-    return by_label(parse(response.content.decode()), "cloudsync_events_total", "outcome",
-                    provider=str(provider.pk))
+    return by_label(
+        parse(response.content.decode()),
+        "cloudsync_events_total",
+        "outcome",
+        provider=str(provider.pk),
+    )
 
 
 def test_outcomes_committed_before_an_outage_are_counted(client, hosts_provider, outage_trigger):
-    body = [{"id": host, "host": host, "event_type": "compute.instance.create.end"}
-            for host in ("a-ok", "b-refused", "c-ok", "d-drop")]
-    body.append({"id": "e-bad", "event_type": "compute.instance.create.end"})  # no host: bad payload
+    body = [
+        {"id": host, "host": host, "event_type": "compute.instance.create.end"}
+        for host in ("a-ok", "b-refused", "c-ok", "d-drop")
+    ]
+    body.append(
+        {"id": "e-bad", "event_type": "compute.instance.create.end"}
+    )  # no host: bad payload
     batch = [ingest.Body(hosts_provider.pk, body)]
     before = outcomes(client, hosts_provider)
 
@@ -71,9 +79,13 @@ def test_outcomes_committed_before_an_outage_are_counted(client, hosts_provider,
     assert is_unavailable(raised.value)
     outage_trigger()  # the database is back (and takes every host now)
     status = dict(Event.objects.filter(cloudprovider=hosts_provider).values_list("key", "status"))
-    assert status == {"a-ok": Status.PROCESSED, "b-refused": Status.FAILED,
-                      "c-ok": Status.QUEUED, "d-drop": Status.QUEUED,  # the first half committed
-                      "e-bad": Status.FAILED}
+    assert status == {
+        "a-ok": Status.PROCESSED,
+        "b-refused": Status.FAILED,
+        "c-ok": Status.QUEUED,
+        "d-drop": Status.QUEUED,  # the first half committed
+        "e-bad": Status.FAILED,
+    }
     during = outcomes(client, hosts_provider)
     assert {k: during.get(k, 0) - before.get(k, 0) for k in during} == {"processed": 1, "failed": 2}
 
@@ -83,4 +95,7 @@ def test_outcomes_committed_before_an_outage_are_counted(client, hosts_provider,
     # each event counted once as it became final (b-refused failed, then processed on
     # its rerun); a-ok and e-bad, final already, are duplicates of the rerun
     assert {k: after.get(k, 0) - before.get(k, 0) for k in after} == {
-        "processed": 4, "failed": 2, "duplicate": 2}
+        "processed": 4,
+        "failed": 2,
+        "duplicate": 2,
+    }
