@@ -165,9 +165,13 @@ def record_failed_body(item: Body, exc: BaseException) -> None:
     if provider is None:
         log.warning("provider %s no longer exists; dropping a queued body", item.provider_id)
         return
-    events = inbox.record(provider, [inbox.unreadable(item.body, _when(item.received_at), exc)])
-    metrics.count_events(provider.pk, provider.cloud_sync_driver,
-                         Counter((event.event_type, "failed") for event in events))
+    new: set[int] = set()
+    events = inbox.record(provider, [inbox.unreadable(item.body, _when(item.received_at), exc)],
+                          inserted=new)
+    metrics.count_events(  # a body delivered again is recorded once, counted once
+        provider.pk, provider.cloud_sync_driver,
+        Counter((event.event_type, "failed" if event.pk in new else "duplicate")
+                for event in events))
 
 
 def ingest_body(provider_id: int, body: Any, received_at: datetime | None = None) -> IngestReport:

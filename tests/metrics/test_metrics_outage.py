@@ -99,3 +99,14 @@ def test_outcomes_committed_before_an_outage_are_counted(client, hosts_provider,
         "failed": 2,
         "duplicate": 2,
     }
+
+
+def test_a_body_recorded_failed_twice_is_counted_failed_once(client, provider):
+    # the task's last resort for a body that broke ingestion, delivered twice
+    item = ingest.Body(provider.pk, "\x00 not a message", None)
+    before = outcomes(client, provider)
+    for _ in range(2):
+        ingest.record_failed_body(item, ValueError("broke ingestion"))
+    assert Event.objects.filter(cloudprovider=provider, status=Status.FAILED).count() == 1
+    after = outcomes(client, provider)
+    assert {k: after.get(k, 0) - before.get(k, 0) for k in after} == {"failed": 1, "duplicate": 1}

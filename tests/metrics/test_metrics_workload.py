@@ -5,6 +5,7 @@ is parsed with prometheus-client's parser and every figure is exact."""
 from __future__ import annotations
 
 import contextlib
+import time
 
 import pytest
 
@@ -167,3 +168,17 @@ def test_queue_depth_is_read_from_redis_at_scrape_time(client, provider, empty_q
     assert value(samples, "cloudsync_broker_up") == 1
     assert delta(samples, before, "cloudsync_events_received_total", provider=str(provider.pk),
                  driver="noop") == 3
+
+
+def test_the_oldest_queued_body_s_age_grows_while_no_worker_takes_it(client, provider, empty_queue):
+    # (no worker runs here: as when every worker is down)
+    assert value(scrape(client), "cloudsync_queue_oldest_age_seconds",
+                 queue="cloudsync.events") == 0
+    post(client, provider, {"message_id": "old", "event_type": "demo"})
+    time.sleep(1.5)
+    post(client, provider, {"message_id": "new", "event_type": "demo"})
+    first = value(scrape(client), "cloudsync_queue_oldest_age_seconds", queue="cloudsync.events")
+    assert 1.5 <= first < 60  # the first body's age, not the second's
+    time.sleep(0.5)
+    later = value(scrape(client), "cloudsync_queue_oldest_age_seconds", queue="cloudsync.events")
+    assert later >= first + 0.5
