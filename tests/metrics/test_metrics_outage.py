@@ -8,7 +8,7 @@ counted once, by the batch that committed it."""
 from __future__ import annotations
 
 import pytest
-from django.db import OperationalError, connection
+from django.db import OperationalError
 
 from sync import ingest
 from sync.choices import EventStatusChoices as Status
@@ -20,36 +20,14 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 # Row by row, as the apply writes them: "b-refused" is refused (the batch is
 # halved), "d-drop" makes the server end the connection mid-transaction.
-TRIGGER = """
-CREATE FUNCTION cs_test_outage() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
+OUTAGE = """
     IF NEW.host_id = 'b-refused' THEN
         RAISE EXCEPTION 'host b-refused is refused';
     END IF;
     IF NEW.host_id = 'd-drop' THEN
         PERFORM pg_terminate_backend(pg_backend_pid());
     END IF;
-    RETURN NEW;
-END $$;
-CREATE TRIGGER cs_test_outage BEFORE INSERT OR UPDATE ON {table}
-    FOR EACH ROW EXECUTE FUNCTION cs_test_outage();
 """
-
-
-@pytest.fixture
-def outage_trigger():
-    table = connection.ops.quote_name(CloudHost._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(TRIGGER.format(table=table))
-
-    def remove() -> None:
-        connection.close()
-        with connection.cursor() as cursor:
-            cursor.execute(f"DROP TRIGGER IF EXISTS cs_test_outage ON {table}")
-            cursor.execute("DROP FUNCTION IF EXISTS cs_test_outage()")
-
-    yield remove
-    remove()
 
 
 def outcomes(client, provider) -> dict[str, float]:
@@ -63,7 +41,7 @@ def outcomes(client, provider) -> dict[str, float]:
     )
 
 
-def test_outcomes_committed_before_an_outage_are_counted(client, hosts_provider, outage_trigger):
+def test_outcomes_committed_before_an_outage_are_counted(client, hosts_provider, pg_trigger):
     body = [
         {"id": host, "host": host, "event_type": "compute.instance.create.end"}
         for host in ("a-ok", "b-refused", "c-ok", "d-drop")
@@ -72,12 +50,13 @@ def test_outcomes_committed_before_an_outage_are_counted(client, hosts_provider,
         {"id": "e-bad", "event_type": "compute.instance.create.end"}
     )  # no host: bad payload
     batch = [ingest.Body(hosts_provider.pk, body)]
+    database_back = pg_trigger("cs_test_outage", CloudHost, "INSERT OR UPDATE", OUTAGE)
     before = outcomes(client, hosts_provider)
 
     with pytest.raises(OperationalError) as raised:
         ingest.ingest_bodies(batch)
     assert is_unavailable(raised.value)
-    outage_trigger()  # the database is back (and takes every host now)
+    database_back()  # the database is back (and takes every host now)
     status = dict(Event.objects.filter(cloudprovider=hosts_provider).values_list("key", "status"))
     assert status == {
         "a-ok": Status.PROCESSED,

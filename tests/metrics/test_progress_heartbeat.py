@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from sync import runs
@@ -18,32 +17,11 @@ from sync.progress import Progress
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-TRIGGER = """
-CREATE FUNCTION cs_test_no_progress() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
+REFUSE_PROGRESS = """
     IF NEW.progress IS DISTINCT FROM OLD.progress THEN
         RAISE EXCEPTION 'progress refused';
     END IF;
-    RETURN NEW;
-END $$;
-CREATE TRIGGER cs_test_no_progress BEFORE UPDATE ON {table}
-    FOR EACH ROW EXECUTE FUNCTION cs_test_no_progress();
 """
-
-
-@pytest.fixture
-def progress_refused():
-    table = connection.ops.quote_name(SyncRun._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(TRIGGER.format(table=table))
-
-    def remove() -> None:
-        with connection.cursor() as cursor:
-            cursor.execute(f"DROP TRIGGER IF EXISTS cs_test_no_progress ON {table}")
-            cursor.execute("DROP FUNCTION IF EXISTS cs_test_no_progress()")
-
-    yield remove
-    remove()
 
 
 def wait_for(condition, timeout: float = 10.0):
@@ -56,10 +34,11 @@ def wait_for(condition, timeout: float = 10.0):
 
 
 def test_a_refused_progress_write_keeps_the_heartbeat_and_is_written_later(
-    provider, settings, progress_refused
+    provider, settings, pg_trigger
 ):
     settings.CLOUDSYNC_RUN_HEARTBEAT_SECONDS = 0.2
     settings.CLOUDSYNC_RUN_PROGRESS_SECONDS = 0.05
+    accept_progress = pg_trigger("cs_test_no_progress", SyncRun, "UPDATE", REFUSE_PROGRESS)
     run = runs.claim_run(provider, "full", triggered_by="test")
     worker = "test-executor"
     started = timezone.now()
@@ -70,5 +49,5 @@ def test_a_refused_progress_write_keeps_the_heartbeat_and_is_written_later(
         # the progress cannot be written: the heartbeat goes on all the same
         assert wait_for(lambda: SyncRun.objects.get(pk=run.pk).heartbeat_at > started)
         assert SyncRun.objects.get(pk=run.pk).progress == {}
-        progress_refused()  # the database takes it again; the progress did not change meanwhile
+        accept_progress()  # the database takes it again; the progress did not change meanwhile
         assert wait_for(lambda: SyncRun.objects.get(pk=run.pk).progress.get("seen") == 3)
