@@ -185,11 +185,13 @@ def _read_message(
     return out
 
 
-def record(provider: CloudProvider, incoming: list[Incoming]) -> list[Event]:
+def record(provider: CloudProvider, incoming: list[Incoming], *,
+           inserted: set[int] | None = None) -> list[Event]:
     """Inbox rows for the messages, in order (the existing row for a
     duplicate): one INSERT that skips known keys, one SELECT. If the batch
     insert is refused (a value the database will not take), each message is
-    recorded on its own so only the culprit is affected."""
+    recorded on its own so only the culprit is affected. ``inserted``, if
+    given, receives the ids of the rows this call created."""
     if not incoming:
         return []
     first: dict[str, Incoming] = {}
@@ -201,24 +203,26 @@ def record(provider: CloudProvider, incoming: list[Incoming]) -> list[Event]:
     try:
         with transaction.atomic():
             before = None if _returns_rows() else _known_keys(provider, list(new))
-            inserted = bulk.insert_ignoring_conflicts(Event, list(new.values()),
-                                                      returning=("id", "key"))
-            added = ([key for _, key in inserted] if inserted is not None
+            inserted_rows = bulk.insert_ignoring_conflicts(Event, list(new.values()),
+                                                           returning=("id", "key"))
+            added = ([key for _, key in inserted_rows] if inserted_rows is not None
                      else [key for key in new if key not in before])
             _count_recorded(provider, [new[key] for key in added])
-        for pk, key in inserted or ():  # what was inserted is what we hold: no read back
+        for pk, key in inserted_rows or ():  # what was inserted is what we hold: no read back
             event = new[key]
             event.pk, event._state.adding, event._state.db = pk, False, Event.objects.db
             rows[key] = event
+        created = set(added)
     except (OperationalError, InterfaceError):
         raise
     except (DatabaseError, ValueError) as exc:
         log.warning("provider %s: batch insert refused (%s); recording one by one", provider.pk, exc)
-        for item in first.values():
-            _record_one(provider, item)
+        created = {item.key for item in first.values() if _record_one(provider, item)}
     known = [key for key in first if key not in rows]  # duplicates: the stored row wins
     if known:
         rows.update((e.key, e) for e in Event.objects.filter(cloudprovider=provider, key__any=known))
+    if inserted is not None:
+        inserted.update(rows[key].pk for key in created if key in rows)
     return [rows[item.key] for item in incoming]
 
 
@@ -244,7 +248,8 @@ def _count_recorded(provider: CloudProvider, events: list[Event]) -> None:
     rollups.write(tally)
 
 
-def _record_one(provider: CloudProvider, item: Incoming, *, fallback: bool = True) -> None:
+def _record_one(provider: CloudProvider, item: Incoming, *, fallback: bool = True) -> bool:
+    """Record one message; True if a row was created."""
     try:
         with transaction.atomic():
             event = item.as_event(provider)
@@ -252,6 +257,7 @@ def _record_one(provider: CloudProvider, item: Incoming, *, fallback: bool = Tru
             bulk.insert_ignoring_conflicts(Event, [event])
             if not known:
                 _count_recorded(provider, [event])
+        return not known
     except (OperationalError, InterfaceError):
         raise
     except (IntegrityError, DatabaseError, ValueError) as exc:
@@ -261,7 +267,7 @@ def _record_one(provider: CloudProvider, item: Incoming, *, fallback: bool = Tru
                     item.key, provider.pk, exc)
         stand_in = _incoming(EventInfo(key=item.key), _stand_in(item.body, None), item.received_at,
                              f"bad payload: the database refused it ({type(exc).__name__}: {exc})")
-        _record_one(provider, stand_in, fallback=False)
+        return _record_one(provider, stand_in, fallback=False)
 
 
 def claim_stuck_events(limit: int = 10_000) -> tuple[list[int], list[int]]:

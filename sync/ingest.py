@@ -85,6 +85,9 @@ class IngestReport:
     outcomes: Counter = field(default_factory=Counter)
     # seconds from received to final, of the events processed or ignored
     lags: list[float] = field(default_factory=list)
+    # the part of ``outcomes`` read, not written (duplicates, events the inbox
+    # recorded failed): a batch that raises does not count it, as its rerun will
+    unwritten: Counter = field(default_factory=Counter)
 
     def merge(self, other: IngestReport) -> None:
         for name in ("events", "processed", "ignored", "failed", "duplicates"):
@@ -93,9 +96,14 @@ class IngestReport:
         self.dead += other.dead
         self.outcomes.update(other.outcomes)
         self.lags += other.lags
+        self.unwritten.update(other.unwritten)
 
-    def count(self, event: Event, outcome: str, n: int = 1) -> None:
+    def count(self, event: Event, outcome: str, n: int = 1, *, written: bool = True) -> None:
+        """Count ``event``'s outcome; ``written``: this batch wrote it (after
+        its transaction committed), not merely read it."""
         self.outcomes[(event.event_type, outcome)] += n
+        if not written:
+            self.unwritten[(event.event_type, outcome)] += n
 
 
 def _when(value: datetime | str | None) -> datetime:
@@ -157,9 +165,13 @@ def record_failed_body(item: Body, exc: BaseException) -> None:
     if provider is None:
         log.warning("provider %s no longer exists; dropping a queued body", item.provider_id)
         return
-    events = inbox.record(provider, [inbox.unreadable(item.body, _when(item.received_at), exc)])
-    metrics.count_events(provider.pk, provider.cloud_sync_driver,
-                         Counter((event.event_type, "failed") for event in events))
+    new: set[int] = set()
+    events = inbox.record(provider, [inbox.unreadable(item.body, _when(item.received_at), exc)],
+                          inserted=new)
+    metrics.count_events(  # a body delivered again is recorded once, counted once
+        provider.pk, provider.cloud_sync_driver,
+        Counter((event.event_type, "failed" if event.pk in new else "duplicate")
+                for event in events))
 
 
 def ingest_body(provider_id: int, body: Any, received_at: datetime | None = None) -> IngestReport:
@@ -171,36 +183,47 @@ def process_events(
     provider: CloudProvider, events: Iterable[Event], *, driver: Driver | None = None
 ) -> IngestReport:
     """Translate and apply every open event; never raises for a bad event.
-    The batch's outcomes and lags are counted once, at the end (``sync.metrics``)."""
-    report = _process_events(provider, events, driver)
-    metrics.count_events(provider.pk, provider.cloud_sync_driver, report.outcomes)
-    if report.lags:
-        metrics.observe_lags(provider.pk, provider.cloud_sync_driver, report.lags)
+    The batch's outcomes and lags are counted once, at the end (``sync.metrics``),
+    even when it raises (a database outage): what committed before is counted
+    then (outcomes enter the report after their transaction committed; the
+    batch's rerun finds those events final and counts them duplicates), what
+    was only read is left to the rerun."""
+    report = IngestReport()
+    completed = False
+    try:
+        _process_events(provider, events, driver, report)
+        completed = True
+    finally:
+        outcomes = report.outcomes if completed else report.outcomes - report.unwritten
+        metrics.count_events(provider.pk, provider.cloud_sync_driver, outcomes)
+        if report.lags:
+            metrics.observe_lags(provider.pk, provider.cloud_sync_driver, report.lags)
     return report
 
 
 def _process_events(
-    provider: CloudProvider, events: Iterable[Event], driver: Driver | None
+    provider: CloudProvider, events: Iterable[Event], driver: Driver | None,
+    report: IngestReport,
 ) -> IngestReport:
-    report = IngestReport()
     driver = driver or _driver_for(provider)
     seen: set[int] = set()
     todo: list[Event] = []
     for event in events:
         if event.pk in seen:  # the same message twice in one batch
             report.duplicates += 1
-            report.count(event, "duplicate")
+            report.count(event, "duplicate", written=False)
             continue
         seen.add(event.pk)
         report.events += 1
         if event.status in DONE_STATUSES:
             report.duplicates += 1
-            report.count(event, "duplicate")
+            report.count(event, "duplicate", written=False)
         elif driver is None or (
             event.status == Status.FAILED and event.error.startswith(("bad payload", "driver error"))
         ):
             report.failed += 1
-            report.count(event, "failed")
+            # failed by an earlier batch (processed_at set): final already
+            report.count(event, "duplicate" if event.processed_at else "failed", written=False)
         else:
             todo.append(event)
     if not todo or driver is None:
@@ -351,7 +374,7 @@ def _apply_claimed(
     report.duplicates += len(items) - len(rows) - len(held)
     for event, _ in items:
         if event.pk not in claimed and event.pk not in held:
-            report.count(event, "duplicate")
+            report.count(event, "duplicate", written=False)
     return [event for event, _ in items if event.pk in held]
 
 
@@ -375,7 +398,7 @@ def _process_snapshot(
             )
             if claimed is None:
                 report.duplicates += 1
-                report.count(event, "duplicate")
+                report.count(event, "duplicate", written=False)
                 return
             run = run_snapshot(provider, translation.snapshot,
                                triggered_by=f"event {event.key}"[:100])

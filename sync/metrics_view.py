@@ -3,7 +3,9 @@
 No database query at scrape time: counters and histograms come from the
 processes' multiprocess files (``PROMETHEUS_MULTIPROC_DIR``) or this
 process's registry, and the queue depth from two ``LLEN`` in Redis, read
-as the scrape happens (``QueueCollector``).
+as the scrape happens (``QueueCollector``), with the age of the oldest
+webhook body waiting in the events queue (one ``LINDEX``: the list's far
+end, the next to be taken, whatever the queue's length).
 
 Access: a request bearing ``Authorization: Bearer <CLOUDSYNC_METRICS_TOKEN>``
 (when that setting is not empty), or one from an address inside
@@ -15,10 +17,14 @@ a reverse proxy, allow the proxy's address or use the token.
 
 from __future__ import annotations
 
+import base64
 import hmac
 import ipaddress
+import json
 import logging
+import time
 from collections.abc import Iterator
+from datetime import datetime
 from functools import lru_cache
 
 import redis
@@ -44,9 +50,28 @@ def _client(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
 
 
+def received_at(message: bytes | None) -> float | None:
+    """When the endpoint received a queued ingest message (Unix time), from
+    the ``received_at`` it queued with the body (``sync.queueing``); None for
+    other messages (replays, retries) or when unreadable."""
+    if not message:
+        return None
+    try:
+        envelope = json.loads(message)
+        body = base64.b64decode(envelope["body"]) if envelope.get("properties", {}).get(
+            "body_encoding") == "base64" else envelope["body"]
+        kwargs = json.loads(body)[1]
+        when = datetime.fromisoformat(kwargs["received_at"])
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return None
+    return when.timestamp() if when.tzinfo is not None else None
+
+
 class QueueCollector(Collector):
     """Queue depth read from Redis at scrape time (the same in every process,
-    so multiprocess mode has nothing to add up)."""
+    so multiprocess mode has nothing to add up), and how long the next
+    webhook body to be taken has waited: it grows while no worker takes
+    messages (workers down), which no figure counted by workers can show."""
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         depth = GaugeMetricFamily(
@@ -56,12 +81,19 @@ class QueueCollector(Collector):
             "cloudsync_queue_unacked_messages",
             "Messages handed to workers and not acknowledged yet (all queues), now.")
         up = GaugeMetricFamily("cloudsync_broker_up", "1 if the broker (Redis) answered this scrape.")
+        oldest = GaugeMetricFamily(
+            "cloudsync_queue_oldest_age_seconds",
+            "Seconds the oldest webhook body waiting in the queue has waited since the endpoint "
+            "received it, now (0 when the queue is empty; absent when that message is not a "
+            "webhook body: a replay or retry).",
+            labels=["queue"])
         try:
             pipe = _client(queueing.broker_url()).pipeline(transaction=False)
             for queue in QUEUES:
                 pipe.llen(queue)
             pipe.hlen(UNACKED)
-            *lengths, held = pipe.execute()
+            pipe.lindex(names.EVENTS_QUEUE, -1)  # LPUSH in, BRPOP out: the next one taken
+            *lengths, held, first = pipe.execute()
         except (redis.RedisError, OSError, ValueError) as exc:
             log.warning("/metrics: broker not readable: %s", exc)
             up.add_metric([], 0)
@@ -71,7 +103,13 @@ class QueueCollector(Collector):
             depth.add_metric([queue], length)
         unacked.add_metric([], held)
         up.add_metric([], 1)
-        yield from (depth, unacked, up)
+        if first is None:
+            oldest.add_metric([names.EVENTS_QUEUE], 0)
+        else:
+            since = received_at(first)
+            if since is not None:
+                oldest.add_metric([names.EVENTS_QUEUE], max(time.time() - since, 0.0))
+        yield from (depth, unacked, oldest, up)
 
 
 _queues = CollectorRegistry(auto_describe=False)

@@ -4,7 +4,7 @@ Shape (shared with the status page)::
 
     {"phase": "listing" | "applying" | "finishing" | "done",
      "kinds": {"<kind>": {"pages": int, "seen": int, "applied": int, "done": bool}},
-     "seen": int, "applied": int, "updated_at": "<iso>"}
+     "seen": int, "applied": int, "attempt": int, "updated_at": "<iso>"}
 
 ``seen`` counts objects the listing returned, ``applied`` those applied to
 the inventory. Drivers stream objects, not pages: a *page* here is a chunk
@@ -12,6 +12,17 @@ of the run's work (up to ``sync.reconcile.CHUNK`` listed objects, counted
 for each kind it holds). A kind is ``done`` once the listing moved on to
 another kind (listings stream kind after kind), and every kind is done when
 the listing ended.
+
+Progress never goes backwards while a run is polled. A run retried after a
+temporary error (or taken over from a dead worker) lists again from the
+start: its ``attempt`` goes up by one, and every counter shows the highest
+figure reached by any attempt (the bar stays where it was until the new
+attempt passes it) rather than dropping back to zero; a ``done`` kind stays
+done. When the run ends (phase ``done``), its figures are the ones of the
+attempt that completed: what was actually listed (lower than the bar only if
+the cloud shrank between attempts). A split run's parts are merged the same
+way, kind by kind, highest figures kept (a retried part lists its kinds
+again).
 
 ``Progress`` is updated by the thread applying the run (once per chunk) and
 read by the thread that writes it to the database (``sync.runs``), which
@@ -34,15 +45,25 @@ __all__ = ["PHASES", "Progress", "describe", "merged"]
 PHASES = ("listing", "applying", "finishing", "done")
 
 
-class Progress:
-    """One executor's progress of a run (a whole run, or one part of a split run)."""
+COUNTERS = ("pages", "seen", "applied")
 
-    def __init__(self) -> None:
+
+class Progress:
+    """One executor's progress of a run (a whole run, or one part of a split run).
+
+    ``stored``: the run's progress as earlier attempts left it; this attempt
+    counts from zero (``kinds``) but shows no figure below those
+    (``as_json``) until the run is done."""
+
+    def __init__(self, stored: Mapping[str, Any] | None = None) -> None:
         self._lock = threading.Lock()
         self.phase = "listing"
         self.kinds: dict[str, dict[str, Any]] = {}
         self.version = 0  # bumped on every change: the writer skips unchanged states
         self._current: str | None = None
+        stored = stored or {}
+        self._floor: dict[str, Any] = dict(stored.get("kinds") or {})
+        self.attempt = int(stored.get("attempt") or (1 if self._floor else 0)) + 1
 
     def _kind(self, kind: str) -> dict[str, Any]:
         entry = self.kinds.get(kind)
@@ -58,10 +79,9 @@ class Progress:
                 if self._current is not None and self._current != kind:
                     self.kinds[self._current]["done"] = True
                 self._current = kind
-                entry = self._kind(kind)
+                entry = self._kind(kind)  # a done kind listed again (interleaved) stays done
                 entry["pages"] += 1
                 entry["seen"] += n
-                entry["done"] = False
             self.phase = "applying"
             self.version += 1
 
@@ -83,18 +103,40 @@ class Progress:
             self.version += 1
 
     def as_json(self) -> dict[str, Any]:
+        """What to record: while running, at least what earlier attempts
+        showed; once done, this attempt's own figures."""
         with self._lock:
             kinds = {kind: dict(entry) for kind, entry in self.kinds.items()}
             phase = self.phase
-        return _shape(phase, kinds)
+        if phase != "done":
+            kinds = _highest(self._floor, kinds)
+        return _shape(phase, kinds, self.attempt)
 
 
-def _shape(phase: str, kinds: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+def _highest(
+    stored: Mapping[str, Mapping[str, Any]], mine: Mapping[str, Mapping[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """Kind by kind, the higher of each counter; done if either is done."""
+    out = {kind: dict(entry) for kind, entry in stored.items()}
+    for kind, entry in mine.items():
+        old = out.get(kind)
+        if old is None:
+            out[kind] = dict(entry)
+            continue
+        out[kind] = {
+            **{name: max(int(old.get(name, 0)), int(entry.get(name, 0))) for name in COUNTERS},
+            "done": bool(old.get("done")) or bool(entry.get("done")),
+        }
+    return out
+
+
+def _shape(phase: str, kinds: Mapping[str, Mapping[str, Any]], attempt: int) -> dict[str, Any]:
     return {
         "phase": phase,
         "kinds": {kind: dict(entry) for kind, entry in sorted(kinds.items())},
         "seen": sum(int(entry.get("seen", 0)) for entry in kinds.values()),
         "applied": sum(int(entry.get("applied", 0)) for entry in kinds.values()),
+        "attempt": max(attempt, 1),
         "updated_at": datetime.now(UTC).isoformat(),
     }
 
@@ -102,15 +144,15 @@ def _shape(phase: str, kinds: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]
 def merged(stored: Mapping[str, Any] | None, mine: Mapping[str, Any], *,
            phase: str | None = None) -> dict[str, Any]:
     """A split run's progress: ``stored`` (what the parts wrote so far) with
-    ``mine`` (one part's) laid over it, kind by kind (parts list distinct
-    kinds); totals recomputed. ``phase`` overrides (else the stored one, or
-    listing)."""
-    kinds = dict((stored or {}).get("kinds") or {})
-    kinds.update(mine.get("kinds") or {})
+    ``mine`` (one part's) merged in kind by kind (parts list distinct kinds;
+    a retried part lists its kinds again: the higher figures stay); totals
+    recomputed. ``phase`` overrides (else the stored one, or listing)."""
+    kinds = _highest((stored or {}).get("kinds") or {}, mine.get("kinds") or {})
     phase = phase or (stored or {}).get("phase") or "listing"
     if phase in ("finishing", "done"):
         kinds = {kind: {**entry, "done": True} for kind, entry in kinds.items()}
-    return _shape(phase, kinds)
+    attempt = max(int((stored or {}).get("attempt") or 1), int(mine.get("attempt") or 1))
+    return _shape(phase, kinds, attempt)
 
 
 def describe(progress: Mapping[str, Any] | None) -> str:

@@ -176,7 +176,7 @@ def execute_run_once(run_id: int, *, may_split: bool = False) -> tuple[SyncRun, 
     if worker is None:  # a redelivered message: a live worker is executing the run
         log.info("sync run #%s is being executed by %s; nothing to do", run.pk, run.worker)
         return run, False
-    progress = Progress()
+    progress = Progress(run.progress)  # a retry or takeover: never below the last attempt's
     with _heartbeat(run.pk, worker, progress=progress):
         return _execute(run, may_split=may_split, progress=progress), True
 
@@ -610,13 +610,21 @@ def _heartbeat(run_id: int, worker: str, renew: Callable[[], object] | None = No
         written = -1
         try:
             while not stop.wait(tick):
-                try:
-                    if progress is not None and progress.version != written:
-                        written = progress.version
+                # Each write on its own: a progress write that fails never
+                # costs the heartbeat (the sweeper would take the run over),
+                # and is tried again at the next tick.
+                if progress is not None and progress.version != written:
+                    version = progress.version  # (what the write below holds at least)
+                    try:
                         _write_progress(run_id, worker, progress, merge=merge)
-                    if time.monotonic() < next_beat:
-                        continue
-                    next_beat = time.monotonic() + every
+                        written = version
+                    except DatabaseError as exc:
+                        log.warning("sync run #%s: progress not written: %s", run_id, exc)
+                        connection.close()  # reconnect for the next write
+                if time.monotonic() < next_beat:
+                    continue
+                next_beat = time.monotonic() + every
+                try:
                     if renew is not None:
                         renew()
                         continue

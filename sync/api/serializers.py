@@ -324,6 +324,9 @@ class SyncRunProgressSerializer(serializers.Serializer):
         help_text="Per kind (host, port, flavor, image, project), in listing order.")
     seen = serializers.IntegerField(read_only=True, help_text="Objects listed so far (all kinds).")
     applied = serializers.IntegerField(read_only=True, help_text="Objects applied so far.")
+    attempt = serializers.IntegerField(
+        read_only=True, help_text="The run's attempt (retries list again from the start; "
+                                  "while it runs, no figure drops below an earlier attempt's).")
     updated_at = serializers.DateTimeField(read_only=True, help_text="When this was written.")
 
 

@@ -27,7 +27,8 @@ def test_the_rules_file_is_valid():
     doc = yaml.safe_load(RULES.read_text())
     assert [group["name"] for group in doc["groups"]] == ["cloudsync"]
     names = [rule["alert"] for rule in rules()]
-    assert names == ["CloudsyncEventLagHigh", "CloudsyncDeadLettersGrowing", "CloudsyncFullSyncFailing"]
+    assert names == ["CloudsyncEventLagHigh", "CloudsyncEventsNotTaken", "CloudsyncDeadLettersGrowing",
+                     "CloudsyncFullSyncFailing"]
     for rule in rules():
         assert set(rule) <= {"alert", "expr", "for", "labels", "annotations"}, rule
         assert rule["expr"].count("(") == rule["expr"].count(")"), rule["expr"]
@@ -51,7 +52,7 @@ def test_every_metric_the_rules_use_is_in_a_scrape(client):
     samples = parse(client.get("/metrics").content.decode())
     used = {name for rule in rules() for name in METRIC.findall(rule["expr"])}
     assert used == {"cloudsync_event_lag_seconds_bucket", "cloudsync_events_total",
-                    "cloudsync_full_sync_consecutive_failures"}
+                    "cloudsync_full_sync_consecutive_failures", "cloudsync_queue_oldest_age_seconds"}
     assert used <= set(samples), used - set(samples)
 
 

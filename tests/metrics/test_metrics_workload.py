@@ -5,6 +5,7 @@ is parsed with prometheus-client's parser and every figure is exact."""
 from __future__ import annotations
 
 import contextlib
+import time
 
 import pytest
 
@@ -184,3 +185,17 @@ def test_the_last_full_syncs_event_coverage_is_a_gauge(client, openstack_provide
     assert value(after, "cloudsync_last_full_sync_events_applied", **labels) == 7
     assert value(after, "cloudsync_last_full_sync_event_coverage_ratio", **labels) == \
         pytest.approx(0.7)
+
+
+def test_the_oldest_queued_body_s_age_grows_while_no_worker_takes_it(client, provider, empty_queue):
+    # (no worker runs here: as when every worker is down)
+    assert value(scrape(client), "cloudsync_queue_oldest_age_seconds",
+                 queue="cloudsync.events") == 0
+    post(client, provider, {"message_id": "old", "event_type": "demo"})
+    time.sleep(1.5)
+    post(client, provider, {"message_id": "new", "event_type": "demo"})
+    first = value(scrape(client), "cloudsync_queue_oldest_age_seconds", queue="cloudsync.events")
+    assert 1.5 <= first < 60  # the first body's age, not the second's
+    time.sleep(0.5)
+    later = value(scrape(client), "cloudsync_queue_oldest_age_seconds", queue="cloudsync.events")
+    assert later >= first + 0.5

@@ -24,7 +24,7 @@ def test_the_schema_documents_the_progress_of_a_run(admin_client):
     assert run["allOf"][0]["$ref"].endswith("/SyncRunProgress") or run.get("$ref", "").endswith(
         "/SyncRunProgress")
     progress = parts["SyncRunProgress"]["properties"]
-    assert set(progress) == {"phase", "kinds", "seen", "applied", "updated_at"}
+    assert set(progress) == {"phase", "kinds", "seen", "applied", "attempt", "updated_at"}
     assert set(parts["SyncRunKindProgress"]["properties"]) == {"pages", "seen", "applied", "done"}
     phase_enum = next(v for k, v in parts.items() if k.startswith("Phase") and "enum" in v)["enum"]
     assert phase_enum == ["listing", "applying", "finishing", "done"]

@@ -14,6 +14,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
+from prometheus_client import CollectorRegistry, multiprocess
 
 from sync.models import SyncRun
 from tests.first_hour.procs import ROOT, child_env
@@ -92,3 +93,19 @@ def test_on_a_terminal_it_draws_a_progress_bar(fake_openstack, cloud):
     assert "\x1b[" in text  # redrawn in place
     assert f"done: {listed} listed, {listed} applied" in text
     assert "succeeded" in text
+
+
+def test_a_run_from_the_command_is_counted_in_the_services_metrics_directory(cloud, tmp_path):
+    # cron runs cloudsync_sync in a process of its own: with the service's
+    # PROMETHEUS_MULTIPROC_DIR in its environment, /metrics counts its run
+    provider, listed = cloud
+    done = subprocess.run([sys.executable, "manage.py", "cloudsync_sync", str(provider.pk),
+                           "--no-progress"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env=child_env(PROMETHEUS_MULTIPROC_DIR=str(tmp_path)))
+    assert done.returncode == 0, done.stdout + done.stderr
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=str(tmp_path))
+    labels = {"provider": str(provider.pk), "driver": "openstack.ocata", "kind": "full"}
+    assert registry.get_sample_value("cloudsync_sync_runs_total",
+                                     {**labels, "outcome": "succeeded"}) == 1
+    assert registry.get_sample_value("cloudsync_sync_objects_listed_total", labels) == listed
