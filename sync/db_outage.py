@@ -19,9 +19,15 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError, connections
+from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, connections
 
-__all__ = ["DatabaseUnavailable", "is_transient", "is_unavailable", "wait_out_outage"]
+__all__ = [
+    "DatabaseUnavailable",
+    "is_transient",
+    "is_unavailable",
+    "is_vanished_reference",
+    "wait_out_outage",
+]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +81,14 @@ def is_transient(exc: BaseException) -> bool:
         return "locked" in text or "busy" in text
     state = _sqlstate(exc) or ""
     return state.startswith("40") or state in ("55P03", "57014")
+
+
+def is_vanished_reference(exc: BaseException) -> bool:
+    """A foreign-key violation (SQLSTATE 23503): a row the transaction
+    referenced was deleted by another one before it committed (the retention
+    purge removing a tombstone ingest had just resolved). Worth retrying:
+    the retry resolves its references again."""
+    return isinstance(exc, IntegrityError) and _sqlstate(exc) == "23503"
 
 
 class _Throttle:

@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -36,7 +36,7 @@ from sync.apply import Cause, apply, bulk, floors
 from sync.choices import EventStatusChoices as Status
 from sync.choices import HistoryCauseChoices as HistoryCause
 from sync.choices import SyncRunStatusChoices as RunStatus
-from sync.db_outage import is_transient, is_unavailable
+from sync.db_outage import is_transient, is_unavailable, is_vanished_reference
 from sync.drivers.base import BadPayload, Driver, DriverNotInstalled, TemporaryError, Translation
 from sync.drivers.registry import get_driver
 from sync.errors import RunInProgress
@@ -302,6 +302,17 @@ def _apply_isolating(
             retry.extend(event for event, _ in items)
             return
         failure: Exception = exc
+    except IntegrityError as exc:
+        if is_vanished_reference(exc):
+            # References are resolved without a lock (sync.apply.references):
+            # the retention purge may delete a tombstone this batch just
+            # resolved, and the deferred FK check fails at commit. Retried by
+            # id, the events resolve again (a placeholder replaces the row).
+            # Cheaper than share-locking every reference, and a real FK bug
+            # still ends dead after CLOUDSYNC_RETRY_MAX retries.
+            retry.extend(event for event, _ in items)
+            return
+        failure = exc
     except Exception as exc:  # a value the database refuses, an apply bug
         failure = exc
     if len(items) == 1:

@@ -98,22 +98,30 @@ class _Batches:
         time (``before(pks)`` runs first in the batch's transaction), until
         none is left; the DELETE repeats the conditions, so a row that
         changed since it was picked is kept."""
-        total = 0
+        total, done, last = 0, 0, None
         while True:
-            pks = list(candidates.order_by().values_list("pk", flat=True)[: self.size])
-            if not pks:
-                return total
+            picked = list(candidates.order_by().values_list("pk", flat=True)[: self.size])
+            if not picked or (picked == last and not done):
+                return total  # (nothing left, or the same rows again and none deletable)
+            pks = picked
             with transaction.atomic():
-                if before is not None:  # (on rows still matching, locked first)
+                if before is not None:  # (on rows still matching, locked first, in pk
+                    # order like apply, so two transactions never wait on each other)
                     pks = list(
-                        recheck.filter(pk__any=pks).select_for_update().values_list("pk", flat=True)
+                        recheck.filter(pk__any=pks)
+                        .order_by("pk")
+                        .select_for_update()
+                        .values_list("pk", flat=True)
                     )
                     before(pks)
-                done = recheck.filter(pk__any=pks)._raw_delete(recheck.db)
+                done = recheck.filter(pk__any=pks)._raw_delete(recheck.db) if pks else 0
             self.count += 1
             total += done
-            if done == 0 or len(pks) < self.size:
+            # Fewer candidates than a batch: that was the last one. (Not fewer
+            # deleted: a row the re-check kept does not mean none is left.)
+            if len(picked) < self.size:
                 return total
+            last = picked
 
 
 def _days(name: str) -> timedelta:

@@ -8,13 +8,15 @@ import json
 from typing import Any
 
 from django.contrib import admin
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from sync import retention
-from sync.admin.common import ReadOnlyAdminMixin, pretty_json
+from sync.admin.common import EstimatedCountPaginator, ReadOnlyAdminMixin, pretty_json
+from sync.changes import Kind
 from sync.models import HistoryEntry, PurgeRun
 
 __all__ = ["HistoryEntryAdmin", "PurgeRunAdmin", "changed_objects", "object_history"]
@@ -128,13 +130,31 @@ def changed_objects(**cause: int) -> str:
     return _table(entries, total, url, objects=True)
 
 
+class KindListFilter(admin.SimpleListFilter):
+    """The object kinds, a fixed list (a filter on the plain ``kind`` column
+    would list them with a SELECT DISTINCT over the whole table)."""
+
+    title = "kind"
+    parameter_name = "kind"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(k.value, "port" if k is Kind.HOST_IP else k.value) for k in Kind]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value()
+        return queryset.filter(kind=value) if value else queryset
+
+
 @admin.register(HistoryEntry)
 class HistoryEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("applied_at", "object_link", "action", "changes_summary", "cause_link")
-    list_filter = ("cause", "action", "kind", "cloudprovider")
+    list_filter = ("cause", "action", KindListFilter, "cloudprovider")
     search_fields = ("external_id", "event_type")
     list_per_page = 100
+    # No COUNT(*) over the whole table: not for the "of N total" line, and the
+    # result count is bounded or estimated (sync.admin.common).
     show_full_result_count = False
+    paginator = EstimatedCountPaginator
     fields = (
         "cloudprovider",
         "kind",

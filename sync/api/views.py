@@ -37,7 +37,13 @@ from rest_framework.serializers import BaseSerializer
 from sync import ingest, names, retention, runs
 from sync import status as sync_status
 from sync.api import filtersets, serializers
-from sync.api.base import ERROR_RESPONSES, Conflict, Pagination, ReadOnlyViewSet
+from sync.api.base import (
+    ERROR_RESPONSES,
+    Conflict,
+    NewestFirstPagination,
+    Pagination,
+    ReadOnlyViewSet,
+)
 from sync.api.status import OverviewSerializer, ProviderStatusSerializer
 from sync.choices import EventStatusChoices, SyncRunKindChoices, SyncRunStatusChoices
 from sync.models import (
@@ -398,7 +404,10 @@ class HistoryEntryViewSet(ReadOnlyViewSet):
     queryset = HistoryEntry.objects.all()
     serializer_class = serializers.HistoryEntrySerializer
     filterset_class = filtersets.HistoryEntryFilterSet
-    ordering_fields = ["id", "applied_at"]
+    # Newest first, keyset pages without a count: the table holds a year of
+    # every change (COUNT(*) and deep OFFSETs over it would scan it).
+    pagination_class = NewestFirstPagination
+    ordering_fields: list[str] = []
     ordering = ["-applied_at", "-id"]
 
 

@@ -57,6 +57,10 @@ _SYNC_MARKS = frozenset({"last_synced_by"})
 # (A host's port list is kept on its tombstone: it still decides, in any
 # order, whether a port left the host before the host died.)
 _TOMBSTONE_FIXED = frozenset({"status", "addresses"})
+# The registers that decide where a port is attached and whether it shows.
+_DECIDING = frozenset(
+    {"claimed_host_id", "parent_port_id", "port_ids", "deleted_at", "died_with_host"}
+)
 
 
 def _parent_port(change: Change) -> str:
@@ -109,6 +113,11 @@ class KindApplier:
         self.entry: Entry | None = None
         self.entries: dict[int, Entry] = {}
         self.causes: dict[int, Cause] = {}
+        # The cause of the change that last altered the registers deciding a
+        # row's attachment (a port's claim, tombstone; a host's port list,
+        # tombstone): what a settled move is credited to (not the row's last
+        # change, which may be about something else).
+        self.deciders: dict[int, Cause] = {}
         self.restored = False
 
     # -- driver ------------------------------------------------------------
@@ -145,10 +154,12 @@ class KindApplier:
                 continue
             cause = self.causes[row.pk] = history.cause_of(change)
             self.entry, self.restored = Entry(self.kind, row, "", cause), False
+            # (a placeholder port a host's list attached: shown already)
+            shown = self.kind == Kind.HOST_IP and row.host_id is not None
             outcome = self._apply_one(row, change)
             self.result.add(change, outcome)
             if self.entry.changes:
-                self.entry.action = self._action(outcome)
+                self.entry.action = self._action(outcome, shown)
                 self.entries[row.pk] = history.keep(self.entry)
             self.entry = None
         self._flush(rows)
@@ -159,11 +170,14 @@ class KindApplier:
                 [(pk, digest) for pk, digest in self.vouched.items() if self.applied[pk] == 1],
             )
 
-    def _action(self, outcome: str) -> str:
+    def _action(self, outcome: str, shown: bool = False) -> str:
         if self.restored:
             return Action.RESTORED
         if outcome == Outcome.CREATED:
-            return Action.CREATED
+            # A placeholder port a host's list already attached was recorded
+            # "created" then (HistoryLog.note_settled): its own first change
+            # updates it.
+            return Action.UPDATED if shown else Action.CREATED
         if outcome == Outcome.DELETED:
             return Action.DELETED
         return Action.UPDATED
@@ -293,6 +307,8 @@ class KindApplier:
             self._set(row, "last_event_at", self.now)
 
     def _set(self, row: SyncedModel, attr: str, value: Any) -> None:
+        if self.entry is not None and attr in _DECIDING:
+            self.deciders[row.pk] = self.entry.cause
         if self.result.diffs is not None and attr not in _BOOKKEEPING:
             old = self._current(row, attr)
             if old != value:
@@ -405,14 +421,20 @@ class KindApplier:
             if self.ips.new:
                 write_host_addresses(self.ips.new)
             if self.port_lists or self.membership_hosts:
-                settled = apply_port_lists(self.provider, self.port_lists, self.membership_hosts,
-                                           self.now, self.floors)
+                settled = apply_port_lists(
+                    self.provider, self.port_lists, self.membership_hosts, self.now, self.floors
+                )
                 if settled is not None:
                     self._settled_history(settled, {})
         if plan is not None:
             save(plan, self.now, saved=by_pk)
 
     # -- history of port attachments (sync.apply.addresses) ------------------
+    def _decider(self, pk: int | None) -> Cause | None:
+        if pk is None:
+            return None
+        return self.deciders.get(pk) or self.causes.get(pk)
+
     def _settled_history(self, plan: Settlement, own: dict[int, SyncedModel]) -> None:
         """Ports whose attachment or visibility ``decide`` changed: changes of
         the port, caused by the change that moved them (the port's own, its
@@ -421,22 +443,30 @@ class KindApplier:
         if history is None or not plan.before:
             return
         fallback = next(reversed(self.causes.values()), None)
-        by_port_id = {row.external_id: self.causes.get(pk) for pk, row in own.items()}
+        by_port_id = {row.external_id: self._decider(pk) for pk, row in own.items()}
         for pk in sorted(plan.before):
             row = plan.rows[pk]
             if pk in own:
-                cause = self.causes.get(pk)
+                cause = self._decider(pk)
             elif row.parent_port_id and row.parent_port_id in by_port_id:
                 cause = by_port_id[row.parent_port_id]
             elif self.kind == Kind.HOST:  # (causes are by host pk here)
                 host_before = plan.before[pk][0]
-                cause = self.causes.get(row.claimed_host_id) or self.causes.get(host_before)
+                # (the host it is attached to now, or the one it left, whose
+                # list or tombstone moved it)
+                cause = (
+                    self._decider(row.host_id)
+                    or self._decider(host_before)
+                    or self._decider(row.claimed_host_id)
+                )
             else:
                 cause = None
             cause = cause or fallback
             if cause is None:
                 continue
             entry = self.entries.get(pk) if pk in own else None
+            if entry is not None and entry.cause != cause:
+                entry = None  # (the move has its own entry, of the change that decided it)
             entry = history.note_settled(Kind.HOST_IP, row, plan.before[pk], entry, cause)
             if pk in own:
                 self.entries[pk] = entry

@@ -183,6 +183,11 @@ class HistoryLog:
                 action = Action.DELETED
             elif deleted_before is not None and row.deleted_at is None:
                 action = Action.RESTORED
+            elif host_before is None and row.host_id is not None and row.is_placeholder:
+                # A port first known from a host's port list appears here: it
+                # is created (its own first change, later, updates it), so
+                # either order records one "created", first.
+                action = Action.CREATED
             else:
                 action = Action.UPDATED
             entry = self.add(kind, row, action, cause)

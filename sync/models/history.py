@@ -51,6 +51,7 @@ class HistoryEntry(models.Model):
         blank=True,
         on_delete=models.DO_NOTHING,
         db_constraint=False,
+        db_index=False,  # (history_run below leads with it)
         related_name="history",
     )
     actor = models.CharField(max_length=100, blank=True, default="")  # who applied a plan
@@ -61,6 +62,13 @@ class HistoryEntry(models.Model):
         indexes = [
             models.Index(fields=["kind", "object_pk", "applied_at"], name="history_object"),
             models.Index(fields=["applied_at"], name="history_applied_at"),
+            # a purged object's history is read by its external id
+            models.Index(
+                fields=["cloudprovider", "kind", "external_id", "applied_at"],
+                name="history_external_id",
+            ),
+            # a run's page lists what it changed in applied order
+            models.Index(fields=["run", "applied_at"], name="history_run"),
         ]
 
     def __str__(self) -> str:

@@ -195,3 +195,18 @@ def test_retention_api_shows_settings_and_the_last_purge(client, django_user_mod
     assert "45 3" in data["schedule"]
     page = client.get("/admin/sync/purgerun/").content.decode()
     assert "CLOUDSYNC_FAILED_EVENT_RETENTION_DAYS" in page
+
+
+def test_a_candidate_the_recheck_keeps_does_not_end_the_category(provider):
+    # given five old tombstones, the first of which changes between being
+    # picked and the batch's re-check (modelled by a re-check that excludes it)
+    rows = [host(provider, f"t-{i}", deleted=60) for i in range(5)]
+    old = CloudHost.all_objects.filter(cloudprovider=provider, deleted_at__lt=ago(30))
+    locked: list[list[int]] = []
+    batches = retention._Batches(2)
+    # when they are deleted in batches of two (the tombstone path: ``before`` runs)
+    removed = batches.delete(old, old.exclude(pk=rows[0].pk), before=locked.append)
+    # then every other one is deleted (the dropped candidate ended nothing early)
+    assert removed == 4
+    assert list(CloudHost.all_objects.values_list("host_id", flat=True)) == ["t-0"]
+    assert all(pks == sorted(pks) for pks in locked)  # locked in pk order
