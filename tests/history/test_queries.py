@@ -110,3 +110,29 @@ def test_history_by_external_id_and_by_run_is_read_through_an_index(provider):
     sql, params = by_run.query.sql_with_params()
     shown = plan(sql, list(params))
     assert "history_run" in shown and "Sort" not in shown
+
+
+def test_the_admin_event_list_neither_counts_nor_distincts_the_inbox(
+    admin_client, provider, monkeypatch
+):
+    from sync.admin.common import EstimatedCountPaginator
+    from sync.models import Event
+
+    Event.objects.bulk_create(
+        Event(cloudprovider=provider, key=f"k{i}", event_type=f"type.{i % 3}", status="processed",
+              received_at=NOW)
+        for i in range(30)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE sync_event")
+    monkeypatch.setattr(EstimatedCountPaginator, "exact_up_to", 10)
+    with CaptureQueriesContext(connection) as ctx:
+        page = admin_client.get("/admin/sync/event/")
+    assert page.status_code == 200
+    scans = [q["sql"] for q in ctx.captured_queries if '"sync_event"' in q["sql"] and (
+        "DISTINCT" in q["sql"].upper()
+        or (re.search(r"COUNT\(", q["sql"], re.I) and "LIMIT" not in q["sql"].upper()))]
+    assert scans == []
+    # the type is searched for instead (exactly)
+    found = admin_client.get("/admin/sync/event/", {"q": "type.1"})
+    assert "10 events" in found.content.decode()
