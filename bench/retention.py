@@ -86,11 +86,11 @@ def child_load(events: int, days: int) -> dict[str, Any]:
                 INSERT INTO sync_event (cloudprovider_id, key, event_type, status, attempts, error,
                                         body, result, occurred_at, received_at, processed_at,
                                         created_at, attempted_at)
-                SELECT %s, 'd' || %s || '-' || n, 'compute.instance.update',
+                SELECT %s, md5('d' || %s || '-' || n), 'compute.instance.update',
                        CASE WHEN n %% 100 = 0 THEN 'failed' WHEN n %% 50 = 1 THEN 'ignored'
                             ELSE 'processed' END,
                        1, '',
-                       jsonb_build_object('message_id', 'd' || %s || '-' || n,
+                       jsonb_build_object('message_id', md5('d' || %s || '-' || n),
                                           'event_type', 'compute.instance.update',
                                           'payload', jsonb_build_object('instance_id', md5(n::text))),
                        '{"host": {"updated": 1}}'::jsonb,
@@ -110,22 +110,43 @@ def child_load(events: int, days: int) -> dict[str, Any]:
             # What autovacuum does between daily purges (here at once, for a stable
             # reading): deleted rows' space is reused by the next day's inserts.
             cursor.execute("VACUUM sync_event")
-            cursor.execute("SELECT pg_total_relation_size('sync_event')")
-            (vacuumed,) = cursor.fetchone()
+            vacuumed, parts = _sizes(cursor)
+        reindex = run.removed["inbox_reindex"]
         rows.append(
             {
                 "day": day + 1,
                 "inbox_rows": count,
                 "inbox_mb": round(size / 2**20, 1),
                 "inbox_mb_vacuumed": round(vacuumed / 2**20, 1),
+                "parts_mb": {k: round(v / 2**20, 1) for k, v in parts.items()},
                 "removed": run.removed["events"] + run.removed["failed_events"],
                 "batches": run.batches,
                 "insert_s": round(inserted, 2),
                 "purge_s": round(purge_s, 2),
+                "reindex_s": reindex.get("seconds") if reindex["rebuilt"] else None,
             }
         )
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     return {"per_day": per_day, "days": rows}
+
+
+def _sizes(cursor: Any) -> tuple[int, dict[str, int]]:
+    """The inbox's total size and its parts: heap, TOAST, each index."""
+    cursor.execute(
+        """
+        SELECT pg_total_relation_size(c.oid), pg_relation_size(c.oid),
+               coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0)
+        FROM pg_class c WHERE c.oid = 'sync_event'::regclass
+        """
+    )
+    total, heap, toast = cursor.fetchone()
+    cursor.execute(
+        """
+        SELECT i.indexrelid::regclass::text, pg_relation_size(i.indexrelid)
+        FROM pg_index i WHERE i.indrelid = 'sync_event'::regclass ORDER BY 1
+        """
+    )
+    return total, {"heap": heap, "toast": toast, **dict(cursor.fetchall())}
 
 
 def child_ingest(n: int) -> dict[str, Any]:
@@ -286,14 +307,18 @@ def table(out: dict[str, Any]) -> str:
         days = out["load"]["days"]
         lines += [
             f"Continuous load: {out['load']['per_day']} events/day, purged daily",
-            "| day | inbox rows | inbox MB (after VACUUM) | removed | batches | purge s |",
-            "|---:|---:|---:|---:|---:|---:|",
+            "| day | inbox rows | inbox MB (after VACUUM) | heap MB | indexes MB | removed "
+            "| batches | purge s | index rebuild s |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for d in days:
-            if d["day"] in (1, 7, 14, 15, 16, 20, 25, len(days)):
+            if d["day"] in (1, 7, 14, 15, 16, 20, 25, len(days)) or d.get("reindex_s") is not None:
+                parts = d.get("parts_mb", {})
+                indexes = sum(v for k, v in parts.items() if k not in ("heap", "toast"))
                 lines.append(
                     f"| {d['day']} | {d['inbox_rows']:,} | {d['inbox_mb_vacuumed']} | "
-                    f"{d['removed']:,} | {d['batches']} | {d['purge_s']} |"
+                    f"{parts.get('heap', '')} | {indexes:.1f} | {d['removed']:,} | "
+                    f"{d['batches']} | {d['purge_s']} | {d.get('reindex_s') or ''} |"
                 )
     for key in ("ingest", "fullsync"):
         if key in out:

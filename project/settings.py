@@ -240,6 +240,12 @@ CLOUDSYNC_PLAN_RETENTION_DAYS = env.float("CLOUDSYNC_PLAN_RETENTION_DAYS", defau
 CLOUDSYNC_TOMBSTONE_RETENTION_DAYS = env.float("CLOUDSYNC_TOMBSTONE_RETENTION_DAYS", default=30)
 CLOUDSYNC_PURGE_BATCH = env.int("CLOUDSYNC_PURGE_BATCH", default=5000)
 CLOUDSYNC_PURGE_CRONTAB = env.str("CLOUDSYNC_PURGE_CRONTAB", default="45 3 * * *")
+# PostgreSQL: the purge rebuilds the inbox's indexes on id and received_at
+# (REINDEX INDEX CONCURRENTLY) once the events it removed since the last
+# rebuild reach this fraction of the inbox's rows (0: never). Failed events,
+# kept longer, keep those indexes' old pages from ever emptying (see
+# docs/architecture.md, *Retention*).
+CLOUDSYNC_INBOX_REINDEX_FRACTION = env.float("CLOUDSYNC_INBOX_REINDEX_FRACTION", default=0.5)
 
 # --- DRF ------------------------------------------------------------------
 REST_FRAMEWORK = {

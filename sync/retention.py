@@ -25,16 +25,33 @@ its own short transaction (an ingest batch never waits on more than one):
   to stays.
 
 Each run is recorded as a ``PurgeRun`` (settings, cutoffs, counts removed).
+
+On PostgreSQL the purge then rebuilds the inbox's indexes on id and
+``received_at`` (``REINDEX INDEX CONCURRENTLY``: ingest and workers go on
+writing) once the events removed since
+the last rebuild reach ``CLOUDSYNC_INBOX_REINDEX_FRACTION`` of the inbox's
+rows (and at least ``REINDEX_MIN_PURGED``). Deleting rows does not shrink a
+B-tree: a leaf page is only freed once every entry on it is gone, and the
+id and ``received_at`` indexes grow at their right end only, so a page of old
+entries is never reused for new ones. Failed events (1 in 100 is enough) are
+kept far longer than processed ones and leave a few entries on nearly every
+old page, so without a rebuild those indexes grow by a day of pages each day
+until the failed-event window ends. (Pages that do empty are recycled by a
+later VACUUM only once no transaction on the whole server, any database, is
+older than the delete: PostgreSQL 15 and older.) ``removed["inbox_reindex"]``
+records the running count and whether this run rebuilt.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import DatabaseError, connections, models, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
@@ -57,7 +74,7 @@ from sync.models import (
     SyncRun,
 )
 
-__all__ = ["SETTINGS", "last_purge", "purge", "retention_settings"]
+__all__ = ["REINDEX_MIN_PURGED", "SETTINGS", "last_purge", "purge", "retention_settings"]
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +88,16 @@ SETTINGS = (
 )
 DONE = (Status.PROCESSED, Status.IGNORED)
 FAILED = (Status.FAILED, Status.DEAD)
+# Fewer events removed since the inbox's last index rebuild than this: no
+# rebuild, whatever the fraction (a small inbox's bloat is not worth one).
+REINDEX_MIN_PURGED = 100_000
 
 
 def retention_settings() -> dict[str, Any]:
     """Each retention setting's value (days), the batch size and the schedule default."""
     out: dict[str, Any] = {name: getattr(settings, name) for name in SETTINGS}
     out["CLOUDSYNC_PURGE_BATCH"] = settings.CLOUDSYNC_PURGE_BATCH
+    out["CLOUDSYNC_INBOX_REINDEX_FRACTION"] = settings.CLOUDSYNC_INBOX_REINDEX_FRACTION
     return out
 
 
@@ -153,6 +174,7 @@ def purge(now: datetime | None = None, *, batch: int | None = None) -> PurgeRun:
         removed["history"] = batches.delete(old, old)
         removed["plans"] = _plans(batches, cutoffs["CLOUDSYNC_PLAN_RETENTION_DAYS"])
         removed["tombstones"] = _tombstones(batches, cutoffs["CLOUDSYNC_TOMBSTONE_RETENTION_DAYS"])
+        removed["inbox_reindex"] = _reindex_inbox(removed["events"] + removed["failed_events"])
     except Exception as exc:
         run.error = f"{type(exc).__name__}: {exc}"[:2000]
         raise
@@ -255,3 +277,80 @@ def _dependents(model: type[SyncedModel], kind: str) -> Any:
         ListingDigest.objects.filter(kind=kind, row_id__any=pks)._raw_delete(db)
 
     return before
+
+
+def _reindex_inbox(purged: int) -> dict[str, Any]:
+    """Rebuild the inbox's indexes once enough was purged since the last
+    rebuild (see module doc): ``{"purged_since": n, "rebuilt": bool, ...}``.
+    PostgreSQL only, and never inside a transaction (REINDEX CONCURRENTLY
+    cannot run in one): then only the count goes on."""
+    previous = (
+        PurgeRun.objects.filter(removed__has_key="inbox_reindex")
+        .order_by("-started_at", "-id")
+        .first()
+    )
+    since = purged + (previous.removed["inbox_reindex"].get("purged_since", 0) if previous else 0)
+    out: dict[str, Any] = {"purged_since": since, "rebuilt": False}
+    fraction = settings.CLOUDSYNC_INBOX_REINDEX_FRACTION
+    connection = connections[Event.objects.db]
+    if (
+        fraction <= 0
+        or since < REINDEX_MIN_PURGED
+        or connection.vendor != "postgresql"
+        or connection.in_atomic_block
+    ):
+        return out
+    table = connection.ops.quote_name(Event._meta.db_table)
+    with connection.cursor() as cursor:
+        # The planner's row estimate (kept by VACUUM/ANALYZE); counted if never set.
+        cursor.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [table])
+        (rows,) = cursor.fetchone()
+        if rows < 0:
+            rows = Event.objects.count()
+        if since < fraction * rows:
+            return out
+        names = _growing_indexes(cursor, connection)
+        start = time.monotonic()
+        try:
+            for name in names:
+                cursor.execute(f"REINDEX INDEX CONCURRENTLY {connection.ops.quote_name(name)}")
+        except DatabaseError as exc:
+            log.warning("retention: rebuilding the inbox's indexes failed: %s", exc)
+            out["error"] = f"{type(exc).__name__}: {exc}"[:500]
+            _drop_invalid_copies(cursor, table)
+            return out
+    out.update(
+        purged_since=0, rebuilt=True, indexes=names, seconds=round(time.monotonic() - start, 1)
+    )
+    log.info("retention: rebuilt the inbox's indexes in %.1f s", out["seconds"])
+    return out
+
+
+def _growing_indexes(cursor: Any, connection: Any) -> list[str]:
+    """The inbox's indexes led by a column that only grows (id,
+    received_at): new entries go to their right end only, so their old pages
+    are never reused. The others (dedup key: a hash; status, type) take new
+    entries all over, and refill the room the purge left; a packed rebuild
+    would only make them split again."""
+    constraints = connection.introspection.get_constraints(cursor, Event._meta.db_table)
+    return sorted(
+        name
+        for name, c in constraints.items()
+        if (c["index"] or c["primary_key"]) and c["columns"][:1] in (["id"], ["received_at"])
+    )
+
+
+def _drop_invalid_copies(cursor: Any, table: str) -> None:
+    """A REINDEX CONCURRENTLY that failed leaves an invalid ``*_ccnew``
+    (or ``*_ccold``) index behind, still updated by every write: drop it."""
+    try:
+        cursor.execute(
+            "SELECT indexrelid::regclass::text FROM pg_index"
+            " WHERE indrelid = %s::regclass AND NOT indisvalid",
+            [table],
+        )
+        for (name,) in cursor.fetchall():
+            if re.search(r"_cc(new|old)[0-9]*\"?$", name):
+                cursor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+    except DatabaseError as exc:  # (the connection may be gone: next time)
+        log.warning("retention: dropping invalid index copies failed: %s", exc)
