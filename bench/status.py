@@ -125,11 +125,11 @@ FILL = {
     "runs": """
         INSERT INTO sync_syncrun (cloudprovider_id, kind, status, started_at, finished_at, counts,
             drift_healed, drift, plan, error, triggered_by, heartbeat_at, worker, parts,
-            events_applied, coverage_since)
+            events_applied, coverage_since, progress)
         SELECT p.id, 'full', 'succeeded', now() - j * interval '1 day',
             now() - j * interval '1 day' + interval '70 seconds',
             '{"host": {"unchanged": 99000, "updated": 1000}}', 30 + j, '{}', NULL, '',
-            'beat', NULL, '', '{}', 970 - j, now() - (j + 1) * interval '1 day'
+            'beat', NULL, '', '{}', 970 - j, now() - (j + 1) * interval '1 day', '{}'
         FROM sync_cloudprovider p CROSS JOIN generate_series(1, 40) AS j""",
 }
 
@@ -183,6 +183,9 @@ def measure(rounds: int) -> tuple[list[dict], dict]:
         ("overview of every provider", "/status/"),
         ("`GET /api/cloud-providers/<id>/status/`", f"/api/cloud-providers/{big.pk}/status/"),
         ("`GET /api/cloud-providers/status/`", "/api/cloud-providers/status/"),
+        # reads no table: counters from the process registry (or the
+        # multiprocess files), queue depths from Redis
+        ("`GET /metrics`", "/metrics"),
     ]
     results = []
     for label, url in pages:

@@ -125,7 +125,9 @@ class KindApplier:
         if digests.enabled(self.model, self.changes):
             self.vouched = {}
             found = digests.of_listing(self.changes, self.floors)
-            skip = digests.unchanged(self.provider.pk, self.kind, self.model, self.changes, found)
+            skip = digests.unchanged(
+                self.provider.pk, self.kind, self.model, self.changes, found, self.floors
+            )
             for n in sorted(skip):
                 self.result.add(self.changes[n], Outcome.UNCHANGED)
             kept = [
@@ -274,7 +276,8 @@ class KindApplier:
         ):
             # The row is now exactly what the listing says: the next listing
             # saying the same need not load it (sync.apply.digests).
-            self.vouched[row.pk] = self.digests[id(change)]
+            if digest := self.digests.get(id(change)):
+                self.vouched[row.pk] = digest
         return outcome
 
     def _delete(self, row: SyncedModel, change: Change) -> str:

@@ -39,6 +39,15 @@ __all__ = ["DIGEST_VERSION", "digest_of", "enabled", "of_listing", "record", "un
 
 DIGEST_VERSION = 1
 
+# A row's physical version (any UPDATE gives the row a new xmin and ctid),
+# hashed with its source_version and modified_at: a 32-bit xmin that wrapped
+# around onto the same ctid, or a restored dump of the cache, does not match
+# a row whose versions or values moved since.
+_ROW_VERSION = (
+    "md5(t.xmin::text || ':' || t.ctid::text || ':' || t.source_version || ':' "
+    "|| coalesce(t.modified_at::text, ''))"
+)
+
 
 def enabled(model: type[SyncedModel], changes: Sequence[Change]) -> bool:
     """Digests apply to full listings' upserts, on Postgres, unless
@@ -65,9 +74,15 @@ def digest_of(change: Change, floors: Floors) -> str:
 
 
 def of_listing(changes: Sequence[Change], floors: Floors) -> list[str]:
-    """Each change's digest, "" for what is not a listing's upsert."""
+    """Each change's digest, "" for what is not a listing's upsert, and for a
+    host change carrying a port list: applying a list claims ports (other
+    rows), an effect that depends on their registers, not on the host row's
+    version, so it is always applied."""
     return [
-        digest_of(c, floors) if c.source == Source.FULL_SYNC and c.op == Op.UPSERT else ""
+        digest_of(c, floors)
+        if c.source == Source.FULL_SYNC and c.op == Op.UPSERT
+        and not (c.kind == Kind.HOST and "port_ids" in c.fields)
+        else ""
         for c in changes
     ]
 
@@ -78,10 +93,12 @@ def unchanged(
     model: type[SyncedModel],
     changes: Sequence[Change],
     found: Sequence[str],
+    floors: Floors,
 ) -> set[int]:
     """Indexes into ``changes`` (whose digests are ``found``, ``of_listing``)
     of the listing upserts whose live row is, by its recorded digest,
-    exactly what the change says: nothing to apply."""
+    exactly what the change says, and no newer than it (applying it would
+    count it unchanged, not stale): nothing to apply."""
     wanted: dict[str, list[tuple[int, str]]] = {}
     for n, (change, digest) in enumerate(zip(changes, found, strict=True)):
         if digest:
@@ -93,20 +110,23 @@ def unchanged(
     table, idf = qn(model._meta.db_table), qn(model._meta.get_field(model.external_id_field).column)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT t.{idf}, d.digest FROM {table} t "
+            f"SELECT t.{idf}, d.digest, t.source_version FROM {table} t "
             f"JOIN {qn(ListingDigest._meta.db_table)} d ON d.kind = %s AND d.row_id = t.id "
-            f"AND d.row_version = t.xmin::text || ':' || t.ctid::text "
+            f"AND d.row_version = {_ROW_VERSION} "
             f"WHERE t.cloudprovider_id = %s AND t.{idf} = ANY(%s) AND t.deleted_at IS NULL",
             [kind.value, provider_id, list(wanted)],
         )
-        recorded = dict(cursor.fetchall())
-    # A listing that names an object twice applies both: only a lone one is skipped.
-    return {
-        n
-        for external_id, entries in wanted.items()
-        if len(entries) == 1 and recorded.get(external_id) == entries[0][1]
-        for n, _ in entries
-    }
+        recorded = {external_id: (digest, version) for external_id, digest, version in cursor}
+    floor = floors.versions.get(kind.value, "")
+    out: set[int] = set()
+    for external_id, entries in wanted.items():
+        if len(entries) != 1 or external_id not in recorded:
+            continue  # (a listing that names an object twice applies both)
+        (n, digest), (stored, source_version) = entries[0], recorded[external_id]
+        version = changes[n].version
+        if digest == stored and version >= source_version and version >= floor:
+            out.add(n)
+    return out
 
 
 def record(kind: Kind, model: type[SyncedModel], vouched: Iterable[tuple[int, str]]) -> None:
@@ -120,7 +140,7 @@ def record(kind: Kind, model: type[SyncedModel], vouched: Iterable[tuple[int, st
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {qn(ListingDigest._meta.db_table)} (kind, row_id, row_version, digest) "
-            f"SELECT %s, t.id, t.xmin::text || ':' || t.ctid::text, v.digest "
+            f"SELECT %s, t.id, {_ROW_VERSION}, v.digest "
             f"FROM unnest(%s::bigint[], %s::text[]) AS v(id, digest) "
             f"JOIN {qn(model._meta.db_table)} t ON t.id = v.id "
             f"ON CONFLICT (kind, row_id) DO UPDATE "

@@ -279,3 +279,124 @@ def test_only_a_listing_is_vouched_for_and_a_lost_field_is_not(provider):
     apply(provider, _servers(1))
     assert not ListingDigest.objects.exists()
     assert CloudHost.objects.get().status == "stopped"
+
+
+# -- counterexamples a review found (each failed before the fix) ---------------
+# Host changes carrying a port list are never skipped: applying a list claims
+# ports (other rows) by their registers; and a skip needs the change to be
+# at least as new as the row (else applying it counts it stale).
+
+V = make_version
+
+def _ports(provider):
+    return {
+        p.port_id: (p.deleted_at is not None, p.claimed_host.host_id if p.claimed_host else None,
+                    p.host.host_id if p.host else None, p.field_versions)
+        for p in CloudPort.all_objects.filter(cloudprovider=provider).select_related(
+            "host", "claimed_host")
+    }
+
+
+def _both(history):
+    out = {}
+    for keep in (True, False):
+        provider = CloudProvider.objects.create(name=f"p-{keep}")
+        with override_settings(CLOUDSYNC_LISTING_DIGESTS=keep):
+            for kwargs, changes in history:
+                if kwargs.get("listed_at"):
+                    kwargs = {"listed_at": timezone.now()}
+                apply(provider, changes, **kwargs)
+        out[keep] = _ports(provider)
+    return out
+
+
+def listing(*changes):
+    return ({"listed_at": timezone.now()}, list(changes))
+
+
+def event(*changes):
+    return ({}, list(changes))
+
+
+def test_resurrected_port_and_an_old_host_list():
+    """A host list re-applied by a listing claims a port whose claim version
+    dropped (tombstone restored by the listed_at rule resets field_versions):
+    the host row was never written, so its digest still matches."""
+    host = Change(Kind.HOST, Op.UPSERT, "vm-a", {"hostname": "a", "port_ids": ["p1"]}, V(10),
+                  Source.FULL_SYNC)
+    port = Change(Kind.HOST_IP, Op.UPSERT, "p1", {"host": "vm-b", "port_id": "p1",
+                                                   "addresses": ["10.0.0.1"]}, V(6),
+                  Source.FULL_SYNC)
+    history = [
+        listing(host),                                             # L1: vouches vm-a
+        event(Change(Kind.HOST_IP, Op.DELETE, "p1", {}, V(20))),   # p1 deleted
+        listing(host, port),   # L2: p1 restored (listed_at), claim reset to vm-b@6
+        listing(host, port),   # L3: without digests vm-a's list (v10) claims p1 back
+    ]
+    out = _both(history)
+    assert out[True] == out[False]
+
+
+def test_equal_versions_host_list_vs_port_event():
+    """Tie: a port's own change and a host list at the same version; the
+    last applied wins. A listing re-applying the list flips the port back,
+    unless its digest skips it."""
+    host = Change(Kind.HOST, Op.UPSERT, "vm-a", {"hostname": "a", "port_ids": ["p1"]}, V(10),
+                  Source.FULL_SYNC)
+    history = [
+        listing(host),
+        event(Change(Kind.HOST_IP, Op.UPSERT, "p1", {"host": "vm-b", "port_id": "p1"}, V(10))),
+        listing(host),
+    ]
+    out = _both(history)
+    assert out[True] == out[False]
+
+
+def test_purged_port_named_by_a_host_list():
+    """A port tombstone purged while a live host's list still names it: a
+    listing re-applying that list recreates it as a placeholder, a skip does not."""
+    host = Change(Kind.HOST, Op.UPSERT, "vm-a", {"hostname": "a", "port_ids": ["p1"]}, V(10),
+                  Source.FULL_SYNC)
+    out = {}
+    for keep in (True, False):
+        provider = CloudProvider.objects.create(name=f"q-{keep}")
+        with override_settings(CLOUDSYNC_LISTING_DIGESTS=keep):
+            apply(provider, [host], listed_at=timezone.now())
+            apply(provider, [Change(Kind.HOST_IP, Op.DELETE, "p1", {}, V(20))])
+            CloudPort.all_objects.filter(cloudprovider=provider, port_id="p1").delete()  # retention
+            apply(provider, [host], listed_at=timezone.now())
+        out[keep] = _ports(provider)
+    assert out[True] == out[False]
+
+
+def test_same_snapshot_twice_chunked_port_before_host():
+    """One pushed snapshot (generic driver: producer versions, host port
+    lists), applied in two chunks as reconcile does past 1,000 objects, the
+    port in the first chunk and the host naming it in the second, both at
+    version 10. Applied again unchanged, the digest skips the host list."""
+    port = Change(Kind.HOST_IP, Op.UPSERT, "p1", {"host": "vm-b", "port_id": "p1"}, V(10),
+                  Source.FULL_SYNC)
+    host = Change(Kind.HOST, Op.UPSERT, "vm-a", {"hostname": "a", "port_ids": ["p1"]}, V(10),
+                  Source.FULL_SYNC)
+    history = [listing(port), listing(host), listing(port), listing(host)]
+    out = _both(history)
+    assert out[True] == out[False]
+
+
+def test_stamped_listing_with_an_earlier_stamp_counts_stale():
+    """Two workers' clocks: L2 stamps (and floors) earlier than L1."""
+    from datetime import timedelta
+
+    now = timezone.now()
+    counts = {}
+    for keep in (True, False):
+        provider = CloudProvider.objects.create(name=f"s-{keep}")
+        with override_settings(CLOUDSYNC_LISTING_DIGESTS=keep):
+            for start in (now, now - timedelta(seconds=5)):
+                stamp = make_version(start, 0)
+                floors = Floors(start, {"host": stamp})
+                res = apply(provider, [Change(Kind.HOST, Op.UPSERT, "i-1", {"hostname": "a"},
+                                              stamp, Source.FULL_SYNC)],
+                            floors=floors, listed_at=start)
+        counts[keep] = res.as_dict()
+    assert counts[True] == counts[False]
