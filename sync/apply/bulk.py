@@ -22,6 +22,7 @@ from sync.models import CloudProvider, SyncedModel
 
 __all__ = [
     "bulk_update", "ensure_rows", "insert_ignoring_conflicts", "insert_placeholders", "insert_rows",
+    "insert_values",
     "locked",
     "ref_ids", "share_lock",
 ]
@@ -225,6 +226,35 @@ def bulk_update(model: type[models.Model], rows: list[models.Model], fields: lis
 def insert_rows(model: type[models.Model], rows: list[models.Model]) -> None:
     """``bulk_create(rows)`` (a conflict raises), as one statement on Postgres."""
     _insert(model, rows, on_conflict="")
+
+
+def insert_values(model: type[models.Model], rows: list[dict[str, Any]]) -> None:
+    """Insert rows given as {attname: value} (no model instances: they cost
+    more than the statement when there are thousands), as one statement on
+    Postgres. Every dict has the same keys."""
+    if not rows:
+        return
+    manager = model._base_manager
+    connection = connections[manager.db]
+    if connection.vendor != "postgresql":
+        manager.bulk_create([model(**row) for row in rows])
+        return
+    meta = model._meta
+    fields = [next(f for f in meta.concrete_fields if f.attname == name) for name in rows[0]]
+    qn = connection.ops.quote_name
+    text = json.dumps([{f"c{n}": row[f.attname] for n, f in enumerate(fields)} for row in rows],
+                      default=_plain, separators=(",", ":"))
+    columns = ", ".join(
+        f"c{n} {'jsonb' if isinstance(f, models.JSONField) else _cast_type(f, connection)}"
+        for n, f in enumerate(fields)
+    )
+    sql = (
+        f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
+        f"SELECT {', '.join(f'v.c{n}' for n in range(len(fields)))} "
+        f"FROM jsonb_to_recordset(%s::jsonb) AS v({columns})"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [text])
 
 
 def insert_ignoring_conflicts(

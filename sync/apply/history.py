@@ -218,24 +218,22 @@ class HistoryLog:
                 else:
                     changes[renamed.get(attr, attr)] = [plain(before), plain(after)]
             c = e.cause
-            rows.append(
-                HistoryEntry(
-                    cloudprovider_id=self.provider.pk,
-                    kind=e.kind.value,
-                    object_pk=e.pk,
-                    external_id=e.external_id,
-                    applied_at=self.now,
-                    action=e.action,
-                    changes=changes,
-                    cause=c.kind,
-                    event_id=c.event_id,
-                    event_type=c.event_type[:255],
-                    occurred_at=c.occurred_at,
-                    run_id=c.run_id,
-                    actor=c.actor[:100],
-                )
-            )
-        bulk.insert_rows(HistoryEntry, rows)
+            rows.append({
+                "cloudprovider_id": self.provider.pk,
+                "kind": e.kind.value,
+                "object_pk": e.pk,
+                "external_id": e.external_id,
+                "applied_at": self.now,
+                "action": e.action,
+                "changes": changes,
+                "cause": c.kind,
+                "event_id": c.event_id,
+                "event_type": c.event_type[:255],
+                "occurred_at": c.occurred_at,
+                "run_id": c.run_id,
+                "actor": c.actor[:100],
+            })
+        bulk.insert_values(HistoryEntry, rows)
         return len(rows)
 
     @staticmethod
