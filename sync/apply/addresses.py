@@ -60,6 +60,7 @@ __all__ = [
 ]
 
 CLAIM = "claimed_host_id"  # field_versions key of a port's claim register
+_IP_KINDS = frozenset(HostIPKindChoices.values)  # (``.values`` builds a list per call)
 _SETTLED = ["claimed_host", "field_versions", "host", "deleted_at", "died_with_host", "modified_at"]
 
 
@@ -74,7 +75,7 @@ def address_rows(addresses: Any) -> list[tuple[str, int, str, str]]:
         except ValueError:
             continue  # a garbage address is dropped, not fatal to the whole change
         kind = item.get("kind") or HostIPKindChoices.FIXED
-        if kind not in HostIPKindChoices.values:
+        if kind not in _IP_KINDS:
             kind = HostIPKindChoices.FIXED
         out.add((str(ip), ip.version, kind, str(item.get("mac") or "").lower()))
     return sorted(out)

@@ -57,6 +57,8 @@ _SYNC_MARKS = frozenset({"last_synced_by"})
 # (A host's port list is kept on its tombstone: it still decides, in any
 # order, whether a port left the host before the host died.)
 _TOMBSTONE_FIXED = frozenset({"status", "addresses"})
+# Attributes whose current value is not the row's attribute (``_current``).
+_DERIVED = frozenset({"addresses", "port_ids"})
 # The registers that decide where a port is attached and whether it shows.
 _DECIDING = frozenset(
     {"claimed_host_id", "parent_port_id", "port_ids", "deleted_at", "died_with_host"}
@@ -143,6 +145,9 @@ class KindApplier:
         # References first (placeholders inserted, hosts and bound ports
         # share-locked), then our rows: every apply locks in that order.
         self.refs = resolve(self.provider, self.references, self.changes)
+        if self.history is not None:
+            for name, pks in self.refs.items():
+                self.history.known(self.references[name].model, pks)
         if self.kind == Kind.HOST_IP:
             self._lock_claimed(set(ids))
         rows = bulk.ensure_rows(self.provider, self.model, ids, lock=True)
@@ -310,15 +315,20 @@ class KindApplier:
             self._set(row, "last_event_at", self.now)
 
     def _set(self, row: SyncedModel, attr: str, value: Any) -> None:
-        if self.entry is not None and attr in _DECIDING:
-            self.deciders[row.pk] = self.entry.cause
+        entry = self.entry
+        if entry is not None and attr in _DECIDING:
+            self.deciders[row.pk] = entry.cause
         if self.result.diffs is not None and attr not in _BOOKKEEPING:
             old = self._current(row, attr)
             if old != value:
                 diff = self.result.diffs.setdefault(self.kind.value, {})
                 diff.setdefault(row.external_id, {})[attr] = [_plain(old), _plain(value)]
-        if self.entry is not None and attr not in self.hidden:
-            self.entry.note(attr, self._current(row, attr), value)
+        if entry is not None and attr not in self.hidden:
+            before = self._current(row, attr) if attr in _DERIVED else getattr(row, attr)
+            if attr in entry.changes:
+                entry.note(attr, before, value)
+            elif before != value:  # (Entry.note's first step, inline: once per field set)
+                entry.changes[attr] = [before, value]
         if attr == "addresses":
             self.ips.new[row.pk] = value
             if self.kind == Kind.HOST:  # the host's port-less rows

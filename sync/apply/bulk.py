@@ -228,33 +228,46 @@ def insert_rows(model: type[models.Model], rows: list[models.Model]) -> None:
     _insert(model, rows, on_conflict="")
 
 
-def insert_values(model: type[models.Model], rows: list[dict[str, Any]]) -> None:
+def insert_values(
+    model: type[models.Model], rows: list[dict[str, Any]], same: dict[str, Any] | None = None
+) -> None:
     """Insert rows given as {attname: value} (no model instances: they cost
     more than the statement when there are thousands), as one statement on
-    Postgres. Every dict has the same keys."""
+    Postgres. Every dict has the same keys; ``same`` holds values every row
+    shares (sent once, not once per row). JSON field values may hold what
+    ``_plain`` renders (datetimes: ISO text), on every database."""
     if not rows:
         return
+    same = same or {}
+    meta = model._meta
+    by_attname = {f.attname: f for f in meta.concrete_fields}
+    fields = [by_attname[name] for name in rows[0]]
     manager = model._base_manager
     connection = connections[manager.db]
     if connection.vendor != "postgresql":
-        manager.bulk_create([model(**row) for row in rows])
+        json_fields = [f.attname for f in fields if isinstance(f, models.JSONField)]
+        for row in rows:  # (as the Postgres statement's JSON text renders them)
+            for name in json_fields:
+                row[name] = json.loads(json.dumps(row[name], default=_plain))
+        manager.bulk_create([model(**row, **same) for row in rows])
         return
-    meta = model._meta
-    fields = [next(f for f in meta.concrete_fields if f.attname == name) for name in rows[0]]
+    shared = [by_attname[name] for name in same]
     qn = connection.ops.quote_name
-    text = json.dumps([{f"c{n}": row[f.attname] for n, f in enumerate(fields)} for row in rows],
-                      default=_plain, separators=(",", ":"))
+    # The rows' own keys name the recordset's columns: the dicts are sent as they are.
+    text = json.dumps(rows, default=_plain, separators=(",", ":"))
     columns = ", ".join(
-        f"c{n} {'jsonb' if isinstance(f, models.JSONField) else _cast_type(f, connection)}"
-        for n, f in enumerate(fields)
+        f"{qn(f.attname)} {'jsonb' if isinstance(f, models.JSONField) else _cast_type(f, connection)}"
+        for f in fields
     )
+    values = [f"v.{qn(f.attname)}" for f in fields]
+    values += [f"%s::{_cast_type(f, connection)}" for f in shared]
     sql = (
-        f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
-        f"SELECT {', '.join(f'v.c{n}' for n in range(len(fields)))} "
-        f"FROM jsonb_to_recordset(%s::jsonb) AS v({columns})"
+        f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f in [*fields, *shared])}) "
+        f"SELECT {', '.join(values)} FROM jsonb_to_recordset(%s::jsonb) AS v({columns})"
     )
+    params = [f.get_db_prep_save(same[f.attname], connection) for f in shared]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [text])
+        cursor.execute(sql, [*params, text])
 
 
 def insert_ignoring_conflicts(

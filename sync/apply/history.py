@@ -80,6 +80,7 @@ _REFERENCES: dict[Kind, dict[str, tuple[str, type[SyncedModel]]]] = {
     Kind.HOST_IP: {"host_id": ("host", CloudHost)},
 }
 _RENAMED: dict[Kind, dict[str, str]] = {Kind.HOST: {"image_ref": "image"}}
+assert set(_RENAMED) <= set(_REFERENCES)  # (write renames only kinds with references)
 
 
 # Which action names an entry that absorbed another (a port created by its own
@@ -129,6 +130,18 @@ class Entry:
             self.changes[attr] = [before, after]
 
 
+def _cause_values(c: Cause) -> dict[str, Any]:
+    """An entry's cause columns."""
+    return {
+        "cause": c.kind,
+        "event_id": c.event_id,
+        "event_type": c.event_type[:255],
+        "occurred_at": c.occurred_at,
+        "run_id": c.run_id,
+        "actor": c.actor[:100],
+    }
+
+
 class HistoryLog:
     """The history of one ``apply()`` call: entries collected by its chunk
     appliers, written with one INSERT by ``write`` (in apply's transaction)."""
@@ -139,6 +152,15 @@ class HistoryLog:
         self._cause = cause
         self.entries: list[Entry] = []
         self._last: dict[tuple[Kind, int], Entry] = {}  # each object's latest entry
+        # External ids of referenced rows apply resolved already (model -> pk -> id)
+        self._names: dict[type[SyncedModel], dict[int, str]] = defaultdict(dict)
+
+    def known(self, model: type[SyncedModel], ids: dict[str, int]) -> None:
+        """``model`` rows apply resolved ({external id: pk}): an entry naming
+        one needs no query to show its external id."""
+        names = self._names[model]
+        for external_id, pk in ids.items():
+            names[pk] = external_id
 
     def cause_of(self, change: Change) -> Cause:
         if self._cause is None:
@@ -202,54 +224,58 @@ class HistoryLog:
         if not entries:
             return 0
         names = self._reference_names(entries)
+        causes = {e.cause for e in entries}
+        one = causes.pop() if len(causes) == 1 else None  # (a run's: every entry's)
+        same: dict[str, Any] = {"cloudprovider_id": self.provider.pk, "applied_at": self.now}
+        if one is not None:
+            same.update(_cause_values(one))
         rows = []
         for e in entries:
-            refs = _REFERENCES.get(e.kind, {})
-            renamed = _RENAMED.get(e.kind, {})
-            changes = {}
-            for attr, (before, after) in e.changes.items():
-                if attr in refs:
-                    name, model = refs[attr]
-                    looked = names[model]
-                    changes[name] = [
-                        looked.get(before) if before else None,
-                        looked.get(after) if after else None,
-                    ]
-                else:
-                    changes[renamed.get(attr, attr)] = [plain(before), plain(after)]
-            c = e.cause
-            rows.append({
-                "cloudprovider_id": self.provider.pk,
-                "kind": e.kind.value,
+            # (values as they are: bulk.insert_values renders them as ``plain`` does)
+            changes = e.changes
+            refs = _REFERENCES.get(e.kind)
+            if refs is not None:
+                renamed = _RENAMED.get(e.kind, {})
+                changes = {}
+                for attr, (before, after) in e.changes.items():
+                    if attr in refs:
+                        name, model = refs[attr]
+                        looked = names[model]
+                        changes[name] = [
+                            looked.get(before) if before else None,
+                            looked.get(after) if after else None,
+                        ]
+                    else:
+                        changes[renamed.get(attr, attr)] = [before, after]
+            row = {
+                "kind": e.kind,  # (a StrEnum: its value)
                 "object_pk": e.pk,
                 "external_id": e.external_id,
-                "applied_at": self.now,
                 "action": e.action,
                 "changes": changes,
-                "cause": c.kind,
-                "event_id": c.event_id,
-                "event_type": c.event_type[:255],
-                "occurred_at": c.occurred_at,
-                "run_id": c.run_id,
-                "actor": c.actor[:100],
-            })
-        bulk.insert_values(HistoryEntry, rows)
+            }
+            if one is None:
+                row.update(_cause_values(e.cause))
+            rows.append(row)
+        bulk.insert_values(HistoryEntry, rows, same)
         return len(rows)
 
-    @staticmethod
-    def _reference_names(entries: list[Entry]) -> dict[type[SyncedModel], dict[int, str]]:
-        """External ids of the rows the entries' references name (one query
-        per referenced model, only if some reference changed)."""
+    def _reference_names(self, entries: list[Entry]) -> dict[type[SyncedModel], dict[int, str]]:
+        """External ids of the rows the entries' references name: those apply
+        resolved are known, the rest are read (one query per referenced
+        model, only if some reference names a row not known)."""
+        out = self._names
         wanted: dict[type[SyncedModel], set[int]] = defaultdict(set)
         for e in entries:
             for attr, (_, model) in _REFERENCES.get(e.kind, {}).items():
                 if attr in e.changes:
-                    wanted[model].update(pk for pk in e.changes[attr] if pk)
-        out: dict[type[SyncedModel], dict[int, str]] = defaultdict(dict)
+                    names = out[model]
+                    wanted[model].update(pk for pk in e.changes[attr] if pk and pk not in names)
         for model, pks in wanted.items():
-            out[model] = dict(
-                model.all_objects.filter(pk__any=list(pks)).values_list(
-                    "pk", model.external_id_field
+            if pks:
+                out[model].update(
+                    model.all_objects.filter(pk__any=list(pks)).values_list(
+                        "pk", model.external_id_field
+                    )
                 )
-            )
         return out

@@ -25,7 +25,14 @@ class HistoryEntry(models.Model):
     """One change that altered one inventory object."""
 
     cloudprovider = models.ForeignKey(
-        "sync.CloudProvider", on_delete=models.CASCADE, related_name="+"
+        "sync.CloudProvider",
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_index=False,  # (history_external_id below leads with it)
+        # No database constraint: its check is a trigger per inserted row,
+        # as much as the insert itself; deleting a provider still deletes
+        # its history (Django's collector, through history_external_id).
+        db_constraint=False,
     )
     kind = models.CharField(max_length=16)  # sync.changes.Kind value
     object_pk = models.BigIntegerField()  # the inventory row's id (no constraint: see module doc)
@@ -41,6 +48,7 @@ class HistoryEntry(models.Model):
         blank=True,
         on_delete=models.DO_NOTHING,
         db_constraint=False,
+        db_index=False,  # (history_event below, partial)
         related_name="history",
     )
     event_type = models.CharField(max_length=255, blank=True, default="")
@@ -51,7 +59,7 @@ class HistoryEntry(models.Model):
         blank=True,
         on_delete=models.DO_NOTHING,
         db_constraint=False,
-        db_index=False,  # (history_run below leads with it)
+        db_index=False,  # (history_run_applied below, partial)
         related_name="history",
     )
     actor = models.CharField(max_length=100, blank=True, default="")  # who applied a plan
@@ -67,8 +75,20 @@ class HistoryEntry(models.Model):
                 fields=["cloudprovider", "kind", "external_id", "applied_at"],
                 name="history_external_id",
             ),
-            # a run's page lists what it changed in applied order
-            models.Index(fields=["run", "applied_at"], name="history_run"),
+            # An event's and a run's page list what it changed, in applied
+            # order. Partial: an entry has one cause or the other, and
+            # indexing NULLs would cost every insert of a full sync (or of
+            # an event batch) one more index for nothing.
+            models.Index(
+                fields=["event", "applied_at"],
+                name="history_event",
+                condition=models.Q(event__isnull=False),
+            ),
+            models.Index(
+                fields=["run", "applied_at"],
+                name="history_run_applied",
+                condition=models.Q(run__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -114,9 +114,22 @@ def test_status_fields(admin_api, provider_factory):
     assert listed[other.pk]["last_full_sync_run"] is None
 
 
-def test_delete(admin_api, provider):
+def test_delete(admin_api, provider, provider_factory):
+    """Its history goes with it (no database constraint on the history's
+    provider column: Django's collector deletes it), another's stays."""
+    from django.utils import timezone
+
+    from sync.models import HistoryEntry
+
+    other = provider_factory(name="other-provider")
+    for p in (provider, other):
+        HistoryEntry.objects.create(
+            cloudprovider=p, kind="host", object_pk=1, external_id="h", action="created",
+            applied_at=timezone.now(), cause="full",
+        )
     assert admin_api.delete(f"/api/cloud-providers/{provider.pk}/").status_code == 204
     assert not CloudProvider.objects.filter(pk=provider.pk).exists()
+    assert list(HistoryEntry.objects.values_list("cloudprovider_id", flat=True)) == [other.pk]
 
 
 @pytest.mark.parametrize("accept", ["application/json", "text/html"])

@@ -112,7 +112,39 @@ def test_history_by_external_id_and_by_run_is_read_through_an_index(provider):
     by_run = HistoryEntry.objects.filter(run_id=run.pk).order_by("applied_at")[:50]
     sql, params = by_run.query.sql_with_params()
     shown = plan(sql, list(params))
-    assert "history_run" in shown and "Sort" not in shown
+    assert "history_run_applied" in shown and "Sort" not in shown
+
+
+def test_history_by_event_is_read_through_its_partial_index(provider):
+    from sync.models import Event
+
+    event = Event.objects.create(
+        cloudprovider=provider, key="k", event_type="t", status="processed", received_at=NOW
+    )
+    made = entries(provider, 4)
+    HistoryEntry.objects.filter(pk__in=[e.pk for e in made[:2]]).update(event=event)
+    by_event = HistoryEntry.objects.filter(event_id=event.pk).order_by("applied_at")[:50]
+    sql, params = by_event.query.sql_with_params()
+    shown = plan(sql, list(params))
+    assert "history_event" in shown and "Sort" not in shown
+    assert list(by_event) == sorted(made[:2], key=lambda e: (e.applied_at, e.pk))
+
+
+def test_only_entries_with_a_cause_of_that_kind_are_in_the_partial_indexes(provider):
+    """An entry has an event or a run: the other index does not hold it
+    (every insert would pay for a NULL otherwise)."""
+    run = SyncRun.objects.create(cloudprovider=provider, kind="full")
+    entries(provider, 6, run=run)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexrelid::regclass::text, pg_get_expr(indpred, indrelid) FROM pg_index "
+            "WHERE indrelid = 'sync_historyentry'::regclass"
+        )
+        indexes = dict(cursor.fetchall())
+    assert "history_event" in indexes and "IS NOT NULL" in indexes["history_event"]
+    assert "history_run_applied" in indexes and "IS NOT NULL" in indexes["history_run_applied"]
+    # the provider's own FK index is gone (history_external_id leads with it)
+    assert not any("cloudprovider_id" in name for name in indexes)
 
 
 def test_the_admin_event_list_neither_counts_nor_distincts_the_inbox(
