@@ -8,7 +8,9 @@ process) with N servers, one port each, ~20 flavors, N/100 images (at least
 with the ``openstack.ocata`` driver pointing at it; then two measurements,
 each in a fresh Python process so each peak RSS is its own:
 
-* full sync from empty: ``runs.claim_run`` + ``runs.execute_run`` (no Celery);
+* full sync from empty: ``runs.claim_run`` + ``runs.execute_run`` (no Celery;
+  the child tunes its garbage collector as a worker process does at start,
+  ``sync.gc_tuning``);
 * no-change re-sync: the same again, nothing changed in the cloud.
 
 Queries are counted with ``connection.execute_wrapper`` (a bulk insert or
@@ -300,6 +302,9 @@ def child_sync(provider_id: int, profile: str | None) -> dict[str, Any]:
     import django
 
     django.setup()
+    from sync.gc_tuning import tune
+
+    tune()  # as a worker process starts (project.celery)
     from django.db import connection
 
     from sync import reconcile, runs

@@ -154,6 +154,9 @@ def child_ingest(n: int) -> dict[str, Any]:
     import django
 
     django.setup()
+    from sync.gc_tuning import tune
+
+    tune()  # as a worker process starts (project.celery)
     from django.conf import settings
 
     from sync.ingest import Body, ingest_bodies

@@ -3,7 +3,7 @@
 import os
 
 from celery import Celery
-from celery.signals import worker_process_shutdown
+from celery.signals import worker_init, worker_process_init, worker_process_shutdown
 from kombu import Exchange, Queue
 
 from sync.names import EVENTS_QUEUE, ROUTES, SYNC_QUEUE
@@ -27,6 +27,15 @@ app.conf.task_default_exchange_type = EXCHANGE.type
 app.conf.task_default_routing_key = EVENTS_QUEUE
 app.conf.task_routes = ROUTES
 app.autodiscover_tasks()
+
+
+@worker_init.connect
+@worker_process_init.connect
+def _tune_gc(**_: object) -> None:
+    """Fewer, cheaper garbage collections in workers (``sync.gc_tuning``)."""
+    from sync.gc_tuning import tune
+
+    tune()
 
 
 @worker_process_shutdown.connect
