@@ -38,6 +38,7 @@ from sync.choices import SyncRunStatusChoices as RunStatus
 from sync.drivers.base import Snapshot
 from sync.models import CloudProvider
 from sync.progress import Progress
+from sync.table_stats import Growth
 
 __all__ = ["PlanResult", "Reconciliation", "apply_part", "apply_plan", "change_to_plan",
            "listing_floors", "plan_to_change", "reconcile", "settle_parts"]
@@ -181,6 +182,7 @@ def reconcile(
             yield change
 
     floors = listing_floors(snapshot, started)
+    growth = Growth()
     with _vouching(provider, floors if not dry_run else Floors()) as applied:
         for chunk in _chunks(_restamp(tracked(snapshot.changes), source, ref), CHUNK):
             if progress is not None:
@@ -193,6 +195,8 @@ def reconcile(
             drift.add(result)
             if dry_run:
                 plan += _planned(chunk, result)
+            else:
+                growth.after(result)
             result.outcomes.clear()
             totals.merge(result)
 
@@ -329,6 +333,7 @@ def apply_part(
     totals, drift = ApplyResult(), _Drift()
     floors = listing_floors(snapshot, snapshot.started_at or datetime.now(UTC))
     seen: dict[Kind, set[str]] = defaultdict(set)
+    growth = Growth()
     with _vouching(provider, floors) as applied:
         for chunk in _chunks(_restamp(snapshot.changes, source, ref), CHUNK):
             listed: dict[Kind, list[str]] = defaultdict(list)
@@ -345,6 +350,7 @@ def apply_part(
             if progress is not None:
                 progress.applied(chunk)
             drift.add(result)
+            growth.after(result)
             result.outcomes.clear()
             totals.merge(result)
     if progress is not None:
