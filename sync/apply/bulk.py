@@ -19,6 +19,7 @@ from uuid import UUID
 from django.db import connections, models
 
 from sync.models import CloudProvider, SyncedModel
+from sync.models.lookups import TextArray
 
 __all__ = [
     "bulk_update", "ensure_rows", "insert_ignoring_conflicts", "insert_placeholders", "insert_rows",
@@ -111,7 +112,7 @@ def insert_placeholders(
     if load:
         sql += f" RETURNING {', '.join(qn(f.column) for f in fields)}"
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, list(ids)])
+        cursor.execute(sql, [*params, TextArray(ids)])
         returned = cursor.fetchall() if load else []
     converters = [(n, f.from_db_value) for n, f in enumerate(fields) if hasattr(f, "from_db_value")]
     names = [f.attname for f in fields]

@@ -34,6 +34,7 @@ from django.db import connections
 from sync.apply.floors import Floors
 from sync.changes import Change, Kind, Op, Source
 from sync.models import ListingDigest, SyncedModel
+from sync.models.lookups import TextArray
 
 __all__ = ["DIGEST_VERSION", "digest_of", "enabled", "of_listing", "record", "unchanged"]
 
@@ -114,7 +115,7 @@ def unchanged(
             f"JOIN {qn(ListingDigest._meta.db_table)} d ON d.kind = %s AND d.row_id = t.id "
             f"AND d.row_version = {_ROW_VERSION} "
             f"WHERE t.cloudprovider_id = %s AND t.{idf} = ANY(%s) AND t.deleted_at IS NULL",
-            [kind.value, provider_id, list(wanted)],
+            [kind.value, provider_id, TextArray(wanted)],
         )
         recorded = {external_id: (digest, version) for external_id, digest, version in cursor}
     floor = floors.versions.get(kind.value, "")
@@ -145,5 +146,5 @@ def record(kind: Kind, model: type[SyncedModel], vouched: Iterable[tuple[int, st
             f"JOIN {qn(model._meta.db_table)} t ON t.id = v.id "
             f"ON CONFLICT (kind, row_id) DO UPDATE "
             f"SET row_version = EXCLUDED.row_version, digest = EXCLUDED.digest",
-            [kind.value, list(pairs), list(pairs.values())],
+            [kind.value, list(pairs), TextArray(pairs.values())],
         )

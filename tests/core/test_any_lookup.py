@@ -31,3 +31,31 @@ def test_any_on_a_foreign_key(provider, provider_factory):
         Event.objects.create(cloudprovider=p, key=key, received_at="2024-01-01T00:00:00Z")
     assert set(Event.objects.filter(cloudprovider_id__any=[other.pk])
                .values_list("key", flat=True)) == {"b"}
+
+
+AWKWARD = ['we"ird', "back\\slash", "\\", '"', "a,b", "{x}", "NULL", "null", "", " sp ", "ünï😀",
+           "tab\there", "new\nline", "'quote'"]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="a Postgres array literal")
+def test_a_text_array_arrives_exactly_as_sent():
+    """TextArray's own literal (sync.models.lookups) against what the server parses."""
+    from sync.models.lookups import TextArray
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT x FROM unnest(%s::text[]) WITH ORDINALITY AS u(x, n) ORDER BY n",
+                       [TextArray(AWKWARD)])
+        assert [row[0] for row in cursor.fetchall()] == AWKWARD
+        cursor.execute("SELECT %s::text[] = %s::text[]", [TextArray(AWKWARD), list(AWKWARD)])
+        assert cursor.fetchone()[0] is True
+        cursor.execute("SELECT cardinality(%s::text[])", [TextArray()])
+        assert cursor.fetchone()[0] == 0
+
+
+def test_any_finds_awkward_ids(provider):
+    for n, host_id in enumerate(AWKWARD):
+        CloudHost.objects.create(cloudprovider=provider, host_id=host_id or f"empty-{n}")
+    wanted = [i for i in AWKWARD if i][::2]
+    found = CloudHost.objects.filter(host_id__any=[*wanted, "absent"]).values_list("host_id",
+                                                                                   flat=True)
+    assert sorted(found) == sorted(wanted)
