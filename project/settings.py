@@ -5,6 +5,7 @@ from pathlib import Path
 import environ
 
 from sync import names
+from sync.gc_tuning import parse_thresholds
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -226,8 +227,11 @@ CLOUDSYNC_LISTING_DIGESTS = env.bool("CLOUDSYNC_LISTING_DIGESTS", default=True)
 CLOUDSYNC_FULL_SYNC_CRONTAB = env.str("CLOUDSYNC_FULL_SYNC_CRONTAB", default="30 2 * * *")
 CLOUDSYNC_CATCH_UP_CRONTAB = env.str("CLOUDSYNC_CATCH_UP_CRONTAB", default="5 * * * *")
 # The garbage collector's thresholds in worker processes (sync/gc_tuning.py):
-# "gen0,gen1,gen2"; empty keeps CPython's (700,10,10).
-CLOUDSYNC_GC_THRESHOLDS = env.str("CLOUDSYNC_GC_THRESHOLDS", default="10000,10,10")
+# "gen0,gen1,gen2"; empty keeps CPython's (700,10,10). Parsed here, so a bad
+# value stops every process at start with the reason.
+CLOUDSYNC_GC_THRESHOLDS = parse_thresholds(
+    env.str("CLOUDSYNC_GC_THRESHOLDS", default="10000,10,10")
+)
 # Object history (sync.apply.history): every change that altered an inventory
 # object, written by apply() in bulk. 0 turns it off (benchmarks compare).
 CLOUDSYNC_HISTORY = env.bool("CLOUDSYNC_HISTORY", default=True)

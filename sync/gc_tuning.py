@@ -13,7 +13,10 @@ Memory is bounded as before: cycles are still collected, just in larger
 steps; reference counting frees everything else at once.
 
 Called by the Celery worker at start (``project.celery``), before prefork
-pool children are forked (they inherit it) and again in each child.
+pool children are forked (they inherit it) and again in each child. The
+setting is parsed when the settings load (``parse_thresholds``): a bad value
+stops the process at start, with the reason (a Celery signal handler's
+exception would only be logged).
 """
 
 from __future__ import annotations
@@ -43,9 +46,9 @@ def parse_thresholds(text: str) -> tuple[int, ...] | None:
 
 
 def tune() -> tuple[int, ...] | None:
-    """Apply ``CLOUDSYNC_GC_THRESHOLDS`` to this process; returns them (None:
-    left as CPython's)."""
-    thresholds = parse_thresholds(settings.CLOUDSYNC_GC_THRESHOLDS)
+    """Apply ``CLOUDSYNC_GC_THRESHOLDS`` (parsed by the settings) to this
+    process; returns them (None: left as CPython's)."""
+    thresholds = settings.CLOUDSYNC_GC_THRESHOLDS
     if thresholds is None:
         return None
     gc.freeze()  # (what is alive now stays: out of every later scan)

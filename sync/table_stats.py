@@ -16,18 +16,21 @@ few ANALYZEs per run, each ~0.1 s, never on a run that changes little.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 
 from django.conf import settings
-from django.db import connection, models
+from django.db import DatabaseError, connection, models, transaction
 
 from sync.apply import MODEL_FOR_KIND, ApplyResult, Outcome
-from sync.changes import Source
-from sync.models import ListingDigest
+from sync.changes import Kind, Source
+from sync.models import CloudHostIP, ListingDigest
 
 __all__ = ["MIN_ROWS", "Growth"]
 
 MIN_ROWS = 20_000
+
+log = logging.getLogger(__name__)
 
 
 class Growth:
@@ -44,6 +47,8 @@ class Growth:
         for change, outcome in result.outcomes:
             if outcome == Outcome.CREATED:
                 self.created[MODEL_FOR_KIND[change.kind]] += 1
+                if change.kind in (Kind.HOST, Kind.HOST_IP):  # (their address rows)
+                    self.created[CloudHostIP] += 1
                 # what a listing creates gets its digest (sync.apply.digests),
                 # and each chunk's digest lookup joins that table too
                 if change.source == Source.FULL_SYNC and settings.CLOUDSYNC_LISTING_DIGESTS:
@@ -57,11 +62,17 @@ class Growth:
                 self._analyze(model)
 
     def _analyze(self, model: type[models.Model]) -> None:
+        """ANALYZE, unless the table is being vacuumed or analyzed already
+        (SKIP_LOCKED: never wait on that); a failure is logged, not the run's."""
         table = model._meta.db_table
-        with connection.cursor() as cursor:
-            cursor.execute(f"ANALYZE {connection.ops.quote_name(table)}")
-        self.analyzed[model] = _estimated_rows(model)
         self.created[model] = 0
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(f"ANALYZE (SKIP_LOCKED) {connection.ops.quote_name(table)}")
+        except DatabaseError as exc:
+            log.warning("could not analyze %s during a full sync: %s", table, exc)
+            return
+        self.analyzed[model] = _estimated_rows(model)
         self.runs.append(table)
 
 

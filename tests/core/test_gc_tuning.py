@@ -38,7 +38,7 @@ def test_a_starting_worker_process_takes_the_setting(settings, signal):
     import project.celery  # noqa: F401  (connects the handlers)
 
     gc.set_threshold(700, 10, 10)
-    settings.CLOUDSYNC_GC_THRESHOLDS = "12345,7,9"
+    settings.CLOUDSYNC_GC_THRESHOLDS = (12345, 7, 9)
     signal.send(sender=None)
     assert gc.get_threshold() == (12345, 7, 9)
     assert gc.get_freeze_count() > 0  # what was alive at start is out of the scans
@@ -46,6 +46,32 @@ def test_a_starting_worker_process_takes_the_setting(settings, signal):
 
 def test_empty_keeps_cpythons_thresholds(settings):
     gc.set_threshold(700, 10, 10)
-    settings.CLOUDSYNC_GC_THRESHOLDS = ""
+    settings.CLOUDSYNC_GC_THRESHOLDS = None
     assert tune() is None
     assert gc.get_threshold() == (700, 10, 10)
+
+
+@pytest.mark.parametrize(("value", "shown"), [("fast", None), ("", "None"), ("2000,5", "(2000, 5)")])
+def test_the_settings_parse_the_environment_and_refuse_a_bad_value(value, shown):
+    """Every process (web, worker, beat) loads the settings: a typo stops it
+    at start with the setting's name, instead of a worker running untuned."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        [sys.executable, "-c",
+         "import django; django.setup(); from django.conf import settings; "
+         "print(settings.CLOUDSYNC_GC_THRESHOLDS)"],
+        cwd=root, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "CLOUDSYNC_GC_THRESHOLDS": value,
+             "DJANGO_SETTINGS_MODULE": "project.settings"},
+    )
+    if shown is None:
+        assert proc.returncode != 0
+        assert "CLOUDSYNC_GC_THRESHOLDS must be" in proc.stderr
+    else:
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip().splitlines()[-1] == shown

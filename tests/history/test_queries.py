@@ -13,7 +13,10 @@ from django.utils import timezone
 
 from sync.models import HistoryEntry, SyncRun
 
-pytestmark = pytest.mark.django_db
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.skipif(connection.vendor != "postgresql", reason="Postgres plans and statistics"),
+]
 
 NOW = timezone.now()
 

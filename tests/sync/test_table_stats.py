@@ -60,3 +60,20 @@ def test_a_sync_creating_little_analyzes_nothing(fake_openstack, provider, analy
     full_sync(provider)
     assert CloudHost.objects.count() == 5
     assert analyzed == []
+
+
+def test_an_analyze_that_fails_is_logged_not_the_runs(caplog):
+    """(A table it cannot analyze: the sync goes on, planned as before.)"""
+    from types import SimpleNamespace
+
+    class Missing:  # (a model whose table is not there)
+        _meta = SimpleNamespace(db_table="no_such_table")
+
+    growth = table_stats.Growth()
+    missing = Missing
+    growth._analyze(missing)
+    assert growth.runs == []
+    assert "could not analyze no_such_table" in caplog.text
+    with connection.cursor() as cursor:  # the surrounding transaction is still usable
+        cursor.execute("SELECT 1")
+        assert cursor.fetchone() == (1,)
