@@ -16,3 +16,7 @@ class SyncConfig(AppConfig):
         for signal in (post_save, post_delete):
             signal.connect(clear_provider_cache, sender=CloudProvider,
                            dispatch_uid=f"cloudsync-provider-cache-{signal}")
+        from sync.retention import forget_provider_history
+
+        post_delete.connect(forget_provider_history, sender=CloudProvider,
+                            dispatch_uid="cloudsync-provider-history")

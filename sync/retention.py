@@ -74,7 +74,8 @@ from sync.models import (
     SyncRun,
 )
 
-__all__ = ["REINDEX_MIN_PURGED", "SETTINGS", "last_purge", "purge", "retention_settings"]
+__all__ = ["REINDEX_MIN_PURGED", "SETTINGS", "forget_provider_history", "last_purge", "purge",
+           "retention_settings"]
 
 log = logging.getLogger(__name__)
 
@@ -354,3 +355,18 @@ def _drop_invalid_copies(cursor: Any, table: str) -> None:
                 cursor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
     except DatabaseError as exc:  # (the connection may be gone: next time)
         log.warning("retention: dropping invalid index copies failed: %s", exc)
+
+
+def forget_provider_history(sender: Any, instance: Any, **_: Any) -> None:
+    """A deleted provider's history, deleted again once the deletion has
+    committed (``post_delete`` of ``CloudProvider``). The history table has
+    no constraint on its provider (each insert would pay a trigger), so an
+    ``apply()`` that committed while Django's collector was deleting the
+    provider's rows leaves its entries behind; none can commit after the
+    provider is gone (the inventory rows' own constraints refuse them)."""
+    pk = instance.pk
+
+    def forget() -> None:
+        HistoryEntry.objects.filter(cloudprovider_id=pk)._raw_delete(HistoryEntry.objects.db)
+
+    transaction.on_commit(forget)

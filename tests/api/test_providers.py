@@ -132,6 +132,33 @@ def test_delete(admin_api, provider, provider_factory):
     assert list(HistoryEntry.objects.values_list("cloudprovider_id", flat=True)) == [other.pk]
 
 
+def test_history_an_apply_committed_during_the_delete_is_removed_after_it(
+    provider, provider_factory, django_capture_on_commit_callbacks
+):
+    """No constraint stops an apply's entries from committing while the
+    collector deletes the provider: they are deleted once the delete commits."""
+    from django.utils import timezone
+
+    from sync.models import HistoryEntry
+
+    other = provider_factory(name="other-provider")
+
+    def entry(p_id: int) -> None:
+        HistoryEntry.objects.create(
+            cloudprovider_id=p_id, kind="host", object_pk=1, external_id="h", action="created",
+            applied_at=timezone.now(), cause="full",
+        )
+
+    gone = provider.pk
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        provider.delete()  # (the collector has deleted its history by now)
+        entry(gone)  # what a racing apply committed meanwhile
+        entry(other.pk)
+        assert HistoryEntry.objects.filter(cloudprovider_id=gone).count() == 1
+    assert callbacks
+    assert list(HistoryEntry.objects.values_list("cloudprovider_id", flat=True)) == [other.pk]
+
+
 @pytest.mark.parametrize("accept", ["application/json", "text/html"])
 def test_client_config_never_in_any_response(client, admin_api, provider_factory, accept):
     """Every answer (JSON, browsable HTML, OPTIONS, schema) for an admin, searched
