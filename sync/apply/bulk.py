@@ -104,24 +104,32 @@ def insert_placeholders(
         values.append(f"%s::{_cast_type(f, connection)}")
         params.append(f.get_db_prep_save(f.pre_save(template, True), connection))
     id_field = model._meta.get_field(idf)
-    fields = model._meta.concrete_fields
+    pk_field = model._meta.pk
     sql = (
         f"INSERT INTO {qn(model._meta.db_table)} ({', '.join(columns)}, {qn(id_field.column)}) "
         f"SELECT {', '.join(values)}, x FROM unnest(%s::text[]) AS x ON CONFLICT DO NOTHING"
     )
     if load:
-        sql += f" RETURNING {', '.join(qn(f.column) for f in fields)}"
+        sql += f" RETURNING {qn(pk_field.column)}, {qn(id_field.column)}"
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, TextArray(ids)])
         returned = cursor.fetchall() if load else []
-    converters = [(n, f.from_db_value) for n, f in enumerate(fields) if hasattr(f, "from_db_value")]
+    # Every inserted row holds the template's values but its pk and id: the
+    # rows are built from those (no per-row decoding of what we just sent);
+    # mutable defaults (JSON) are fresh objects per row, as Django's would be.
+    fields = model._meta.concrete_fields
     names = [f.attname for f in fields]
+    base = [getattr(template, f.attname) for f in fields]
+    fresh = [(n, f) for n, f in enumerate(fields) if isinstance(base[n], dict | list)]
+    at_pk, at_id = names.index(pk_field.attname), names.index(id_field.attname)
     out = []
-    for values in returned:
-        values = list(values)
-        for n, convert in converters:
-            values[n] = convert(values[n], None, connection)
-        out.append(model.from_db(model.all_objects.db, names, values))
+    db = model.all_objects.db
+    for pk, external_id in returned:
+        values = base.copy()
+        values[at_pk], values[at_id] = pk, external_id
+        for n, f in fresh:
+            values[n] = f.get_default()
+        out.append(model.from_db(db, names, values))
     return out
 
 
