@@ -357,7 +357,8 @@ def _drop_invalid_copies(cursor: Any, table: str) -> None:
         log.warning("retention: dropping invalid index copies failed: %s", exc)
 
 
-def forget_provider_history(sender: Any, instance: Any, **_: Any) -> None:
+def forget_provider_history(sender: Any, instance: Any, using: str | None = None,
+                            **_: Any) -> None:
     """A deleted provider's history, deleted again once the deletion has
     committed (``post_delete`` of ``CloudProvider``). The history table has
     no constraint on its provider (each insert would pay a trigger), so an
@@ -367,6 +368,8 @@ def forget_provider_history(sender: Any, instance: Any, **_: Any) -> None:
     pk = instance.pk
 
     def forget() -> None:
-        HistoryEntry.objects.filter(cloudprovider_id=pk)._raw_delete(HistoryEntry.objects.db)
+        HistoryEntry.objects.filter(cloudprovider_id=pk)._raw_delete(using or "default")
 
-    transaction.on_commit(forget)
+    # (robust: the provider is deleted already; a failed clean-up is logged,
+    # its entries wait for the history retention window)
+    transaction.on_commit(forget, using=using, robust=True)

@@ -35,6 +35,16 @@ class _ConcurrentlyOnPostgres:
 class AddIndex(_ConcurrentlyOnPostgres, AddIndexConcurrently):
     plain = migrations.AddIndex
 
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        # Not atomic: a run that failed after building (or while building,
+        # leaving an INVALID index) must be able to run again. The index is
+        # new here, so what has its name is that leftover.
+        if schema_editor.connection.vendor == "postgresql":
+            schema_editor.execute(
+                f"DROP INDEX CONCURRENTLY IF EXISTS {schema_editor.quote_name(self.index.name)}"
+            )
+        return super().database_forwards(app_label, schema_editor, from_state, to_state)
+
 
 class RemoveIndex(_ConcurrentlyOnPostgres, RemoveIndexConcurrently):
     plain = migrations.RemoveIndex

@@ -16,3 +16,48 @@ def test_default_beat_schedules_are_installed():
     tasks = dict(PeriodicTask.objects.values_list("name", "kwargs"))
     assert tasks["cloudsync: nightly full sync"] == '{"kind": "full"}'
     assert tasks["cloudsync: hourly catch-up"] == '{"kind": "catch_up"}'
+
+
+@pytest.mark.skipif("not __import__('django.db').db.connection.vendor == 'postgresql'")
+def test_the_history_index_migration_runs_again_after_failing_halfway():
+    """0013 is not atomic (its indexes are built CONCURRENTLY): a run that
+    failed after building one (here: the index is there, 0013 not recorded)
+    runs again to the same schema. On its own throwaway database."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+    from django.db import connection
+
+    root = Path(__file__).resolve().parents[2]
+    settings = connection.settings_dict
+    name = f"cs_migration_{os.getpid()}"
+    admin = f"postgresql://{settings['USER']}@{settings['HOST']}:{settings['PORT']}/postgres"
+    url = urlunsplit(urlsplit(admin)._replace(path=f"/{name}"))
+
+    def migrate(*target: str) -> None:
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", *target, "-v0"], cwd=root, check=True,
+            env={**os.environ, "DATABASE_URL": url}, timeout=300,
+        )
+
+    with psycopg.connect(admin, autocommit=True) as db:
+        db.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        db.execute(f'CREATE DATABASE "{name}"')
+    try:
+        migrate("sync", "0012")
+        with psycopg.connect(url, autocommit=True) as db:  # what the failed run left
+            db.execute("CREATE INDEX history_event ON sync_historyentry (id)")
+        migrate()
+        with psycopg.connect(url) as db:
+            indexes = dict(db.execute(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'sync_historyentry'"
+            ).fetchall())
+        assert "(event_id, applied_at) WHERE (event_id IS NOT NULL)" in indexes["history_event"]
+        assert "history_run_applied" in indexes and "history_run" not in indexes
+    finally:
+        with psycopg.connect(admin, autocommit=True) as db:
+            db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
