@@ -120,7 +120,8 @@ class Worker:
         self.logfile = logfile
         cmd = [
             sys.executable, "-m", "celery", "-A", "project", "worker",
-            "-Q", QUEUES, "-c", str(concurrency), "-l", "warning",
+            "-Q", QUEUES, "--without-mingle", "--without-gossip", "-c", str(concurrency),
+            "-l", "warning",
             "--include", "bench.noop_tasks,bench.worker_probe",
         ]  # fmt: skip
         self._log = open(logfile, "ab")

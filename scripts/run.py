@@ -44,6 +44,10 @@ BIN = Path(sys.executable).parent
 PR_SET_PDEATHSIG = 1
 METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 WITH_METRICS = ("web", "worker")
+# Mingle (asking other workers for revoked task ids at start, 1 s of waiting)
+# and gossip (following every other worker's heartbeats): this service
+# revokes no task and needs neither; Flower reads task events and heartbeats.
+WORKER_FLAGS = ("--without-mingle", "--without-gossip")
 
 
 def commands(env: dict[str, str]) -> dict[str, list[str]]:
@@ -51,7 +55,8 @@ def commands(env: dict[str, str]) -> dict[str, list[str]]:
     celery = [str(BIN / "celery"), "-A", "project"]
     return {
         "web": [sys.executable, "manage.py", "runserver", f"0.0.0.0:{env['PORT']}"],
-        "worker": [*celery, "worker", "-Q", "cloudsync.events,cloudsync.sync", "-l", "info"],
+        "worker": [*celery, "worker", "-Q", "cloudsync.events,cloudsync.sync", *WORKER_FLAGS,
+                   "-l", "info"],
         "beat": [*celery, "beat", "-l", "info"],
         "flower": [
             *celery,

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.backends.signals import connection_created
 from django.db.models.signals import post_delete, post_save
 
 
@@ -20,3 +21,6 @@ class SyncConfig(AppConfig):
 
         post_delete.connect(forget_provider_history, sender=CloudProvider,
                             dispatch_uid="cloudsync-provider-history")
+        from sync.pg_timestamps import register
+
+        connection_created.connect(register, dispatch_uid="cloudsync-pg-timestamps")

@@ -45,8 +45,13 @@ MODEL_FOR_KIND: dict[Kind, type[SyncedModel]] = {
     Kind.HOST: CloudHost,
     Kind.HOST_IP: CloudPort,
 }
-# Referenced kinds first, so their rows exist when referrers are written.
-KIND_ORDER = (Kind.PROJECT, Kind.FLAVOR, Kind.IMAGE, Kind.HOST, Kind.HOST_IP)
+# Referenced kinds last. A referrer does not need their rows locked (a missing
+# one gets a placeholder, inserted unlocked), and they are what concurrent
+# batches share: every instance notification carries copies of its project and
+# flavor. Locked last, just before the commit, those rows are held for a
+# moment instead of for a whole apply (measured: half the time two workers'
+# batches spent waiting on each other). The order is the same in every apply.
+KIND_ORDER = (Kind.HOST, Kind.HOST_IP, Kind.PROJECT, Kind.FLAVOR, Kind.IMAGE)
 
 _BOOKKEEPING = frozenset({"source_version", "field_versions", "last_synced_by", "last_event_at"})
 # Changed on every row a sync touches; alone, they do not make a row "modified".

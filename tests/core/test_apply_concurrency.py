@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from django.db import connection, connections
@@ -156,3 +157,73 @@ def test_concurrent_duplicates_of_host_lists_and_port_events_converge():
     assert _run_in_threads(work, 8) == []
     assert view(provider) == expected
     assert deadlocks == []
+
+
+@pytest.mark.skipif(connection.vendor == "sqlite", reason="SQLite serializes writers itself")
+def test_shared_rows_are_locked_last():
+    """Many event batches name the same few projects and flavors (copies in
+    every instance notification). A batch locks those shared rows only after
+    its own hosts and ports, just before it commits, so concurrent batches
+    wait on each other for that short moment, not for a whole apply."""
+    provider = CloudProvider.objects.create(name="conc-shared")
+
+    def batch(v: int) -> list[Change]:
+        return [
+            Change(Kind.PROJECT, Op.UPSERT, "proj", {"name": f"p{v}"}, make_version(v)),
+            Change(Kind.FLAVOR, Op.UPSERT, "m1", {"name": f"f{v}"}, make_version(v)),
+            Change(Kind.HOST, Op.UPSERT, "vm-1", {"hostname": f"h{v}", "project": "proj",
+                                                  "flavor": "m1"}, make_version(v)),
+        ]
+
+    apply(provider, batch(1))
+    host = CloudHost.all_objects.get(cloudprovider=provider, host_id="vm-1")
+    project_pk, flavor_pk = host.project_id, host.cloudflavor_id
+    holder = connections.create_connection("default")  # another worker, mid-batch on the host
+    prober = connections.create_connection("default")
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def second_batch() -> None:
+        try:
+            apply(provider, batch(2))
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+        finally:
+            done.set()
+            connections.close_all()
+
+    try:
+        holder.set_autocommit(False)
+        with holder.cursor() as cur:
+            cur.execute("SELECT 1 FROM sync_cloudhost WHERE id = %s FOR UPDATE", [host.pk])
+        thread = threading.Thread(target=second_batch)
+        thread.start()
+        _wait_until_blocked(prober)
+        assert not done.is_set()
+        with prober.cursor() as cur:  # the blocked batch holds neither shared row yet
+            for table, pk in (("sync_cloudproject", project_pk), ("sync_cloudflavor", flavor_pk)):
+                prober.set_autocommit(False)
+                cur.execute(f"SELECT 1 FROM {table} WHERE id = %s FOR UPDATE NOWAIT", [pk])
+                prober.rollback()
+                prober.set_autocommit(True)
+        holder.rollback()
+        thread.join(30)
+    finally:
+        holder.close()
+        prober.close()
+    assert errors == [] and done.is_set()
+    host.refresh_from_db()
+    assert host.hostname == "h2" and host.project.name == "p2" and host.cloudflavor.name == "f2"
+
+
+def _wait_until_blocked(conn, timeout: float = 20.0) -> None:
+    """Until some session of the test database waits for a lock."""
+    deadline = time.monotonic() + timeout
+    with conn.cursor() as cur:
+        while time.monotonic() < deadline:
+            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND wait_event_type = 'Lock'")
+            if cur.fetchone()[0]:
+                return
+            time.sleep(0.05)
+    raise AssertionError("the second batch never waited for the host row")

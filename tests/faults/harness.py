@@ -418,7 +418,7 @@ class Stack:
         self.worker = Proc(
             "worker",
             [py, "-m", "celery", "-A", "project", "worker", "-Q", "cloudsync.events,cloudsync.sync",
-             "-c", str(self.worker_concurrency), "-l", "info", "-n", f"faults-{self.web_port}@%h"],
+             "--without-mingle", "--without-gossip", "-c", str(self.worker_concurrency), "-l", "info", "-n", f"faults-{self.web_port}@%h"],
             env=env, log=logs / "worker.log",
         )
         self.beat = Proc(

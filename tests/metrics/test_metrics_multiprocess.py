@@ -63,7 +63,8 @@ def stack(tmp_path) -> Iterator[dict]:
                              "--bind", f"127.0.0.1:{port}", "--workers", "2",
                              "--graceful-timeout", "5", "--log-level", "warning"])
     worker = start("worker", [sys.executable, "-m", "celery", "-A", "project", "worker", "-Q",
-                              "cloudsync.events,cloudsync.sync", "-c", "2", "-P", "prefork",
+                              "cloudsync.events,cloudsync.sync", "--without-mingle",
+                              "--without-gossip", "-c", "2", "-P", "prefork",
                               "-l", "warning", "-n", f"metrics-{port}@%h"])
     base = f"http://127.0.0.1:{port}"
 
