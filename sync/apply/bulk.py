@@ -18,6 +18,7 @@ from uuid import UUID
 
 from django.db import connections, models
 
+from sync import jsontext
 from sync.models import CloudProvider, SyncedModel
 from sync.models.lookups import TextArray
 
@@ -199,7 +200,7 @@ def _recordset(
         for name, f, get in prepared:
             item[name] = get(f, r)
         data.append(item)
-    text = json.dumps(data, default=_plain, separators=(",", ":"))
+    text = jsontext.dumps(data, default=_plain)
     columns = ", ".join(
         f"c{n} {'jsonb' if isinstance(f, models.JSONField) else _cast_type(f, connection)}"
         for n, f in enumerate(fields)
@@ -257,13 +258,13 @@ def insert_values(
         json_fields = [f.attname for f in fields if isinstance(f, models.JSONField)]
         for row in rows:  # (as the Postgres statement's JSON text renders them)
             for name in json_fields:
-                row[name] = json.loads(json.dumps(row[name], default=_plain))
+                row[name] = json.loads(jsontext.dumps(row[name], default=_plain))
         manager.bulk_create([model(**row, **same) for row in rows])
         return
     shared = [by_attname[name] for name in same]
     qn = connection.ops.quote_name
     # The rows' own keys name the recordset's columns: the dicts are sent as they are.
-    text = json.dumps(rows, default=_plain, separators=(",", ":"))
+    text = jsontext.dumps(rows, default=_plain)
     columns = ", ".join(
         f"{qn(f.attname)} {'jsonb' if isinstance(f, models.JSONField) else _cast_type(f, connection)}"
         for f in fields

@@ -25,12 +25,12 @@ every digest: bump it when ``apply`` maps a change to a row differently.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Sequence
 
 from django.conf import settings
 from django.db import connections
 
+from sync import jsontext
 from sync.apply.floors import Floors
 from sync.changes import Change, Kind, Op, Source
 from sync.models import ListingDigest, SyncedModel
@@ -38,7 +38,7 @@ from sync.models.lookups import TextArray
 
 __all__ = ["DIGEST_VERSION", "digest_of", "enabled", "of_listing", "record", "unchanged"]
 
-DIGEST_VERSION = 1
+DIGEST_VERSION = 2  # 2: written by orjson (sync.jsontext)
 
 # A row's physical version (any UPDATE gives the row a new xmin and ctid),
 # hashed with its source_version and modified_at: a 32-bit xmin that wrapped
@@ -65,10 +65,9 @@ def digest_of(change: Change, floors: Floors) -> str:
     left out where the listing's floor is that version (it vouches for every
     field of a row it saw): a listing stamps such kinds with its own start."""
     versioned = floors.versions.get(change.kind.value, "") != change.version
-    text = json.dumps(
+    text = jsontext.dumps(
         [DIGEST_VERSION, change.external_id, change.version if versioned else "", change.fields],
         sort_keys=True,
-        separators=(",", ":"),
         default=str,
     )
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()

@@ -1,0 +1,76 @@
+"""``sync.jsontext``: orjson where it writes what the standard library wrote;
+the standard library where orjson refuses."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import uuid
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.db import connection
+
+from sync import jsontext
+from sync.apply import apply
+from sync.apply.bulk import _plain
+from sync.changes import Change, Kind, Op, make_version
+from sync.models import CloudHost
+
+UTC = datetime.UTC
+VALUES = [
+    {"name": "zażółć 🚀", "n": 1, "f": 0.1, "big": 2**63 - 1, "neg": -(2**63), "none": None,
+     "t": True, "list": [1, "a", [None, {"x": {}}]], "esc": 'quote " back \\ tab \t nl \n \x01'},
+    [datetime.datetime(2026, 11, 29, 3, 4, 5, 6, tzinfo=UTC),
+     datetime.datetime(2026, 11, 29, 3, 4, 5, tzinfo=UTC),
+     datetime.datetime(2026, 7, 1, 12, tzinfo=ZoneInfo("Europe/Warsaw")),
+     datetime.datetime(2026, 1, 1), datetime.date(2026, 2, 3), datetime.time(4, 5, 6, 7)],
+    {"b": 1, "a": {"d": 2, "c": [3, {"z": 0, "y": 1}]}},
+    [uuid.UUID("12345678-1234-5678-1234-567812345678"), Decimal("1.50")],
+    "",
+    [],
+]
+
+
+def _stdlib(value, **kw):
+    return json.dumps(value, default=_plain, separators=(",", ":"), **kw)
+
+
+@pytest.mark.parametrize("value", VALUES)
+def test_the_same_document_as_the_standard_library(value):
+    assert json.loads(jsontext.dumps(value, default=_plain)) == json.loads(_stdlib(value))
+    assert jsontext.dumps(value, default=_plain, sort_keys=True) == (
+        json.dumps(json.loads(_stdlib(value)), sort_keys=True, separators=(",", ":"),
+                   ensure_ascii=False))
+
+
+@pytest.mark.parametrize("value", [
+    {"s": "lone \ud800 surrogate"},  # orjson refuses; stdlib escapes (the database refuses it)
+    {"n": 2**64},  # past 64 bits
+    {1: "int key"},
+])
+def test_what_orjson_refuses_is_written_by_the_standard_library(value):
+    assert jsontext.dumps(value, default=_plain) == _stdlib(value)
+
+
+def test_what_neither_can_write_still_raises():
+    with pytest.raises(TypeError):
+        jsontext.dumps({"x": object()}, default=_plain)
+
+
+def test_non_finite_floats_become_null():
+    assert json.loads(jsontext.dumps([float("nan"), float("inf"), -float("inf"), 1.5])) == (
+        [None, None, None, 1.5])
+
+
+@pytest.mark.django_db
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the bulk statements")
+def test_values_reach_the_database_exactly(provider):
+    meta = {"name": "zażółć 🚀", "big": 2**64 + 1, "nested": {"l": [1, 2.5, None, "\\"]},
+            "esc": 'quote " back \\ tab \t nl \n \x01', 1: "int key"}
+    apply(provider, [Change(Kind.HOST, Op.UPSERT, "vm-1", {"hostname": "ä", "metadata": meta},
+                            make_version(1))])
+    host = CloudHost.objects.get(cloudprovider=provider, host_id="vm-1")
+    assert host.hostname == "ä"
+    assert host.metadata == json.loads(json.dumps(meta))  # (JSON keys are strings)
