@@ -115,7 +115,7 @@ class BatchTask(Task):
         eventer = consumer.event_dispatcher
         send_events = bool(eventer and eventer.enabled and task.send_events)
         errors = consumer.connection_errors
-        buffer: list[tuple[str, dict, dict, Any, Any]] = []
+        buffer: list[tuple[str, dict, dict, Any, Any, Any]] = []
         weight = [0]
         timer_ref: list[Any] = []
         max_weight = task.flush_weight
@@ -139,6 +139,31 @@ class BatchTask(Task):
                 log.warning("%s: a message could not be settled (%r); the broker will "
                             "deliver it again", task.name, exc)
 
+        def settle_acks(entries: list[tuple]) -> None:
+            """Acknowledge these messages: in one round trip per channel where
+            the transport can (``sync.broker_transport.Channel.basic_ack_many``),
+            else one by one. If that round trip fails, none is acknowledged:
+            the broker delivers them again after the visibility timeout."""
+            batches: dict[int, tuple[Any, list[Any]]] = {}
+            for entry in entries:
+                message = entry[5]
+                channel = message.channel
+                no_ack = getattr(channel, "no_ack_consumers", None)
+                if (hasattr(channel, "basic_ack_many") and not message.acknowledged
+                        and not (no_ack and message.delivery_info.get("consumer_tag") in no_ack)):
+                    batches.setdefault(id(channel), (channel, []))[1].append(message)
+                else:
+                    settle(entry[3])
+            for channel, batch in batches.values():
+                try:
+                    channel.basic_ack_many([m.delivery_tag for m in batch])
+                except Exception as exc:
+                    log.warning("%s: %d messages could not be acknowledged (%r); the broker will "
+                                "deliver them again", task.name, len(batch), exc)
+                    continue
+                for m in batch:
+                    m._state = "ACK"  # as kombu's Message.ack leaves it
+
         def flush() -> None:
             if not buffer:
                 if timer_ref:
@@ -156,12 +181,14 @@ class BatchTask(Task):
 
             def on_return(outcome: list[str]) -> None:
                 requeued = 0
-                for (_, _, _, ack, reject), verdict in zip(messages, outcome, strict=True):
+                done = []
+                for entry, verdict in zip(messages, outcome, strict=True):
                     if verdict == ACK:
-                        settle(ack)
+                        done.append(entry)
                     else:
-                        settle(reject, True)
+                        settle(entry[4], True)
                         requeued += 1
+                settle_acks(done)
                 if requeued:
                     send("task-failed", batch_id, exception=f"{requeued} messages requeued",
                          traceback="")
@@ -172,13 +199,13 @@ class BatchTask(Task):
             def on_error(exc: BaseException) -> None:
                 log.error("%s: batch of %d failed (%r); all messages requeued",
                           task.name, len(messages), exc)
-                for _, _, _, _, reject in messages:
+                for _, _, _, _, reject, _ in messages:
                     settle(reject, True)
                 send("task-failed", batch_id, exception=repr(exc), traceback="")
 
             pool.apply_async(
                 _run_batch,
-                (task.name, [(task_id, kwargs, info) for task_id, kwargs, info, _, _ in messages]),
+                (task.name, [(task_id, kwargs, info) for task_id, kwargs, info, *_ in messages]),
                 callback=on_return,
                 error_callback=on_error,
             )
@@ -190,7 +217,8 @@ class BatchTask(Task):
                 log.error("%s: undecodable message rejected: %r", task.name, exc)
                 settle(reject, False)
                 return
-            buffer.append((message.headers.get("id"), kwargs, message.delivery_info, ack, reject))
+            buffer.append((message.headers.get("id"), kwargs, message.delivery_info, ack, reject,
+                           message))
             if max_weight is not None:
                 weight[0] += task.weigh(kwargs)
             if len(buffer) >= task.flush_every or (max_weight is not None and weight[0] >= max_weight):

@@ -28,3 +28,49 @@ def test_a_channel_closed_again_after_its_transport_was_detached_raises_a_connec
         channel.close()
     # and Connection.close(), the consumer's next step, swallows it
     connection.maybe_close_channel(channel)
+
+
+def test_a_channel_keeps_one_client_per_connection_pool():
+    with Connection(settings.CELERY_BROKER_URL, transport=Transport) as connection:
+        channel = connection.default_channel
+        with channel.conn_or_acquire() as first, channel.conn_or_acquire() as second:
+            assert first is second and first.connection_pool is channel.pool
+            assert first.ping()
+        given = object()
+        with channel.conn_or_acquire(given) as client:  # a caller's own client is used as is
+            assert client is given
+        channel._after_fork()  # what a forked pool process does: new pools
+        with channel.conn_or_acquire() as third:
+            assert third is not first and third.connection_pool is channel.pool
+            assert third.ping()
+
+
+def test_many_messages_are_acknowledged_in_one_round_trip():
+    import uuid
+
+    import redis
+
+    queue_name = f"test-ack-many-{uuid.uuid4().hex}"
+    server = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    with Connection(settings.CELERY_BROKER_URL, transport=Transport) as connection:
+        queue = connection.SimpleQueue(queue_name)
+        for n in range(7):
+            queue.put({"n": n})
+        messages = [queue.get(timeout=5) for _ in range(7)]
+        channel = queue.channel
+        tags = [m.delivery_tag for m in messages]
+        assert all(server.hexists("unacked", tag) for tag in tags)
+        before = server.info("commandstats").get("cmdstat_exec", {}).get("calls", 0)
+        channel.basic_ack_many(tags[:5])
+        after = server.info("commandstats").get("cmdstat_exec", {}).get("calls", 0)
+        assert after - before == 1  # one pipeline for the five
+        assert [server.hexists("unacked", tag) for tag in tags] == [False] * 5 + [True] * 2
+        assert server.zscore("unacked_index", tags[0]) is None
+        channel.qos._flush()
+        assert set(channel.qos._delivered) == set(tags[5:])
+        channel.basic_ack_many([])  # nothing to do: no round trip
+        assert server.info("commandstats").get("cmdstat_exec", {}).get("calls", 0) == after
+        for m in messages[5:]:
+            m.ack()
+        assert not any(server.hexists("unacked", tag) for tag in tags)
+        queue.close()

@@ -83,3 +83,31 @@ def test_a_batch_is_cut_once_its_messages_weigh_enough(celery_worker):
         celery_app.send_task("tests.batch.weighed", kwargs={"w": 4}, queue="cloudsync.events")
     wait_for(lambda: sum(map(len, WEIGHED)) >= 6, timeout=20)
     assert WEIGHED == [[4, 4, 4], [4, 4, 4]]
+
+
+PLAIN: list[list[int]] = []
+
+
+@celery_app.task(base=BatchTask, name="tests.batch.plain", acks_late=True, flush_every=8,
+                 flush_interval=60)
+def plain(batch: list) -> list[str]:
+    with LOCK:
+        PLAIN.append([kwargs["n"] for _, kwargs in batch])
+    return [ACK] * len(batch)
+
+
+def test_a_done_batch_is_acknowledged_in_one_round_trip(celery_worker):
+    """Each message is recorded unacknowledged as it arrives (kombu: one
+    MULTI/EXEC each); the batch's acknowledgements take one more, not one per
+    message (sync.broker_transport.Channel.basic_ack_many)."""
+    client = redis.Redis.from_url(celery_app.conf.broker_url)
+
+    def execs() -> int:
+        return client.info("commandstats").get("cmdstat_exec", {}).get("calls", 0)
+
+    before = execs()
+    for n in range(8):
+        celery_app.send_task("tests.batch.plain", kwargs={"n": n}, queue="cloudsync.events")
+    wait_for(lambda: sum(map(len, PLAIN)) >= 8 and client.hlen("unacked") == 0, timeout=20)
+    assert PLAIN == [list(range(8))]
+    assert execs() - before == 8 + 1
