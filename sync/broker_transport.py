@@ -65,6 +65,10 @@ class Channel(kombu_redis.Channel):
             kept = self._sync_client = self._create_client()
         yield kept
 
+    def _disconnect_pools(self) -> None:
+        self._sync_client = None
+        super()._disconnect_pools()
+
     def basic_ack_many(self, delivery_tags: Sequence[str]) -> None:
         """``basic_ack`` of many messages with one Redis round trip: their
         entries leave the unacknowledged index and hash in one pipeline, then
@@ -72,9 +76,9 @@ class Channel(kombu_redis.Channel):
         if not delivery_tags:
             return
         qos = self.qos
-        with qos.pipe_or_acquire() as pipe:
-            for tag in delivery_tags:
-                qos._remove_from_indices(tag, pipe)
+        with qos.pipe_or_acquire() as pipe:  # (what QoS._remove_from_indices does, for all)
+            pipe.zrem(qos.unacked_index_key, *delivery_tags)
+            pipe.hdel(qos.unacked_key, *delivery_tags)
             pipe.execute()
         for tag in delivery_tags:
             super(kombu_redis.QoS, qos).ack(tag)  # the virtual QoS: delivered -> dirty

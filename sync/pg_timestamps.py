@@ -13,7 +13,9 @@ the project's setting; and the session's ``TimeZone``, which Django sets to
 match), psycopg's own C loader returns exactly what Django's does: an aware
 ``datetime`` in ``datetime.timezone.utc``. ``register`` puts that loader on
 each new connection (the ``connection_created`` signal, connected in
-``sync.apps``); in any other configuration Django's loader stays.
+``sync.apps``); in any other configuration Django's loader stays. Should a
+session leave UTC later (``SET TIME ZONE``), its values are converted to UTC
+(the same instants).
 """
 
 from __future__ import annotations
@@ -42,8 +44,14 @@ class UtcTimestamptzLoader(Loader):
 
     def __init__(self, oid: int, context: Any = None) -> None:
         super().__init__(oid, context)
+        load = _DEFAULT(oid, context).load
+        connection = self.connection
+        if connection is not None and connection.pgconn.parameter_status(b"TimeZone") != b"UTC":
+            # The session left UTC since (SET TIME ZONE): the same instant, in UTC.
+            self.load = lambda data: load(data).astimezone(datetime.UTC)  # type: ignore[method-assign]
+            return
         # The bound method of the C loader: psycopg calls it directly per value.
-        self.load = _DEFAULT(oid, context).load  # type: ignore[method-assign]
+        self.load = load  # type: ignore[method-assign]
 
     def load(self, data: Any) -> datetime.datetime:  # replaced per instance
         raise NotImplementedError

@@ -35,7 +35,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from sync.apply.applier import KIND_ORDER, MODEL_FOR_KIND, KindApplier
+from sync.apply.applier import KIND_ORDER, MODEL_FOR_KIND, KindApplier, insert_shared
 from sync.apply.floors import Floors
 from sync.apply.history import Cause, CauseArg, HistoryLog
 from sync.apply.result import ApplyResult, Outcome
@@ -83,6 +83,7 @@ def apply(
     history = (HistoryLog(provider, now, cause)
                if record_history and settings.CLOUDSYNC_HISTORY else None)
     with transaction.atomic():
+        insert_shared(provider, by_kind)
         for kind in KIND_ORDER:
             group = by_kind.get(kind)
             for start in range(0, len(group or ()), CHUNK):

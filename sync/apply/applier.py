@@ -36,7 +36,7 @@ from sync.models import (
     SyncedModel,
 )
 
-__all__ = ["KIND_ORDER", "MODEL_FOR_KIND", "KindApplier"]
+__all__ = ["KIND_ORDER", "MODEL_FOR_KIND", "SHARED_KINDS", "KindApplier", "insert_shared"]
 
 MODEL_FOR_KIND: dict[Kind, type[SyncedModel]] = {
     Kind.PROJECT: CloudProject,
@@ -52,6 +52,21 @@ MODEL_FOR_KIND: dict[Kind, type[SyncedModel]] = {
 # moment instead of for a whole apply (measured: half the time two workers'
 # batches spent waiting on each other). The order is the same in every apply.
 KIND_ORDER = (Kind.HOST, Kind.HOST_IP, Kind.PROJECT, Kind.FLAVOR, Kind.IMAGE)
+SHARED_KINDS = (Kind.PROJECT, Kind.FLAVOR, Kind.IMAGE)
+
+
+def insert_shared(provider: CloudProvider, by_kind: dict[Kind, list[Change]]) -> None:
+    """Placeholder rows for the projects, flavors and images a batch changes
+    that do not exist yet, inserted before it locks anything (unlocked, in one
+    order: by kind, then id). A row inserted only when its kind's turn comes,
+    after the batch's hosts are locked, could wait on another batch that
+    inserted the same row first (a host's reference) and now waits on one of
+    those hosts: a deadlock. Inserted here, the wait (if any) comes while
+    nothing is held, and the kind's turn only locks rows that exist."""
+    for kind in SHARED_KINDS:
+        ids = {c.external_id for c in by_kind.get(kind, ())}
+        if ids:
+            bulk.ref_ids(provider, MODEL_FOR_KIND[kind], ids)
 
 _BOOKKEEPING = frozenset({"source_version", "field_versions", "last_synced_by", "last_event_at"})
 # Changed on every row a sync touches; alone, they do not make a row "modified".
@@ -148,7 +163,8 @@ class KindApplier:
                 return
         ids = list(dict.fromkeys(c.external_id for c in self.changes))
         # References first (placeholders inserted, hosts and bound ports
-        # share-locked), then our rows: every apply locks in that order.
+        # share-locked), then our rows; kinds in KIND_ORDER, the shared ones'
+        # new rows inserted before anything (insert_shared).
         self.refs = resolve(self.provider, self.references, self.changes)
         if self.history is not None:
             for name, pks in self.refs.items():

@@ -216,14 +216,67 @@ def test_shared_rows_are_locked_last():
     assert host.hostname == "h2" and host.project.name == "p2" and host.cloudflavor.name == "f2"
 
 
-def _wait_until_blocked(conn, timeout: float = 20.0) -> None:
-    """Until some session of the test database waits for a lock."""
+@pytest.mark.skipif(connection.vendor == "sqlite", reason="SQLite serializes writers itself")
+def test_a_new_shared_row_never_deadlocks_with_a_referrer():
+    """Batch B changes an image nobody has seen and holds a host; batch A's
+    host names that image (a placeholder, inserted first) and waits for B's
+    host. B's image row is inserted before B locks anything, so A waits on B
+    and B never waits on A (it would, inserting the image after its hosts)."""
+    provider = CloudProvider.objects.create(name="conc-new-shared")
+    for ext in ("vm-1", "vm-2"):
+        apply(provider, [Change(Kind.HOST, Op.UPSERT, ext, {"hostname": ext}, make_version(1))])
+    vm2 = CloudHost.all_objects.get(cloudprovider=provider, host_id="vm-2")
+    holder = connections.create_connection("default")
+    prober = connections.create_connection("default")
+    errors: list[BaseException] = []
+
+    def run(changes: list[Change]) -> None:
+        try:
+            apply(provider, changes)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    batch_b = [
+        Change(Kind.HOST, Op.UPSERT, "vm-1", {"hostname": "b1"}, make_version(2)),
+        Change(Kind.HOST, Op.UPSERT, "vm-2", {"hostname": "b2"}, make_version(2)),
+        Change(Kind.IMAGE, Op.UPSERT, "img-new", {"name": "fresh"}, make_version(2)),
+    ]
+    batch_a = [Change(Kind.HOST, Op.UPSERT, "vm-1", {"hostname": "a1", "image": "img-new"},
+                      make_version(3))]
+    try:
+        holder.set_autocommit(False)
+        with holder.cursor() as cur:  # B will lock vm-1, then wait here for vm-2
+            cur.execute("SELECT 1 FROM sync_cloudhost WHERE id = %s FOR UPDATE", [vm2.pk])
+        b = threading.Thread(target=run, args=(batch_b,))
+        b.start()
+        _wait_until_blocked(prober)
+        a = threading.Thread(target=run, args=(batch_a,))
+        a.start()
+        _wait_until_blocked(prober, sessions=2)
+        holder.rollback()
+        b.join(30)
+        a.join(30)
+    finally:
+        holder.close()
+        prober.close()
+    assert errors == []
+    hosts = dict(CloudHost.all_objects.filter(cloudprovider=provider)
+                 .values_list("host_id", "hostname"))
+    assert hosts == {"vm-1": "a1", "vm-2": "b2"}
+    image = CloudHost.all_objects.get(cloudprovider=provider, host_id="vm-1").image
+    assert image.image_id == "img-new" and image.name == "fresh"
+
+
+def _wait_until_blocked(conn, timeout: float = 20.0, sessions: int = 1) -> None:
+    """Until ``sessions`` sessions of the test database wait for a lock."""
     deadline = time.monotonic() + timeout
     with conn.cursor() as cur:
         while time.monotonic() < deadline:
             cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                         "AND wait_event_type = 'Lock'")
-            if cur.fetchone()[0]:
+            if cur.fetchone()[0] >= sessions:
                 return
             time.sleep(0.05)
-    raise AssertionError("the second batch never waited for the host row")
+    raise AssertionError(f"{sessions} session(s) never waited for a lock")

@@ -90,3 +90,15 @@ def test_a_connection_in_another_time_zone_keeps_djangos_loader():
         assert value == datetime.datetime(2026, 7, 1, 10, tzinfo=datetime.UTC)
     finally:
         other.close()
+
+
+def test_a_session_that_left_utc_still_reads_utc():
+    with connection.cursor() as cursor:
+        cursor.execute("SET TIME ZONE 'Europe/Warsaw'")
+        try:
+            cursor.execute("SELECT '2026-07-01 10:00:00+00'::timestamptz")
+            value = cursor.fetchone()[0]
+        finally:
+            cursor.execute("SET TIME ZONE 'UTC'")
+    assert value == datetime.datetime(2026, 7, 1, 10, tzinfo=datetime.UTC)
+    assert value.tzinfo is datetime.UTC
