@@ -83,13 +83,13 @@ def apply(
     history = (HistoryLog(provider, now, cause)
                if record_history and settings.CLOUDSYNC_HISTORY else None)
     with transaction.atomic():
-        insert_shared(provider, by_kind)
+        known = insert_shared(provider, by_kind)
         for kind in KIND_ORDER:
             group = by_kind.get(kind)
             for start in range(0, len(group or ()), CHUNK):
                 KindApplier(
                     provider, kind, group[start : start + CHUNK], now, result, listed_at, floors,
-                    history,
+                    history, known,
                 ).run()
         if history is not None:
             history.write()

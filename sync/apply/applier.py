@@ -55,18 +55,34 @@ KIND_ORDER = (Kind.HOST, Kind.HOST_IP, Kind.PROJECT, Kind.FLAVOR, Kind.IMAGE)
 SHARED_KINDS = (Kind.PROJECT, Kind.FLAVOR, Kind.IMAGE)
 
 
-def insert_shared(provider: CloudProvider, by_kind: dict[Kind, list[Change]]) -> None:
-    """Placeholder rows for the projects, flavors and images a batch changes
-    that do not exist yet, inserted before it locks anything (unlocked, in one
-    order: by kind, then id). A row inserted only when its kind's turn comes,
-    after the batch's hosts are locked, could wait on another batch that
-    inserted the same row first (a host's reference) and now waits on one of
-    those hosts: a deadlock. Inserted here, the wait (if any) comes while
-    nothing is held, and the kind's turn only locks rows that exist."""
+def insert_shared(
+    provider: CloudProvider, by_kind: dict[Kind, list[Change]]
+) -> dict[type[SyncedModel], dict[str, int]]:
+    """Rows for the projects, flavors and images a batch names (its own
+    changes of them and its hosts' references), placeholders inserted for the
+    new ones before the batch locks anything (unlocked, in one order: by kind,
+    then id). A row inserted only when its kind's turn comes, after the
+    batch's hosts are locked, could wait on another batch that inserted the
+    same row first (a host's reference) and now waits on one of those hosts:
+    a deadlock. Inserted here, a wait (if any) comes while nothing is held,
+    and the kind's turn only locks rows that exist. Returns their pks by
+    model and external id (references resolve from them: no second read)."""
+    wanted: dict[type[SyncedModel], set[str]] = defaultdict(set)
     for kind in SHARED_KINDS:
-        ids = {c.external_id for c in by_kind.get(kind, ())}
-        if ids:
-            bulk.ref_ids(provider, MODEL_FOR_KIND[kind], ids)
+        wanted[MODEL_FOR_KIND[kind]].update(c.external_id for c in by_kind.get(kind, ()))
+    shared = {MODEL_FOR_KIND[kind] for kind in SHARED_KINDS}
+    for kind, changes in by_kind.items():
+        refs = [ref for ref in references_of(kind).values() if ref.model in shared]
+        for change in changes if refs else ():
+            if change.op == Op.UPSERT:
+                for ref in refs:
+                    if value := change.fields.get(ref.field):
+                        wanted[ref.model].add(str(value))
+    return {
+        MODEL_FOR_KIND[kind]: bulk.ref_ids(provider, MODEL_FOR_KIND[kind], ids)
+        for kind in SHARED_KINDS
+        if (ids := wanted[MODEL_FOR_KIND[kind]])
+    }
 
 _BOOKKEEPING = frozenset({"source_version", "field_versions", "last_synced_by", "last_event_at"})
 # Changed on every row a sync touches; alone, they do not make a row "modified".
@@ -104,8 +120,10 @@ class KindApplier:
         listed_at: datetime | None = None,
         floors: Floors = NO_FLOORS,
         history: HistoryLog | None = None,
+        known: dict[type[SyncedModel], dict[str, int]] | None = None,
     ) -> None:
         self.provider = provider
+        self.known = known or {}
         self.listed_at = listed_at
         self.floors = floors
         self.floor = ""  # of the row being changed
@@ -165,7 +183,7 @@ class KindApplier:
         # References first (placeholders inserted, hosts and bound ports
         # share-locked), then our rows; kinds in KIND_ORDER, the shared ones'
         # new rows inserted before anything (insert_shared).
-        self.refs = resolve(self.provider, self.references, self.changes)
+        self.refs = resolve(self.provider, self.references, self.changes, self.known)
         if self.history is not None:
             for name, pks in self.refs.items():
                 self.history.known(self.references[name].model, pks)

@@ -60,10 +60,12 @@ def references_of(kind: Kind) -> dict[str, Reference]:
 
 
 def resolve(
-    provider: CloudProvider, refs: dict[str, Reference], changes: Iterable[Change]
+    provider: CloudProvider, refs: dict[str, Reference], changes: Iterable[Change],
+    known: dict[type[SyncedModel], dict[str, int]] | None = None,
 ) -> dict[str, dict[str, int]]:
     """Change field -> {external id: pk} of every id the upserts name
-    (placeholders inserted for unknown ones)."""
+    (placeholders inserted for unknown ones); ``known``: pks this apply has
+    read already, by model."""
     wanted: dict[str, set[str]] = defaultdict(set)
     for change in changes:
         if change.op != Op.UPSERT:
@@ -71,6 +73,13 @@ def resolve(
         for name in refs:
             if change.fields.get(name):
                 wanted[name].add(str(change.fields[name]))
-    return {
-        name: bulk.ref_ids(provider, refs[name].model, ids) for name, ids in wanted.items()
-    }
+    out = {}
+    for name, ids in wanted.items():
+        model = refs[name].model
+        have = (known or {}).get(model, {})
+        found = {i: have[i] for i in ids if i in have}
+        rest = ids.difference(found)
+        if rest:
+            found.update(bulk.ref_ids(provider, model, rest))
+        out[name] = found
+    return out
