@@ -27,6 +27,7 @@ Work is done per kind in bulk: a handful of queries per batch, not per change
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
@@ -36,6 +37,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from sync.apply.applier import KIND_ORDER, MODEL_FOR_KIND, KindApplier, insert_shared
+from sync.apply.bulk import ConcurrentInsert
 from sync.apply.floors import Floors
 from sync.apply.history import Cause, CauseArg, HistoryLog
 from sync.apply.result import ApplyResult, Outcome
@@ -45,6 +47,8 @@ from sync.models import CloudProvider
 __all__ = ["ApplyResult", "Cause", "Floors", "Outcome", "apply", "MODEL_FOR_KIND"]
 
 CHUNK = 1000
+
+log = logging.getLogger(__name__)
 
 
 def apply(
@@ -79,20 +83,33 @@ def apply(
     by_kind: dict[Kind, list[Change]] = defaultdict(list)
     for change in changes:
         by_kind[change.kind].append(change)
-    result = ApplyResult(diffs={} if record_diffs else None)
-    history = (HistoryLog(provider, now, cause)
-               if record_history and settings.CLOUDSYNC_HISTORY else None)
-    with transaction.atomic():
-        known = insert_shared(provider, by_kind)
-        for kind in KIND_ORDER:
-            group = by_kind.get(kind)
-            for start in range(0, len(group or ()), CHUNK):
-                KindApplier(
-                    provider, kind, group[start : start + CHUNK], now, result, listed_at, floors,
-                    history, known,
-                ).run()
-        if history is not None:
-            history.write()
+    # New rows are built in memory and inserted once, at their chunk's
+    # flush (``bulk.ensure_rows``). If another transaction inserted one of
+    # them first, this apply is redone (rolled back to its savepoint, or its
+    # own transaction) the classic way: placeholders inserted up front, where
+    # a concurrent insert is waited for and then read.
+    for build_new in (True, False):
+        result = ApplyResult(diffs={} if record_diffs else None)
+        history = (HistoryLog(provider, now, cause)
+                   if record_history and settings.CLOUDSYNC_HISTORY else None)
+        try:
+            with transaction.atomic():
+                known = insert_shared(provider, by_kind)
+                for kind in KIND_ORDER:
+                    group = by_kind.get(kind)
+                    for start in range(0, len(group or ()), CHUNK):
+                        KindApplier(
+                            provider, kind, group[start : start + CHUNK], now, result, listed_at,
+                            floors, history, known, build_new=build_new,
+                        ).run()
+                if history is not None:
+                    history.write()
+        except ConcurrentInsert as exc:
+            if not build_new:  # (never raised without built rows)
+                raise
+            log.info("provider %s: %s; applying again with placeholders", provider.pk, exc)
+            continue
+        break
     if not keep_outcomes:
         result.outcomes.clear()
     return result

@@ -37,6 +37,7 @@ from typing import Any, NamedTuple
 
 from django.db import connections
 from django.db.models import Q
+from django.db.models.fields.json import KT
 
 from sync.apply import bulk
 from sync.apply.floors import NO_FLOORS, Floors
@@ -101,16 +102,17 @@ class _Seen(NamedTuple):
 
 
 def host_lists(pks: Iterable[int], floors: Floors = NO_FLOORS) -> dict[int, HostList]:
+    # (only the list's version of field_versions: not every host's whole JSON)
     rows = CloudHost.all_objects.filter(pk__any=list(pks)).values_list(
-        "pk", "port_ids", "field_versions", "host_id", "created_at", "deleted_at"
+        "pk", "port_ids", KT("field_versions__port_ids"), "host_id", "created_at", "deleted_at"
     )
     return {
         pk: HostList(
             frozenset(ids or ()),
-            _with_floor((versions or {}).get("port_ids", ""), floors.of(Kind.HOST, _Seen(*seen))),
+            _with_floor(version or "", floors.of(Kind.HOST, _Seen(*seen))),
             seen[2] is not None,
         )
-        for pk, ids, versions, *seen in rows
+        for pk, ids, version, *seen in rows
     }
 
 

@@ -121,8 +121,13 @@ class KindApplier:
         floors: Floors = NO_FLOORS,
         history: HistoryLog | None = None,
         known: dict[type[SyncedModel], dict[str, int]] | None = None,
+        build_new: bool = False,
     ) -> None:
         self.provider = provider
+        # With ``build_new``, rows new to the database are built in memory and
+        # inserted once, with their final values, at the flush (pks here);
+        # otherwise inserted as placeholders first, then updated.
+        self.built: set[int] | None = set() if build_new else None
         self.known = known or {}
         self.listed_at = listed_at
         self.floors = floors
@@ -189,7 +194,7 @@ class KindApplier:
                 self.history.known(self.references[name].model, pks)
         if self.kind == Kind.HOST_IP:
             self._lock_claimed(set(ids))
-        rows = bulk.ensure_rows(self.provider, self.model, ids, lock=True)
+        rows = bulk.ensure_rows(self.provider, self.model, ids, lock=True, built=self.built)
         self.ips.row_pks = [r.pk for r in rows.values()]
         history = self.history
         for change in self.changes:
@@ -452,22 +457,34 @@ class KindApplier:
         # plans (sync.runs). A catch-up (a few objects) still marks what it
         # saw: a stored plan must not delete an object a catch-up listed after
         # it, whatever the cloud's clock says of its version.
-        dirty_rows, fields = [], set()
+        built = self.built or set()
+        dirty_rows, fields, seen = [], set(), set()
         for pk, attrs in self.dirty.items():
             if attrs <= _SYNC_MARKS and pk not in self.ips.new:
                 continue
-            dirty_rows.append(by_pk[pk])
-            fields |= attrs
+            row = by_pk[pk]
+            if self.dirty[row.pk] - _BOOKKEEPING or row.pk in self.ips.new:
+                row.modified_at = self.now  # something about the object changed
+            row.last_seen_at = self.now
+            seen.add(pk)
+            if pk not in built:
+                dirty_rows.append(row)
+                fields |= attrs
+        catch_up = any(c.source == Source.CATCH_UP for c in self.changes)
+        if built:
+            # New rows: one INSERT with what the chunk made of them (every
+            # row it built, written or not: a placeholder existed before too).
+            new_rows = [by_pk[pk] for pk in built]
+            if catch_up:
+                for row in new_rows:
+                    row.last_seen_at = self.now
+            bulk.insert_built(self.model, new_rows)
         if dirty_rows:
-            for row in dirty_rows:
-                if self.dirty[row.pk] - _BOOKKEEPING or row.pk in self.ips.new:
-                    row.modified_at = self.now  # something about the object changed
-                row.last_seen_at = self.now
             bulk.bulk_update(
                 self.model, dirty_rows, [*sorted(fields), "modified_at", "last_seen_at"]
             )
-        if any(c.source == Source.CATCH_UP for c in self.changes):
-            seen_only = set(by_pk).difference(row.pk for row in dirty_rows)
+        if catch_up:
+            seen_only = set(by_pk).difference(seen, built)
             self.model.all_objects.filter(pk__any=list(seen_only)).update(last_seen_at=self.now)
         if self.kind == Kind.HOST:
             if self.ips.new:

@@ -23,17 +23,28 @@ from sync.models import CloudProvider, SyncedModel
 from sync.models.lookups import TextArray
 
 __all__ = [
-    "bulk_update", "ensure_rows", "insert_ignoring_conflicts", "insert_placeholders", "insert_rows",
-    "insert_values",
-    "locked",
-    "ref_ids", "share_lock",
+    "ConcurrentInsert", "bulk_update", "ensure_rows", "insert_built", "insert_ignoring_conflicts",
+    "insert_placeholders", "insert_rows", "insert_values", "locked", "ref_ids", "share_lock",
 ]
 
 
+class ConcurrentInsert(Exception):  # noqa: N818 (a signal to redo, not an error shown to anyone)
+    """Rows ``ensure_rows`` built in memory (``build``) were inserted by
+    another transaction before ours could: the apply that built them must be
+    redone with placeholders (``sync.apply.apply`` does, once)."""
+
+
 def ensure_rows(
-    provider: CloudProvider, model: type[SyncedModel], ids: Sequence[str], *, lock: bool
+    provider: CloudProvider, model: type[SyncedModel], ids: Sequence[str], *, lock: bool,
+    built: set[int] | None = None,
 ) -> dict[str, SyncedModel]:
-    """Rows for these external ids, inserting placeholders for missing ones."""
+    """Rows for these external ids, inserting placeholders for missing ones.
+
+    With ``built`` (Postgres only), missing rows are not inserted: they are
+    built in memory as placeholders would be, with primary keys drawn from
+    the table's sequence (one statement), and their pks added to ``built``.
+    The caller inserts them once, with their final values (``insert_built``):
+    one write per new row instead of a placeholder INSERT and an UPDATE."""
     idf = model.external_id_field
     qs = model.all_objects.filter(cloudprovider=provider)
     if lock:
@@ -41,6 +52,12 @@ def ensure_rows(
     rows = {getattr(r, idf): r for r in qs.filter(**{f"{idf}__any": ids})}
     # Sorted: concurrent transactions insert overlapping new ids in one order.
     missing = sorted(i for i in ids if i not in rows)
+    if missing and built is not None and connections[qs.db].vendor == "postgresql":
+        pks = _allocate_pks(model, len(missing))
+        made = _placeholder_rows(provider, model, list(zip(pks, missing, strict=True)))
+        rows.update({getattr(r, idf): r for r in made})
+        built.update(pks)
+        return rows
     if missing:
         inserted = insert_placeholders(provider, model, missing, load=True)
         # What we inserted is ours (and locked) already; only rows another
@@ -115,23 +132,85 @@ def insert_placeholders(
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, TextArray(ids)])
         returned = cursor.fetchall() if load else []
-    # Every inserted row holds the template's values but its pk and id: the
-    # rows are built from those (no per-row decoding of what we just sent);
-    # mutable defaults (JSON) are fresh objects per row, as Django's would be.
+    return _placeholder_rows(provider, model, returned, template)
+
+
+def _placeholder_rows(
+    provider: CloudProvider, model: type[SyncedModel], keys: Sequence[tuple[int, str]],
+    template: SyncedModel | None = None,
+) -> list[SyncedModel]:
+    """Placeholder rows with these (pk, external id), as the database holds
+    them after ``insert_placeholders``: the template's values but pk and id
+    (no per-row decoding of what was sent); mutable defaults (JSON) are fresh
+    objects per row, as Django's would be."""
+    if not keys:
+        return []
+    idf = model.external_id_field
+    if template is None:
+        template = model(cloudprovider=provider, **{idf: ""})
+        for f in model._meta.concrete_fields:
+            if not f.primary_key and f.attname != idf:
+                setattr(template, f.attname, f.pre_save(template, True))
     fields = model._meta.concrete_fields
     names = [f.attname for f in fields]
     base = [getattr(template, f.attname) for f in fields]
     fresh = [(n, f) for n, f in enumerate(fields) if isinstance(base[n], dict | list)]
-    at_pk, at_id = names.index(pk_field.attname), names.index(id_field.attname)
+    at_pk, at_id = names.index(model._meta.pk.attname), names.index(idf)
     out = []
     db = model.all_objects.db
-    for pk, external_id in returned:
+    for pk, external_id in keys:
         values = base.copy()
         values[at_pk], values[at_id] = pk, external_id
         for n, f in fresh:
             values[n] = f.get_default()
         out.append(model.from_db(db, names, values))
     return out
+
+
+def _allocate_pks(model: type[SyncedModel], n: int) -> list[int]:
+    """``n`` new primary keys from the table's identity sequence, ascending."""
+    connection = connections[model.all_objects.db]
+    meta = model._meta
+    key = (connection.alias, meta.db_table)
+    with connection.cursor() as cursor:
+        if key not in _SEQUENCES:  # (looked up once per process and table)
+            cursor.execute("SELECT pg_get_serial_sequence(%s, %s)", [meta.db_table, meta.pk.column])
+            _SEQUENCES[key] = cursor.fetchone()[0]
+        cursor.execute(
+            "SELECT nextval(%s::regclass) FROM generate_series(1, %s)", [_SEQUENCES[key], n]
+        )
+        return sorted(pk for (pk,) in cursor.fetchall())
+
+
+_SEQUENCES: dict[tuple[str, str], str] = {}
+
+
+def insert_built(model: type[SyncedModel], rows: list[SyncedModel]) -> None:
+    """Insert rows ``ensure_rows`` built (pks included), in pk order; raises
+    ``ConcurrentInsert`` if another transaction inserted one of their
+    external ids first (after waiting for it to commit: its row wins, ours
+    must be redone against it)."""
+    if not rows:
+        return
+    connection = connections[model.all_objects.db]
+    meta = model._meta
+    qn = connection.ops.quote_name
+    cols = list(meta.concrete_fields)
+    text, columns = _recordset(connection, cols, sorted(rows, key=lambda r: r.pk))
+    sql = (
+        f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f in cols)}) "
+        f"SELECT {', '.join(f'v.c{n}' for n in range(len(cols)))} "
+        f"FROM jsonb_to_recordset(%s::jsonb) AS v({columns}) ON CONFLICT DO NOTHING "
+        f"RETURNING 1"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [text])
+        inserted = len(cursor.fetchall())
+    if inserted < len(rows):
+        raise ConcurrentInsert(
+            f"{len(rows) - inserted} of {len(rows)} new {meta.verbose_name_plural} "
+            "were inserted by another transaction first"
+        )
 
 
 def _cast_type(f: models.Field, connection: Any) -> str:
@@ -182,8 +261,15 @@ def _recordset(
     bulk statement with JSON bodies)."""
     getters = []
     for f in fields:
-        if getattr(f, "auto_now_add", False):  # as Django's INSERT would set it
-            getters.append(lambda f, r: f.get_db_prep_save(f.pre_save(r, True), connection))
+        if getattr(f, "auto_now_add", False) and rows:
+            # As Django's INSERT sets it (on the row too), once per statement.
+            stamp = f.pre_save(rows[0], True)
+            for r in rows:
+                setattr(r, f.attname, stamp)
+            getters.append(None)
+        elif f.get_internal_type() == "GenericIPAddressField":
+            # Text the inet column parses (and normalizes) itself; blank is NULL, as in Django.
+            getters.append(lambda f, r: getattr(r, f.attname) or None)
         elif isinstance(f, models.JSONField) or f.get_internal_type() in _AS_IS:
             getters.append(None)  # the attribute itself (JSON None is SQL NULL, as in Django)
         else:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from sync.apply import apply
 from sync.changes import Change, Kind, Op, Source, make_version
@@ -191,3 +193,34 @@ def test_a_complete_port_set_detaches_ports_it_no_longer_names(provider):
     assert CloudPort.objects.get(port_id="fip:1").host is None
     # the same set again changes nothing
     assert dict(apply(provider, [host(version=2, port_ids=["p1"])]).counts["host"]) == {"unchanged": 1}
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite inserts placeholders first")
+def test_a_new_object_is_written_once_with_its_values(provider):
+    # given hosts, a port and a tombstone nobody has seen yet
+    changes = [
+        host(f"vm-{n}", hostname=f"web-{n}", status="active", flavor="m1") for n in range(3)
+    ] + [
+        host("vm-gone", op=Op.DELETE),
+        Change(Kind.HOST_IP, Op.UPSERT, "port-1", {"host": "vm-0", "addresses": ["10.0.0.5"]},
+               v(1), Source.EVENT, "ref-1"),
+    ]
+    # when one apply creates them
+    with CaptureQueriesContext(connection) as queries:
+        result = apply(provider, changes)
+    # then each new host and port row is one INSERT, never a placeholder updated after
+    sql = [q["sql"] for q in queries]
+    for table in ("sync_cloudhost", "sync_cloudport"):
+        assert [s for s in sql if s.startswith(f'INSERT INTO "{table}"')] != []
+        assert [s for s in sql if s.startswith(f'UPDATE "{table}"')] == [], table
+    assert dict(result.counts["host"]) == {"created": 3, "deleted": 1}
+    rows = {h.host_id: h for h in CloudHost.all_objects.filter(cloudprovider=provider)}
+    assert {ext: (h.hostname, h.status, h.cloudflavor.flavor_id) for ext, h in rows.items()
+            if ext != "vm-gone"} == {f"vm-{n}": (f"web-{n}", "active", "m1") for n in range(3)}
+    assert rows["vm-0"].last_seen_at is not None and rows["vm-0"].last_event_at is not None
+    assert rows["vm-0"].field_versions["hostname"] == v(1)
+    assert rows["vm-gone"].deleted_at is not None and rows["vm-gone"].source_version == v(1)
+    port = CloudPort.objects.get(cloudprovider=provider, port_id="port-1")
+    assert port.host_id == rows["vm-0"].pk
+    assert list(CloudHostIP.objects.filter(port=port).values_list("address", "host_id")) == [
+        ("10.0.0.5", rows["vm-0"].pk)]

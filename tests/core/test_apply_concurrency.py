@@ -269,6 +269,73 @@ def test_a_new_shared_row_never_deadlocks_with_a_referrer():
     assert image.image_id == "img-new" and image.name == "fresh"
 
 
+@pytest.mark.skipif(connection.vendor == "sqlite", reason="SQLite serializes writers itself")
+def test_a_new_row_another_transaction_inserted_first_is_applied_again(caplog):
+    """A batch builds a host nobody has yet in memory; another batch inserts
+    the same host and commits before the first one writes it. The first
+    waits for that commit, finds its insert refused, and applies its changes
+    again on the committed row: per-field versions decide, nothing is lost,
+    and its history says "updated", not a second "created"."""
+    from django.db import transaction
+
+    from sync.models import HistoryEntry
+
+    provider = CloudProvider.objects.create(name="conc-redo")
+    prober = connections.create_connection("default")
+    first_applied, commit_first = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+    results = {}
+
+    def first() -> None:  # applies vm-new at version 5, holds its commit
+        try:
+            with transaction.atomic():
+                apply(provider, [Change(Kind.HOST, Op.UPSERT, "vm-new",
+                                        {"hostname": "first", "status": "active"},
+                                        make_version(5))])
+                first_applied.set()
+                assert commit_first.wait(30)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    def second() -> None:  # an older change naming a field the newer one did not
+        try:
+            with transaction.atomic():  # as ingest calls it: apply's own is a savepoint
+                results["second"] = apply(provider, [Change(
+                    Kind.HOST, Op.UPSERT, "vm-new", {"hostname": "second", "flavor": "m1"},
+                    make_version(3))])
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    a = threading.Thread(target=first)
+    b = threading.Thread(target=second)
+    try:
+        with caplog.at_level("INFO", logger="sync.apply"):
+            a.start()
+            assert first_applied.wait(30)
+            b.start()  # does not see vm-new (uncommitted): builds it, then waits on its insert
+            _wait_until_blocked(prober)
+            commit_first.set()
+            a.join(30)
+            b.join(30)
+    finally:
+        commit_first.set()
+        prober.close()
+    assert errors == []
+    assert "applying again with placeholders" in caplog.text
+    row = CloudHost.all_objects.get(cloudprovider=provider, host_id="vm-new")
+    assert (row.hostname, row.status, row.cloudflavor.flavor_id) == ("first", "active", "m1")
+    assert row.source_version == make_version(5)
+    assert dict(results["second"].counts["host"]) == {"updated": 1}
+    actions = list(HistoryEntry.objects.filter(object_pk=row.pk, kind="host")
+                   .order_by("id").values_list("action", "changes"))
+    assert [a for a, _ in actions] == ["created", "updated"]
+    assert actions[1][1] == {"flavor": [None, "m1"]}
+
+
 def _wait_until_blocked(conn, timeout: float = 20.0, sessions: int = 1) -> None:
     """Until ``sessions`` sessions of the test database wait for a lock."""
     deadline = time.monotonic() + timeout
