@@ -161,7 +161,7 @@ def apply_port_lists(
     qs = CloudPort.all_objects.filter(cloudprovider=provider).filter(
         Q(pk__any=pks) | Q(claimed_host_id__any=list(hosts))
     )
-    rows = list(bulk.locked(qs))
+    rows = bulk.load_rows(bulk.locked(qs))
     by_id = {row.port_id: row for row in rows}
     claimed: set[int] = set()
     for host_pk, ids, version in lists:
@@ -234,7 +234,8 @@ def decide(
     fips = {row.pk: row for row in rows if row.parent_port_id}
     if moved_ids:
         bound = CloudPort.all_objects.filter(cloudprovider=provider, parent_port_id__any=list(moved_ids))
-        fips.update({f.pk: f for f in bulk.locked(bound.exclude(pk__any=list(plan.rows)))})
+        fips.update({f.pk: f for f in bulk.load_rows(
+            bulk.locked(bound.exclude(pk__any=list(plan.rows))))})
     if fips:
         _follow_parents(provider, fips, {row.port_id: row for row in ports}, plan)
         plan.rows.update(fips)
