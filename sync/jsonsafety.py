@@ -15,11 +15,16 @@ import math
 import re
 from typing import Any
 
+import orjson
+
 __all__ = ["lossless_text", "parse", "too_deep", "unstorable_reason"]
 
 # A \u0000 or surrogate escape in a JSON text (what NaN, Infinity and
 # overflowing numbers parse to is caught while parsing, see ``parse``).
 _RISKY_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
+# orjson reads an integer beyond 64 bits as a float (the standard library
+# keeps it exact); every such literal has at least 19 digits.
+_LONG_NUMBER = re.compile(r"\d{19}")
 
 
 def too_deep(text: str, value: Any, limit: int) -> bool:
@@ -35,7 +40,16 @@ def parse(text: str, limit: int) -> tuple[Any, bool]:
     """``json.loads(text)`` and whether the value may hold something the
     database cannot store. Decided while parsing (non-finite numbers) and by
     C-speed scans of the text, so ordinary bodies skip the per-value walk of
-    ``unstorable_reason``."""
+    ``unstorable_reason``. Parsed by orjson (3× faster) where it gives the
+    same value; what it refuses or might read differently (integers past 64
+    bits), by the standard library."""
+    if not _LONG_NUMBER.search(text):
+        try:
+            value = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass  # NaN, Infinity, 1e400, a lone surrogate, too deep, invalid: as below
+        else:  # (orjson refuses every non-finite number)
+            return value, bool(_RISKY_ESCAPE.search(text)) or too_deep(text, value, limit)
     risky = False
 
     def number(literal: str) -> float:
@@ -57,18 +71,20 @@ def parse(text: str, limit: int) -> tuple[Any, bool]:
 
 
 def _depth_exceeds(value: Any, limit: int) -> bool:
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
+    # Level by level: one comprehension per level instead of a stack entry
+    # (a tuple) per container.
+    level = [value] if isinstance(value, dict | list) else []
+    depth = 0
+    while level:
+        depth += 1
         if depth > limit:
             return True
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+        level = [
+            child
+            for item in level
+            for child in (item.values() if isinstance(item, dict) else item)
+            if isinstance(child, dict | list)
+        ]
     return False
 
 
