@@ -17,14 +17,13 @@ from typing import Any
 
 import orjson
 
+from sync.jsontext import LONG_NUMBER
+
 __all__ = ["lossless_text", "parse", "too_deep", "unstorable_reason"]
 
 # A \u0000 or surrogate escape in a JSON text (what NaN, Infinity and
 # overflowing numbers parse to is caught while parsing, see ``parse``).
 _RISKY_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
-# orjson reads an integer beyond 64 bits as a float (the standard library
-# keeps it exact); every such literal has at least 19 digits.
-_LONG_NUMBER = re.compile(r"\d{19}")
 
 
 def too_deep(text: str, value: Any, limit: int) -> bool:
@@ -43,7 +42,7 @@ def parse(text: str, limit: int) -> tuple[Any, bool]:
     ``unstorable_reason``. Parsed by orjson (3× faster) where it gives the
     same value; what it refuses or might read differently (integers past 64
     bits), by the standard library."""
-    if not _LONG_NUMBER.search(text):
+    if not LONG_NUMBER.search(text):
         try:
             value = orjson.loads(text)
         except orjson.JSONDecodeError:

@@ -20,12 +20,17 @@ exact text (``sync.jsonsafety``).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 
-__all__ = ["dumps"]
+__all__ = ["LONG_NUMBER", "dumps", "loads"]
+
+# orjson reads an integer beyond 64 bits as a float (the standard library
+# keeps it exact); every such literal has at least 19 digits.
+LONG_NUMBER = re.compile(r"\d{19}")
 
 
 def dumps(value: Any, *, default: Callable[[Any], Any] | None = None,
@@ -38,3 +43,16 @@ def dumps(value: Any, *, default: Callable[[Any], Any] | None = None,
                             option=orjson.OPT_SORT_KEYS if sort_keys else 0).decode()
     except orjson.JSONEncodeError:  # see the module doc
         return json.dumps(value, default=default, sort_keys=sort_keys, separators=(",", ":"))
+
+
+def loads(text: str) -> Any:
+    """``json.loads(text)``, by orjson where it reads the text the same way
+    (3× faster): not where the text has a run of 19 digits (an integer past
+    64 bits would become a float), nor what it refuses (NaN, Infinity, lone
+    surrogates), which the standard library reads or refuses as before."""
+    if not LONG_NUMBER.search(text):
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)

@@ -18,8 +18,12 @@ Events, catch-ups and full syncs all end here. The rules (DESIGN §5):
   a port's newest claim and its host's newest complete port list
   (``sync.apply.addresses``), so it converges like every other field;
 * concurrency: the rows of a batch are locked (``select_for_update``, in pk
-  order) inside one short transaction; missing rows are inserted first with
-  ``ON CONFLICT DO NOTHING`` so two workers never race on a create.
+  order) inside one short transaction. A row new to the database is built in
+  memory (its pk drawn from the table's sequence) and inserted once, with its
+  final values, ``ON CONFLICT DO NOTHING``; if another transaction inserted
+  the same object first, the apply is redone once with placeholders inserted
+  up front (a concurrent insert is then waited for and read), so two workers
+  never race on a create.
 
 Work is done per kind in bulk: a handful of queries per batch, not per change
 (``sync.apply.applier``), with hand-written bulk SQL (``sync.apply.bulk``).

@@ -16,10 +16,12 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 from uuid import UUID
 
-import orjson
-from django.db import connections, models
+import psycopg
+from django.core.exceptions import EmptyResultSet
+from django.db import OperationalError, connections, models
 from django.db.models import signals
 from django.db.models.base import ModelState
+from django.db.models.query import ModelIterable
 
 from sync import jsontext
 from sync.models import CloudProvider, SyncedModel
@@ -32,10 +34,16 @@ __all__ = [
 ]
 
 
+# How long inserting built rows may wait on another transaction's insert of
+# the same object before apply() is redone with placeholders.
+LOCK_WAIT_MS = 50
+
+
 class ConcurrentInsert(Exception):  # noqa: N818 (a signal to redo, not an error shown to anyone)
-    """Rows ``ensure_rows`` built in memory (``build``) were inserted by
-    another transaction before ours could: the apply that built them must be
-    redone with placeholders (``sync.apply.apply`` does, once)."""
+    """Rows ``ensure_rows`` built in memory (``built``) were inserted by
+    another transaction before ours could, or are being inserted by one
+    (waited for no longer than ``LOCK_WAIT_MS``): the apply that built them
+    must be redone with placeholders (``sync.apply.apply`` does, once)."""
 
 
 def ensure_rows(
@@ -178,7 +186,9 @@ def _instances(
     pre/post_init signals and a descriptor call per foreign key cost more than
     the rest of loading a row. Where a receiver listens to those signals,
     Django's own path."""
-    if signals.pre_init.has_listeners(model) or signals.post_init.has_listeners(model):
+    if (signals.pre_init.has_listeners(model) or signals.post_init.has_listeners(model)
+            or model.__init__ is not models.Model.__init__ or model.from_db.__func__
+            is not models.Model.from_db.__func__):
         return [model.from_db(db, names, values) for values in rows]
     new = object.__new__
     out = []
@@ -201,18 +211,23 @@ def load_rows(qs: models.QuerySet) -> list[Any]:
     model = qs.model
     connection = connections[qs.db]
     query = qs.query
-    if (connection.vendor != "postgresql" or query.deferred_loading != (frozenset(), True)
-            or query.annotations or query.select_related):
+    if (connection.vendor != "postgresql" or qs._iterable_class is not ModelIterable
+            or query.deferred_loading != (frozenset(), True) or query.annotations
+            or query.select_related or query.extra or qs._prefetch_related_lookups):
         return list(qs)
     fields = model._meta.concrete_fields
     names = [f.attname for f in fields]
     compiler = qs.values_list(*names).query.get_compiler(qs.db)
-    sql, params = compiler.as_sql()
+    try:
+        sql, params = compiler.as_sql()
+    except EmptyResultSet:  # (``none()``, ``__in=[]``)
+        return []
     converters = compiler.get_converters([col for col, _, _ in compiler.select])
     plan = []
     for n, (funcs, expression) in converters.items():
         json_field = getattr(expression, "target", None)
-        if isinstance(json_field, models.JSONField) and json_field.decoder is None:
+        if (type(json_field).from_db_value is models.JSONField.from_db_value
+                and json_field.decoder is None):  # (not a subclass decoding its own way)
             funcs = [f for f in funcs if getattr(f, "__func__", None) is not
                      models.JSONField.from_db_value]
             plan.append((n, _json_value, None))
@@ -230,16 +245,14 @@ def load_rows(qs: models.QuerySet) -> list[Any]:
 
 
 def _json_value(value: Any) -> Any:
-    """``JSONField.from_db_value`` for a jsonb column (psycopg hands it over as text)."""
+    """``JSONField.from_db_value`` for a jsonb column (psycopg hands it over
+    as text), by ``jsontext.loads``."""
     if value is None:
         return None
     try:
-        return orjson.loads(value)
-    except orjson.JSONDecodeError:  # (what orjson refuses, e.g. integers past 64 bits)
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
+        return jsontext.loads(value)
+    except json.JSONDecodeError:
+        return value
 
 
 def _allocate_pks(model: type[SyncedModel], n: int) -> list[int]:
@@ -278,9 +291,34 @@ def insert_built(model: type[SyncedModel], rows: list[SyncedModel]) -> None:
         f"FROM jsonb_to_recordset(%s::jsonb) AS v({columns}) ON CONFLICT DO NOTHING "
         f"RETURNING 1"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [text])
-        inserted = len(cursor.fetchall())
+    # Never wait here while holding the chunk's locks: another batch may have
+    # inserted one of these ids (a placeholder it names, unlocked) and wait on
+    # a row this one holds, a deadlock. Give up within LOCK_WAIT; apply() then
+    # redoes with placeholders, inserted before this kind's rows are written.
+    # One statement (client-side binding sends the three at once); the
+    # session's own lock_timeout is put back after it.
+    set_wait = (
+        "SELECT set_config('cloudsync.lock_timeout', current_setting('lock_timeout'), true), "
+        f"set_config('lock_timeout', '{LOCK_WAIT_MS}ms', true)"
+    )
+    reset = "SELECT set_config('lock_timeout', current_setting('cloudsync.lock_timeout'), true)"
+    try:
+        with connection.cursor() as cursor:
+            if isinstance(cursor.cursor, psycopg.ClientCursor):
+                cursor.execute(f"{set_wait}; {sql}; {reset}", [text])
+                cursor.nextset()
+                inserted = len(cursor.fetchall())
+            else:  # (server-side binding: one statement per execute)
+                cursor.execute(set_wait)
+                cursor.execute(sql, [text])
+                inserted = len(cursor.fetchall())
+                cursor.execute(reset)
+    except OperationalError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) != "55P03":  # lock_not_available
+            raise
+        raise ConcurrentInsert(
+            f"new {meta.verbose_name_plural}: another transaction is inserting one of them"
+        ) from exc
     if inserted < len(rows):
         raise ConcurrentInsert(
             f"{len(rows) - inserted} of {len(rows)} new {meta.verbose_name_plural} "

@@ -336,6 +336,116 @@ def test_a_new_row_another_transaction_inserted_first_is_applied_again(caplog):
     assert actions[1][1] == {"flavor": [None, "m1"]}
 
 
+@pytest.mark.skipif(connection.vendor == "sqlite", reason="SQLite serializes writers itself")
+def test_a_new_host_and_ports_naming_it_in_two_batches_do_not_deadlock(monkeypatch):
+    """Batch A updates host h0 and creates h1 (built in memory, inserted at
+    its flush); batch B's port events name h0 and h1: B inserts h1 as a
+    placeholder, then waits on h0, which A holds. A's insert of h1 must not
+    wait on B (a deadlock): it gives up at once and A is redone with
+    placeholders. (From the review of the build-new-rows change.)"""
+    from sync.apply.applier import KindApplier
+    from sync.models import CloudPort
+
+    provider = CloudProvider.objects.create(name="conc-build-1")
+    apply(provider, [Change(Kind.HOST, Op.UPSERT, "h0", {"hostname": "h0"}, make_version(1))])
+    prober = connections.create_connection("default")
+    a_ready, go = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+    real_flush = KindApplier._flush
+
+    def flush(self, rows):  # hold batch A between its rows' lock and its flush
+        if threading.current_thread().name == "A" and self.kind == Kind.HOST and not go.is_set():
+            a_ready.set()
+            assert go.wait(30)
+        return real_flush(self, rows)
+
+    monkeypatch.setattr(KindApplier, "_flush", flush)
+
+    def run(name, changes):
+        def target():
+            try:
+                apply(provider, changes)
+            except BaseException as exc:  # noqa: BLE001 - reported by the test
+                errors.append(exc)
+            finally:
+                connections.close_all()
+        return threading.Thread(target=target, name=name)
+
+    a = run("A", [Change(Kind.HOST, Op.UPSERT, "h0", {"hostname": "h0b"}, make_version(2)),
+                  Change(Kind.HOST, Op.UPSERT, "h1", {"hostname": "h1"}, make_version(2))])
+    b = run("B", [Change(Kind.HOST_IP, Op.UPSERT, "p0", {"host": "h0"}, make_version(2)),
+                  Change(Kind.HOST_IP, Op.UPSERT, "p1", {"host": "h1"}, make_version(2))])
+    try:
+        a.start()
+        assert a_ready.wait(30)
+        b.start()
+        _wait_until_blocked(prober)
+    finally:
+        go.set()
+    a.join(30)
+    b.join(30)
+    prober.close()
+    assert errors == []
+    hosts = dict(CloudHost.all_objects.filter(cloudprovider=provider)
+                 .values_list("host_id", "hostname"))
+    assert hosts == {"h0": "h0b", "h1": "h1"}
+    assert CloudPort.all_objects.filter(cloudprovider=provider).count() == 2
+
+
+@pytest.mark.skipif(connection.vendor == "sqlite", reason="SQLite serializes writers itself")
+def test_a_new_port_and_a_host_list_naming_it_do_not_deadlock():
+    """Batch A is port P's own first event (P built in memory), batch B a
+    host's port list naming P (a placeholder, inserted unlocked); both must
+    lock the floating IP bound to P. Whoever waits on the other's insert of
+    P while holding that lock would deadlock. (From the review.)"""
+    from sync.models import CloudPort
+
+    provider = CloudProvider.objects.create(name="conc-build-2")
+    apply(provider, [
+        Change(Kind.HOST, Op.UPSERT, "h1", {"hostname": "h1"}, make_version(1)),
+        Change(Kind.HOST, Op.UPSERT, "h2", {"hostname": "h2"}, make_version(1)),
+        # a floating IP known before its port
+        Change(Kind.HOST_IP, Op.UPSERT, "fip:1", {"port_id": "P", "addresses": ["1.2.3.4"]},
+               make_version(1)),
+    ])
+    fip = CloudPort.all_objects.get(cloudprovider=provider, port_id="fip:1")
+    prober = connections.create_connection("default")
+    holder = connections.create_connection("default")
+    errors: list[BaseException] = []
+
+    def run(changes):
+        def target():
+            try:
+                apply(provider, changes)
+            except BaseException as exc:  # noqa: BLE001 - reported by the test
+                errors.append(exc)
+            finally:
+                connections.close_all()
+        return threading.Thread(target=target)
+
+    a = run([Change(Kind.HOST_IP, Op.UPSERT, "P", {"host": "h2", "addresses": ["10.0.0.1"]},
+                    make_version(2))])
+    b = run([Change(Kind.HOST, Op.UPSERT, "h1", {"port_ids": ["P"]}, make_version(3))])
+    try:
+        holder.set_autocommit(False)
+        with holder.cursor() as cur:
+            cur.execute("SELECT 1 FROM sync_cloudport WHERE id = %s FOR UPDATE", [fip.pk])
+        a.start()
+        _wait_until_blocked(prober, sessions=1)  # A: built P, waits for the floating IP
+        b.start()
+        _wait_until_blocked(prober, sessions=2)  # B: inserted P, waits for the floating IP
+    finally:
+        holder.rollback()
+    a.join(30)
+    b.join(30)
+    prober.close()
+    holder.close()
+    assert errors == []
+    port = CloudPort.all_objects.get(cloudprovider=provider, port_id="P")
+    assert port.host.host_id == "h1"  # the newer claim (the list, version 3) wins
+    assert CloudPort.all_objects.get(pk=fip.pk).host_id == port.host_id
+
+
 def _wait_until_blocked(conn, timeout: float = 20.0, sessions: int = 1) -> None:
     """Until ``sessions`` sessions of the test database wait for a lock."""
     deadline = time.monotonic() + timeout

@@ -74,3 +74,13 @@ def test_values_reach_the_database_exactly(provider):
     host = CloudHost.objects.get(cloudprovider=provider, host_id="vm-1")
     assert host.hostname == "ä"
     assert host.metadata == json.loads(json.dumps(meta))  # (JSON keys are strings)
+
+
+def test_loads_reads_as_the_standard_library_reads():
+    from sync.jsontext import loads
+
+    for text in ('{"a": 123456789012345678901, "b": -18446744073709551617}',
+                 '[1.5, -0, 18446744073709551615, "\\u00e9", null]', "[NaN, Infinity]"):
+        assert repr(loads(text)) == repr(json.loads(text))
+    with pytest.raises(json.JSONDecodeError):
+        loads('{"a": ')
