@@ -109,14 +109,20 @@ def unchanged(
     qn = connection.ops.quote_name
     table, idf = qn(model._meta.db_table), qn(model._meta.get_field(model.external_id_field).column)
     with connection.cursor() as cursor:
+        # The digest as a correlated subquery: one probe of its primary key
+        # per listed row, whatever the planner thinks of the tables' sizes.
+        # (As a join, it hashed the whole digest table for every chunk once
+        # the table grew faster than its statistics: 30 ms per 1,000 ports
+        # at 100k.)
         cursor.execute(
-            f"SELECT t.{idf}, d.digest, t.source_version FROM {table} t "
-            f"JOIN {qn(ListingDigest._meta.db_table)} d ON d.kind = %s AND d.row_id = t.id "
-            f"AND d.row_version = {_ROW_VERSION} "
+            f"SELECT t.{idf}, (SELECT d.digest FROM {qn(ListingDigest._meta.db_table)} d "
+            f"WHERE d.kind = %s AND d.row_id = t.id AND d.row_version = {_ROW_VERSION}), "
+            f"t.source_version FROM {table} t "
             f"WHERE t.cloudprovider_id = %s AND t.{idf} = ANY(%s) AND t.deleted_at IS NULL",
             [kind.value, provider_id, TextArray(wanted)],
         )
-        recorded = {external_id: (digest, version) for external_id, digest, version in cursor}
+        recorded = {external_id: (digest, version)
+                    for external_id, digest, version in cursor if digest is not None}
     floor = floors.versions.get(kind.value, "")
     out: set[int] = set()
     for external_id, entries in wanted.items():
