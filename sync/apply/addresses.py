@@ -286,10 +286,11 @@ def _rewrite_ips(rows: list[CloudPort]) -> None:
     if not rows:
         return
     CloudHostIP.objects.filter(port_id__any=[row.pk for row in rows]).delete()
-    bulk.insert_rows(
+    bulk.insert_values(  # (dicts: a model instance per address cost more than the INSERT)
         CloudHostIP,
         [
-            CloudHostIP(port_id=row.pk, host_id=row.host_id, address=a, version=v, kind=k, mac=m)
+            {"port_id": row.pk, "host_id": row.host_id, "address": a, "version": v, "kind": k,
+             "mac": m}
             for row in rows
             if row.deleted_at is None
             for a, v, k, m in row.addresses or ()
@@ -321,10 +322,10 @@ def write_host_addresses(addresses: dict[int, list]) -> None:
     """Replace the port-less address rows of hosts (e.g. legacy Nova ``fixed_ips``)."""
     pks = list(addresses)
     CloudHostIP.objects.filter(host_id__any=list(pks), port__isnull=True).delete()
-    bulk.insert_rows(
+    bulk.insert_values(
         CloudHostIP,
         [
-            CloudHostIP(host_id=pk, address=a, version=v, kind=k, mac=m)
+            {"host_id": pk, "address": a, "version": v, "kind": k, "mac": m}
             for pk, addrs in addresses.items()
             for a, v, k, m in addrs
         ]

@@ -29,7 +29,7 @@ from sync.models.lookups import TextArray
 
 __all__ = [
     "ConcurrentInsert", "bulk_update", "ensure_rows", "insert_built", "insert_ignoring_conflicts",
-    "insert_placeholders", "insert_rows", "insert_values", "load_rows", "locked", "ref_ids",
+    "insert_placeholders", "insert_values", "load_rows", "locked", "ref_ids",
     "share_lock",
 ]
 
@@ -430,11 +430,6 @@ def bulk_update(model: type[models.Model], rows: list[models.Model], fields: lis
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [text])
-
-
-def insert_rows(model: type[models.Model], rows: list[models.Model]) -> None:
-    """``bulk_create(rows)`` (a conflict raises), as one statement on Postgres."""
-    _insert(model, rows, on_conflict="")
 
 
 def insert_values(
