@@ -230,14 +230,6 @@ def test_a_new_shared_row_never_deadlocks_with_a_referrer():
     prober = connections.create_connection("default")
     errors: list[BaseException] = []
 
-    def run(changes: list[Change]) -> None:
-        try:
-            apply(provider, changes)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
     batch_b = [
         Change(Kind.HOST, Op.UPSERT, "vm-1", {"hostname": "b1"}, make_version(2)),
         Change(Kind.HOST, Op.UPSERT, "vm-2", {"hostname": "b2"}, make_version(2)),
@@ -249,10 +241,10 @@ def test_a_new_shared_row_never_deadlocks_with_a_referrer():
         holder.set_autocommit(False)
         with holder.cursor() as cur:  # B will lock vm-1, then wait here for vm-2
             cur.execute("SELECT 1 FROM sync_cloudhost WHERE id = %s FOR UPDATE", [vm2.pk])
-        b = threading.Thread(target=run, args=(batch_b,))
+        b = _apply_thread(provider, errors, batch_b)
         b.start()
         _wait_until_blocked(prober)
-        a = threading.Thread(target=run, args=(batch_a,))
+        a = _apply_thread(provider, errors, batch_a)
         a.start()
         _wait_until_blocked(prober, sessions=2)
         holder.rollback()
@@ -361,20 +353,12 @@ def test_a_new_host_and_ports_naming_it_in_two_batches_do_not_deadlock(monkeypat
 
     monkeypatch.setattr(KindApplier, "_flush", flush)
 
-    def run(name, changes):
-        def target():
-            try:
-                apply(provider, changes)
-            except BaseException as exc:  # noqa: BLE001 - reported by the test
-                errors.append(exc)
-            finally:
-                connections.close_all()
-        return threading.Thread(target=target, name=name)
-
-    a = run("A", [Change(Kind.HOST, Op.UPSERT, "h0", {"hostname": "h0b"}, make_version(2)),
-                  Change(Kind.HOST, Op.UPSERT, "h1", {"hostname": "h1"}, make_version(2))])
-    b = run("B", [Change(Kind.HOST_IP, Op.UPSERT, "p0", {"host": "h0"}, make_version(2)),
-                  Change(Kind.HOST_IP, Op.UPSERT, "p1", {"host": "h1"}, make_version(2))])
+    a = _apply_thread(provider, errors, [
+        Change(Kind.HOST, Op.UPSERT, "h0", {"hostname": "h0b"}, make_version(2)),
+        Change(Kind.HOST, Op.UPSERT, "h1", {"hostname": "h1"}, make_version(2))], name="A")
+    b = _apply_thread(provider, errors, [
+        Change(Kind.HOST_IP, Op.UPSERT, "p0", {"host": "h0"}, make_version(2)),
+        Change(Kind.HOST_IP, Op.UPSERT, "p1", {"host": "h1"}, make_version(2))], name="B")
     try:
         a.start()
         assert a_ready.wait(30)
@@ -413,19 +397,10 @@ def test_a_new_port_and_a_host_list_naming_it_do_not_deadlock():
     holder = connections.create_connection("default")
     errors: list[BaseException] = []
 
-    def run(changes):
-        def target():
-            try:
-                apply(provider, changes)
-            except BaseException as exc:  # noqa: BLE001 - reported by the test
-                errors.append(exc)
-            finally:
-                connections.close_all()
-        return threading.Thread(target=target)
-
-    a = run([Change(Kind.HOST_IP, Op.UPSERT, "P", {"host": "h2", "addresses": ["10.0.0.1"]},
-                    make_version(2))])
-    b = run([Change(Kind.HOST, Op.UPSERT, "h1", {"port_ids": ["P"]}, make_version(3))])
+    a = _apply_thread(provider, errors, [Change(
+        Kind.HOST_IP, Op.UPSERT, "P", {"host": "h2", "addresses": ["10.0.0.1"]}, make_version(2))])
+    b = _apply_thread(provider, errors, [
+        Change(Kind.HOST, Op.UPSERT, "h1", {"port_ids": ["P"]}, make_version(3))])
     try:
         holder.set_autocommit(False)
         with holder.cursor() as cur:
@@ -444,6 +419,21 @@ def test_a_new_port_and_a_host_list_naming_it_do_not_deadlock():
     port = CloudPort.all_objects.get(cloudprovider=provider, port_id="P")
     assert port.host.host_id == "h1"  # the newer claim (the list, version 3) wins
     assert CloudPort.all_objects.get(pk=fip.pk).host_id == port.host_id
+
+
+def _apply_thread(
+    provider, errors: list[BaseException], changes: list[Change], name: str | None = None
+) -> threading.Thread:
+    """A thread (not started) applying ``changes``; what it raises goes to ``errors``."""
+    def target() -> None:
+        try:
+            apply(provider, changes)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    return threading.Thread(target=target, name=name)
 
 
 def _wait_until_blocked(conn, timeout: float = 20.0, sessions: int = 1) -> None:
