@@ -226,7 +226,7 @@ def load_rows(qs: models.QuerySet) -> list[Any]:
     plan = []
     for n, (funcs, expression) in converters.items():
         json_field = getattr(expression, "target", None)
-        if (type(json_field).from_db_value is models.JSONField.from_db_value
+        if (getattr(type(json_field), "from_db_value", None) is models.JSONField.from_db_value
                 and json_field.decoder is None):  # (not a subclass decoding its own way)
             funcs = [f for f in funcs if getattr(f, "__func__", None) is not
                      models.JSONField.from_db_value]
@@ -276,8 +276,8 @@ _SEQUENCES: dict[tuple[str, str], str] = {}
 def insert_built(model: type[SyncedModel], rows: list[SyncedModel]) -> None:
     """Insert rows ``ensure_rows`` built (pks included), in pk order; raises
     ``ConcurrentInsert`` if another transaction inserted one of their
-    external ids first (after waiting for it to commit: its row wins, ours
-    must be redone against it)."""
+    external ids first (its row wins, ours must be redone against it), or is
+    inserting one and has not committed within ``LOCK_WAIT_MS``."""
     if not rows:
         return
     connection = connections[model.all_objects.db]
@@ -293,10 +293,12 @@ def insert_built(model: type[SyncedModel], rows: list[SyncedModel]) -> None:
     )
     # Never wait here while holding the chunk's locks: another batch may have
     # inserted one of these ids (a placeholder it names, unlocked) and wait on
-    # a row this one holds, a deadlock. Give up within LOCK_WAIT; apply() then
-    # redoes with placeholders, inserted before this kind's rows are written.
-    # One statement (client-side binding sends the three at once); the
-    # session's own lock_timeout is put back after it.
+    # a row this one holds, a deadlock. Give up within LOCK_WAIT_MS (well
+    # under Postgres's deadlock_timeout, 1 s by default, so the timeout comes
+    # first); apply() then redoes with placeholders, inserted before this
+    # kind's rows are written. The session's own lock_timeout is put back in
+    # the INSERT's execute (client-side binding sends both statements at
+    # once; the INSERT's result comes first, so counters see an INSERT).
     set_wait = (
         "SELECT set_config('cloudsync.lock_timeout', current_setting('lock_timeout'), true), "
         f"set_config('lock_timeout', '{LOCK_WAIT_MS}ms', true)"
@@ -304,12 +306,11 @@ def insert_built(model: type[SyncedModel], rows: list[SyncedModel]) -> None:
     reset = "SELECT set_config('lock_timeout', current_setting('cloudsync.lock_timeout'), true)"
     try:
         with connection.cursor() as cursor:
+            cursor.execute(set_wait)
             if isinstance(cursor.cursor, psycopg.ClientCursor):
-                cursor.execute(f"{set_wait}; {sql}; {reset}", [text])
-                cursor.nextset()
+                cursor.execute(f"{sql}; {reset}", [text])
                 inserted = len(cursor.fetchall())
             else:  # (server-side binding: one statement per execute)
-                cursor.execute(set_wait)
                 cursor.execute(sql, [text])
                 inserted = len(cursor.fetchall())
                 cursor.execute(reset)

@@ -262,21 +262,34 @@ def test_a_new_shared_row_never_deadlocks_with_a_referrer():
 
 
 @pytest.mark.skipif(connection.vendor == "sqlite", reason="SQLite serializes writers itself")
-def test_a_new_row_another_transaction_inserted_first_is_applied_again(caplog):
+@pytest.mark.parametrize("other", ["committed", "still inserting"])
+def test_a_new_row_another_transaction_inserted_first_is_applied_again(caplog, monkeypatch, other):
     """A batch builds a host nobody has yet in memory; another batch inserts
-    the same host and commits before the first one writes it. The first
-    waits for that commit, finds its insert refused, and applies its changes
-    again on the committed row: per-field versions decide, nothing is lost,
-    and its history says "updated", not a second "created"."""
+    the same host first. Whether that one has committed by the time the
+    first writes (its insert is refused) or is still in its transaction (the
+    insert gives up after LOCK_WAIT_MS), the first applies its changes again
+    on the other's row: per-field versions decide, nothing is lost, and its
+    history says "updated", not a second "created"."""
     from django.db import transaction
 
+    from sync.apply.applier import KindApplier
     from sync.models import HistoryEntry
 
     provider = CloudProvider.objects.create(name="conc-redo")
     prober = connections.create_connection("default")
-    first_applied, commit_first = threading.Event(), threading.Event()
+    first_applied, commit_first, first_done = threading.Event(), threading.Event(), threading.Event()
     errors: list[BaseException] = []
     results = {}
+    real_flush = KindApplier._flush
+
+    def flush(self, rows):  # "committed": the second writes only once the first committed
+        if threading.current_thread().name == "second" and not first_done.is_set():
+            commit_first.set()
+            assert first_done.wait(30)
+        return real_flush(self, rows)
+
+    if other == "committed":
+        monkeypatch.setattr(KindApplier, "_flush", flush)
 
     def first() -> None:  # applies vm-new at version 5, holds its commit
         try:
@@ -289,6 +302,7 @@ def test_a_new_row_another_transaction_inserted_first_is_applied_again(caplog):
         except BaseException as exc:  # noqa: BLE001 - reported by the test
             errors.append(exc)
         finally:
+            first_done.set()
             connections.close_all()
 
     def second() -> None:  # an older change naming a field the newer one did not
@@ -303,19 +317,29 @@ def test_a_new_row_another_transaction_inserted_first_is_applied_again(caplog):
             connections.close_all()
 
     a = threading.Thread(target=first)
-    b = threading.Thread(target=second)
+    b = threading.Thread(target=second, name="second")
     try:
         with caplog.at_level("INFO", logger="sync.apply"):
             a.start()
             assert first_applied.wait(30)
-            b.start()  # does not see vm-new (uncommitted): builds it, then waits on its insert
-            _wait_until_blocked(prober)
-            commit_first.set()
+            b.start()  # does not see vm-new (uncommitted): builds it
+            if other == "still inserting":
+                # its insert gives up on the first's, then the redo waits for it
+                deadline = time.monotonic() + 20
+                while "applying again" not in caplog.text and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                _wait_until_blocked(prober)
+                commit_first.set()
             a.join(30)
             b.join(30)
+            assert not a.is_alive() and not b.is_alive()
     finally:
         commit_first.set()
+        first_done.set()
         prober.close()
+    reason = ("inserted by another transaction first" if other == "committed"
+              else "another transaction is inserting one of them")
+    assert reason in caplog.text
     assert errors == []
     assert "applying again with placeholders" in caplog.text
     row = CloudHost.all_objects.get(cloudprovider=provider, host_id="vm-new")
@@ -329,7 +353,7 @@ def test_a_new_row_another_transaction_inserted_first_is_applied_again(caplog):
 
 
 @pytest.mark.skipif(connection.vendor == "sqlite", reason="SQLite serializes writers itself")
-def test_a_new_host_and_ports_naming_it_in_two_batches_do_not_deadlock(monkeypatch):
+def test_a_new_host_and_ports_naming_it_in_two_batches_do_not_deadlock(monkeypatch, caplog):
     """Batch A updates host h0 and creates h1 (built in memory, inserted at
     its flush); batch B's port events name h0 and h1: B inserts h1 as a
     placeholder, then waits on h0, which A holds. A's insert of h1 must not
@@ -359,6 +383,7 @@ def test_a_new_host_and_ports_naming_it_in_two_batches_do_not_deadlock(monkeypat
     b = _apply_thread(provider, errors, [
         Change(Kind.HOST_IP, Op.UPSERT, "p0", {"host": "h0"}, make_version(2)),
         Change(Kind.HOST_IP, Op.UPSERT, "p1", {"host": "h1"}, make_version(2))], name="B")
+    caplog.set_level("INFO", logger="sync.apply")
     try:
         a.start()
         assert a_ready.wait(30)
@@ -369,9 +394,11 @@ def test_a_new_host_and_ports_naming_it_in_two_batches_do_not_deadlock(monkeypat
     a.join(30)
     b.join(30)
     prober.close()
+    assert not a.is_alive() and not b.is_alive()
     assert errors == []
     hosts = dict(CloudHost.all_objects.filter(cloudprovider=provider)
                  .values_list("host_id", "hostname"))
+    assert "another transaction is inserting one of them" in caplog.text  # (gave up, redone)
     assert hosts == {"h0": "h0b", "h1": "h1"}
     assert CloudPort.all_objects.filter(cloudprovider=provider).count() == 2
 
@@ -415,6 +442,7 @@ def test_a_new_port_and_a_host_list_naming_it_do_not_deadlock():
     b.join(30)
     prober.close()
     holder.close()
+    assert not a.is_alive() and not b.is_alive()
     assert errors == []
     port = CloudPort.all_objects.get(cloudprovider=provider, port_id="P")
     assert port.host.host_id == "h1"  # the newer claim (the list, version 3) wins

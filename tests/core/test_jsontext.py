@@ -79,8 +79,12 @@ def test_values_reach_the_database_exactly(provider):
 def test_loads_reads_as_the_standard_library_reads():
     from sync.jsontext import loads
 
-    for text in ('{"a": 123456789012345678901, "b": -18446744073709551617}',
-                 '[1.5, -0, 18446744073709551615, "\\u00e9", null]', "[NaN, Infinity]"):
+    for text in ('{"a": 123456789012345678901, "b": -18446744073709551617}',  # (past 64 bits)
+                 '[1.5, -0, 18446744073709551615, "\\u00e9", null]', "[NaN, Infinity]",
+                 # read by orjson:
+                 '[1.5, -0, -0.0, 1e308, 123456789012345678, -9223372036854775, "\\u00e9"]',
+                 '{"a": {"b": [true, false, null, 0.1, 2e-300]}, "a": 2}'):
         assert repr(loads(text)) == repr(json.loads(text))
     with pytest.raises(json.JSONDecodeError):
         loads('{"a": ')
+    assert loads("1e400") == float("inf")  # orjson refuses it; the standard library, as before
