@@ -257,10 +257,15 @@ class RedisServer:
         self.proc.kill()
 
     def broker_backlog(self) -> dict[str, int]:
-        """Messages anywhere in kombu's Redis transport: the queue lists and
-        the unacked hash (delivered, not yet acknowledged; ETA retries too)."""
+        """Messages anywhere in the broker: kombu's queue lists and unacked
+        hash (delivered, not yet acknowledged; ETA retries too), and the
+        endpoint's journal (accepted, not yet recorded in the inbox: the
+        sweeper puts back one lost between BRPOP and kombu's bookkeeping
+        once it is CLOUDSYNC_JOURNAL_RECOVER_SECONDS old)."""
+        from sync.queueing import JOURNAL_TIMES
+
         c = self.client()
-        out = {"unacked": int(c.hlen("unacked"))}
+        out = {"unacked": int(c.hlen("unacked")), "journal": int(c.zcard(JOURNAL_TIMES))}
         for key in c.scan_iter(match="cloudsync.*"):
             if c.type(key) == b"list":
                 out[key.decode(errors="replace")] = int(c.llen(key))
@@ -554,6 +559,13 @@ class Stack:
         import json
 
         return json.loads(done.stdout.strip().splitlines()[-1])
+
+    def journal_put_back(self) -> int:
+        """How many accepted messages the sweeper put back from the journal
+        (lost between BRPOP and kombu's bookkeeping), read from the sweep
+        results in the worker's log."""
+        text = self.worker.log.read_text(errors="replace") if self.worker.log.exists() else ""
+        return sum(int(n) for n in re.findall(r"'messages_put_back': (\d+)", text))
 
     def logs_summary(self) -> str:
         return "\n".join(

@@ -156,7 +156,11 @@ def wait_final(pg: PostgresCluster, provider_id: int, keys: set[str], timeout: f
                         "messages missing from the inbox"
                     )
         if now - start > timeout:
-            return last, now - start, f"timeout after {timeout:.0f}s"
+            try:
+                left = {k: v for k, v in redis.broker_backlog().items() if v} if redis else {}
+            except Exception as exc:  # the broker is (still) down
+                left = {"unreadable": repr(exc)}
+            return last, now - start, f"timeout after {timeout:.0f}s, broker holds {left}"
         time.sleep(interval)
 
 

@@ -74,6 +74,7 @@ def test_redis_sigkill_and_restart_during_ingest(stack):
         "answers_while_down": dict(Answers([a for a in ingest_answers.items
                                             if t_kill <= a.at <= t_up]).statuses()),
         "retried_posts": len(retried.items), "redelivery_bound_s": f"{bound:.0f}",
+        "journal_put_back": stack.journal_put_back(),
         "wait": f"{waited:.0f}s/{budget:.0f}s:{why}",
     })
     diff, line = judge(stack, provider, fig, "drain-reference", messages)

@@ -62,6 +62,7 @@ def test_worker_sigkill_mid_drain(stack):
         "killed_pid": worker_pid, "final_at_kill": done,
         "unacked_at_kill": backlog_at_kill.get("unacked", 0),
         "redelivery_bound_s": f"{bound:.0f}", "wait": f"{waited:.0f}s/{budget:.0f}s:{why}",
+        "journal_put_back": stack.journal_put_back(),
     })
     diff, line = judge(stack, provider, fig, "drain-reference", messages)
 
