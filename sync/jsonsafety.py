@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from sync.jsontext import LONG_NUMBER
+from sync.jsontext import has_long_number
 
 __all__ = ["lossless_text", "parse", "too_deep", "unstorable_reason"]
 
@@ -42,7 +42,7 @@ def parse(text: str, limit: int) -> tuple[Any, bool]:
     ``unstorable_reason``. Parsed by orjson (3× faster) where it gives the
     same value; what it refuses or might read differently (integers past 64
     bits), by the standard library."""
-    if not LONG_NUMBER.search(text):
+    if not has_long_number(text):
         try:
             value = orjson.loads(text)
         except orjson.JSONDecodeError:

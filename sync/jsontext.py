@@ -20,17 +20,38 @@ exact text (``sync.jsonsafety``).
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 
-__all__ = ["LONG_NUMBER", "dumps", "loads"]
+__all__ = ["dumps", "has_long_number", "loads"]
 
 # orjson reads an integer beyond 64 bits as a float (the standard library
-# keeps it exact); every such literal has at least 19 digits.
-LONG_NUMBER = re.compile(r"\d{19}")
+# keeps it exact); every such literal has at least 19 digits. A number
+# literal starts after one of these characters (or at the start of the
+# text), a string never does: a text translated so that they become "|" and
+# digits "0" holds "|" and 19 "0"s where it holds a literal of 19 digits or
+# more. Two C-speed passes, a tenth of orjson's parse of the same text.
+# Searched with a regular expression (\d{19}) instead, it cost 2-4 times the
+# parse, and every run of 19 digits inside a string (one 32-digit hex id in
+# 500 has one) sent the whole text the slow way.
+_BEFORE_NUMBER = b":,[- \t\n\r"
+_NUMBER_MAP = bytes(
+    ord("0") if chr(c).isdigit() and c < 128 else ord("|") if c in _BEFORE_NUMBER else ord(" ")
+    for c in range(256)
+)
+_LONG_LITERAL = b"|" + b"0" * 19
+
+
+def has_long_number(text: str | bytes) -> bool:
+    """Whether the JSON ``text`` may hold a number literal of 19 digits or
+    more (an integer orjson could not read exactly). Never false for one;
+    true now and then for a string that holds such a run after one of
+    ``:,[-`` or a space, which costs only the slower reading."""
+    if isinstance(text, str):
+        text = text.encode("utf-8", "surrogatepass")
+    return _LONG_LITERAL in b"|" + text.translate(_NUMBER_MAP)
 
 
 def dumps(value: Any, *, default: Callable[[Any], Any] | None = None,
@@ -45,14 +66,16 @@ def dumps(value: Any, *, default: Callable[[Any], Any] | None = None,
         return json.dumps(value, default=default, sort_keys=sort_keys, separators=(",", ":"))
 
 
-def loads(text: str) -> Any:
+def loads(text: str | bytes) -> Any:
     """``json.loads(text)``, by orjson where it reads the text the same way
     (3× faster): not where the text has a run of 19 digits (an integer past
     64 bits would become a float), nor what it refuses (NaN, Infinity, lone
-    surrogates), which the standard library reads or refuses as before."""
-    if not LONG_NUMBER.search(text):
+    surrogates; bytes that are not UTF-8), which the standard library reads
+    or refuses as before (bytes: in the encoding it detects)."""
+    if not has_long_number(text):
         try:
             return orjson.loads(text)
         except orjson.JSONDecodeError:
             pass
     return json.loads(text)
+

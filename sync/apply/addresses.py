@@ -173,7 +173,7 @@ def apply_port_lists(
             if row.claimed_host_id != host_pk or version > current:
                 row.claimed_host_id = host_pk
                 row.field_versions = {**(row.field_versions or {}), CLAIM: version}
-                claimed.add(row.pk)
+                claimed.add(row.id)
     plan = decide(provider, rows, now, dirty=claimed, floors=floors)
     save(plan, now)
     return plan
@@ -209,11 +209,12 @@ def decide(
     ``addresses`` changed; ``moved``: rows the caller deleted or brought back
     (their floating IPs must follow); ``floors``: the listing floors the
     registers count from (``sync.apply.floors``)."""
-    plan = Settlement({row.pk: row for row in rows}, set(dirty), set(rewrite) | set(moved))
+    plan = Settlement({row.id: row for row in rows}, set(dirty), set(rewrite) | set(moved))
     ports = [row for row in rows if not row.parent_port_id]
     host_pks = {row.claimed_host_id for row in ports if row.claimed_host_id is not None}
     hosts = host_lists(host_pks, floors) if host_pks else {}
-    moved_ids = {row.port_id for row in rows if row.pk in set(moved)}
+    moved_set = set(moved)
+    moved_ids = {row.port_id for row in rows if row.id in moved_set}
     for row in ports:
         host_pk = attached_host(row, hosts, floors)
         own_tombstone = row.deleted_at is not None and not row.died_with_host
@@ -226,15 +227,15 @@ def decide(
         state = (host_pk, deleted_at, dies)
         if state != (row.host_id, row.deleted_at, row.died_with_host):
             if (deleted_at is None) != (row.deleted_at is None):
-                plan.rewrite.add(row.pk)  # shown again, or hidden with its host
+                plan.rewrite.add(row.id)  # shown again, or hidden with its host
             moved_ids.add(row.port_id)
-            plan.before.setdefault(row.pk, (row.host_id, row.deleted_at))
+            plan.before.setdefault(row.id, (row.host_id, row.deleted_at))
             row.host_id, row.deleted_at, row.died_with_host = state
-            plan.dirty.add(row.pk)
-    fips = {row.pk: row for row in rows if row.parent_port_id}
+            plan.dirty.add(row.id)
+    fips = {row.id: row for row in rows if row.parent_port_id}
     if moved_ids:
         bound = CloudPort.all_objects.filter(cloudprovider=provider, parent_port_id__any=list(moved_ids))
-        fips.update({f.pk: f for f in bulk.load_rows(
+        fips.update({f.id: f for f in bulk.load_rows(
             bulk.locked(bound.exclude(pk__any=list(plan.rows))))})
     if fips:
         _follow_parents(provider, fips, {row.port_id: row for row in ports}, plan)
@@ -247,13 +248,13 @@ def save(plan: Settlement, now: datetime, *, saved: Iterable[int] = ()) -> None:
     caller writes itself) and bring the address rows in line."""
     saved = set(saved)
     changed = [plan.rows[pk] for pk in sorted(plan.dirty)]
-    unsaved = [row for row in changed if row.pk not in saved]
+    unsaved = [row for row in changed if row.id not in saved]
     for row in unsaved:
         row.modified_at = now
     if unsaved:
         bulk.bulk_update(CloudPort, unsaved, _SETTLED)
     _rewrite_ips([plan.rows[pk] for pk in sorted(plan.rewrite)])
-    _retarget_ips([row for row in changed if row.pk not in plan.rewrite])
+    _retarget_ips([row for row in changed if row.id not in plan.rewrite])
 
 
 def _follow_parents(
@@ -274,10 +275,10 @@ def _follow_parents(
         deleted_at = None if fip.died_with_host else fip.deleted_at
         if (fip.host_id, fip.deleted_at, fip.died_with_host) != (host_pk, deleted_at, False):
             if deleted_at != fip.deleted_at:
-                plan.rewrite.add(fip.pk)
-            plan.before.setdefault(fip.pk, (fip.host_id, fip.deleted_at))
+                plan.rewrite.add(fip.id)
+            plan.before.setdefault(fip.id, (fip.host_id, fip.deleted_at))
             fip.host_id, fip.deleted_at, fip.died_with_host = host_pk, deleted_at, False
-            plan.dirty.add(fip.pk)
+            plan.dirty.add(fip.id)
 
 
 def _rewrite_ips(rows: list[CloudPort]) -> None:
@@ -285,11 +286,11 @@ def _rewrite_ips(rows: list[CloudPort]) -> None:
     the port is deleted)."""
     if not rows:
         return
-    CloudHostIP.objects.filter(port_id__any=[row.pk for row in rows]).delete()
+    CloudHostIP.objects.filter(port_id__any=[row.id for row in rows]).delete()
     bulk.insert_values(  # (dicts: a model instance per address cost more than the INSERT)
         CloudHostIP,
         [
-            {"port_id": row.pk, "host_id": row.host_id, "address": a, "version": v, "kind": k,
+            {"port_id": row.id, "host_id": row.host_id, "address": a, "version": v, "kind": k,
              "mac": m}
             for row in rows
             if row.deleted_at is None
@@ -302,7 +303,7 @@ def _retarget_ips(rows: list[CloudPort]) -> None:
     """Point the existing address rows of these ports at their port's host."""
     if not rows:
         return
-    target = {row.pk: (row.host_id if row.deleted_at is None else None) for row in rows}
+    target = {row.id: (row.host_id if row.deleted_at is None else None) for row in rows}
     connection = connections[CloudHostIP.objects.db]
     if connection.vendor != "postgresql":
         for port_pk, host_pk in target.items():
@@ -346,15 +347,15 @@ class ChunkAddresses:
         self._attached: dict[int, list[str]] | None = None
 
     def current(self, row: SyncedModel) -> list:
-        if row.pk in self.new:
-            return self.new[row.pk]
+        if row.id in self.new:
+            return self.new[row.id]
         if self.ports:
             return [tuple(a) for a in row.addresses or ()]
         if row.is_placeholder:
             return []
         if self._stored is None:
             self._stored = self._load_addresses()
-        return self._stored.get(row.pk, [])
+        return self._stored.get(row.id, [])
 
     def attached_ports(self, row: SyncedModel) -> list[str]:
         """The ports attached to a host now."""
@@ -364,7 +365,7 @@ class ChunkAddresses:
             for host_id, port_id in ports.values_list("host_id", "port_id"):
                 loaded[host_id].append(port_id)
             self._attached = {k: sorted(v) for k, v in loaded.items()}
-        return self._attached.get(row.pk, [])
+        return self._attached.get(row.id, [])
 
     def _load_addresses(self) -> dict[int, list]:
         """The port-less address rows of the chunk's hosts."""

@@ -195,15 +195,15 @@ class KindApplier:
         if self.kind == Kind.HOST_IP:
             self._lock_claimed(set(ids))
         rows = bulk.ensure_rows(self.provider, self.model, ids, lock=True, built=self.built)
-        self.ips.row_pks = [r.pk for r in rows.values()]
+        self.ips.row_pks = [r.id for r in rows.values()]
         history = self.history
         for change in self.changes:
             row = rows[change.external_id]
-            self.applied[row.pk] += 1
+            self.applied[row.id] += 1
             if history is None:
                 self.result.add(change, self._apply_one(row, change))
                 continue
-            cause = self.causes[row.pk] = history.cause_of(change)
+            cause = self.causes[row.id] = history.cause_of(change)
             self.entry, self.restored = Entry(self.kind, row, "", cause), False
             # (a placeholder port a host's list attached: shown already)
             shown = self.kind == Kind.HOST_IP and row.host_id is not None
@@ -211,7 +211,7 @@ class KindApplier:
             self.result.add(change, outcome)
             if self.entry.changes:
                 self.entry.action = self._action(outcome, shown)
-                self.entries[row.pk] = history.keep(self.entry)
+                self.entries[row.id] = history.keep(self.entry)
             self.entry = None
         self._flush(rows)
         if self.vouched:
@@ -257,7 +257,7 @@ class KindApplier:
             # Every complete list claims the ports it names, even an old one:
             # in order, it attached them at its version (sync.apply.addresses).
             ports = sorted({str(p) for p in change.fields["port_ids"] or ()})
-            self.port_lists.append((row.pk, ports, change.version))
+            self.port_lists.append((row.id, ports, change.version))
         if (
             tombstoned
             and change.source == Source.FULL_SYNC
@@ -270,7 +270,7 @@ class KindApplier:
             self.restored = True
             row.field_versions = {}
             if self.kind == Kind.HOST:
-                self.membership_hosts.add(row.pk)  # ports hidden with it come back
+                self.membership_hosts.add(row.id)  # ports hidden with it come back
             is_new, tombstoned = True, False
         previous = row.source_version
         versions = dict(row.field_versions or {})
@@ -289,7 +289,7 @@ class KindApplier:
                 continue
             won = True
             if attr == "port_ids":
-                self.membership_hosts.add(row.pk)
+                self.membership_hosts.add(row.id)
             differs = self._differs(row, attr, value)
             if differs:
                 self._set(row, attr, value)
@@ -321,12 +321,12 @@ class KindApplier:
             and not lost
             and change.source == Source.FULL_SYNC
             and row.source_version <= max(change.version, floor)
-            and self.applied[row.pk] == 1  # (another change to it may follow)
+            and self.applied[row.id] == 1  # (another change to it may follow)
         ):
             # The row is now exactly what the listing says: the next listing
             # saying the same need not load it (sync.apply.digests).
             if digest := self.digests.get(id(change)):
-                self.vouched[row.pk] = digest
+                self.vouched[row.id] = digest
         return outcome
 
     def _delete(self, row: SyncedModel, change: Change) -> str:
@@ -344,8 +344,8 @@ class KindApplier:
         self._set(row, "deleted_at", self.now)
         if self.kind == Kind.HOST:
             self._set(row, "status", HostStatusChoices.DELETED)
-            self.membership_hosts.add(row.pk)  # its ports die with it
-            self.ips.new[row.pk] = []
+            self.membership_hosts.add(row.id)  # its ports die with it
+            self.ips.new[row.id] = []
         if self.kind == Kind.HOST_IP:
             self._set(row, "addresses", [])
         self._touch(row, change)
@@ -361,7 +361,7 @@ class KindApplier:
     def _set(self, row: SyncedModel, attr: str, value: Any) -> None:
         entry = self.entry
         if entry is not None and attr in _DECIDING:
-            self.deciders[row.pk] = entry.cause
+            self.deciders[row.id] = entry.cause
         if self.result.diffs is not None and attr not in _BOOKKEEPING:
             old = self._current(row, attr)
             if old != value:
@@ -374,12 +374,12 @@ class KindApplier:
             elif before != value:  # (Entry.note's first step, inline: once per field set)
                 entry.changes[attr] = [before, value]
         if attr == "addresses":
-            self.ips.new[row.pk] = value
+            self.ips.new[row.id] = value
             if self.kind == Kind.HOST:  # the host's port-less rows
                 return
             value = [list(a) for a in value]  # a port keeps its set on the row
         setattr(row, attr, value)
-        self.dirty[row.pk].add(attr)
+        self.dirty[row.id].add(attr)
 
     # -- field mapping -----------------------------------------------------
     def _values(self, change: Change) -> dict[str, Any]:
@@ -430,7 +430,7 @@ class KindApplier:
 
     # -- write -------------------------------------------------------------
     def _flush(self, rows: dict[str, SyncedModel]) -> None:
-        by_pk = {r.pk: r for r in rows.values()}
+        by_pk = {r.id: r for r in rows.values()}
         plan = None
         if self.kind == Kind.HOST_IP:
             # Where each port is now: decided before writing, so each row is
@@ -463,7 +463,7 @@ class KindApplier:
             if attrs <= _SYNC_MARKS and pk not in self.ips.new:
                 continue
             row = by_pk[pk]
-            if self.dirty[row.pk] - _BOOKKEEPING or row.pk in self.ips.new:
+            if self.dirty[row.id] - _BOOKKEEPING or row.id in self.ips.new:
                 row.modified_at = self.now  # something about the object changed
             row.last_seen_at = self.now
             seen.add(pk)

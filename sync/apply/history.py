@@ -113,7 +113,7 @@ class Entry:
     __slots__ = ("action", "cause", "changes", "external_id", "kind", "pk")
 
     def __init__(self, kind: Kind, row: SyncedModel, action: str, cause: Cause) -> None:
-        self.kind, self.pk, self.external_id = kind, row.pk, row.external_id
+        self.kind, self.pk, self.external_id = kind, row.id, row.external_id
         self.action, self.cause = action, cause
         self.changes: dict[str, list] = {}
 

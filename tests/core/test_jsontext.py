@@ -10,6 +10,8 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from django.db import connection
 
 from sync import jsontext
@@ -88,3 +90,47 @@ def test_loads_reads_as_the_standard_library_reads():
     with pytest.raises(json.JSONDecodeError):
         loads('{"a": ')
     assert loads("1e400") == float("inf")  # orjson refuses it; the standard library, as before
+
+
+_DIGITS = st.text(alphabet="0123456789", min_size=1, max_size=25)
+_JSON_SCALARS = (
+    st.none() | st.booleans() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.integers(min_value=-(2**64), max_value=2**64)
+    # strings with runs of digits after the characters a number follows
+    | st.builds(lambda pre, digits, post: pre + digits + post,
+                st.sampled_from(["", "x", ":", ",", "[", "-", " ", "é", "\t"]), _DIGITS,
+                st.sampled_from(["", "x", "]", " "]))
+)
+_JSON = st.recursive(
+    _JSON_SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_JSON, st.sampled_from([None, 0, 2]), st.booleans())
+def test_loads_reads_any_document_as_the_standard_library_does(value, indent, as_bytes):
+    """Whatever the numbers and digit runs in it, in any layout, as text or
+    bytes: the same values and types (an integer past 64 bits never becomes
+    a float: ``has_long_number`` never misses a literal of 19 digits)."""
+    text = json.dumps(value, indent=indent, ensure_ascii=False)
+    expected = json.loads(text)
+    got = jsontext.loads(text.encode() if as_bytes else text)
+    assert repr(got) == repr(expected)
+
+
+def test_has_long_number_finds_literals_not_strings():
+    from sync.jsontext import has_long_number
+
+    long_literals = ["1234567890123456789", "[1234567890123456789]", '{"a":-1234567890123456789}',
+                     '{"a": 12345678901234567890}', "\n1234567890123456789",
+                     '{"a":[1,\r\n\t12345678901234567890.5]}', '{"é":1234567890123456789}']
+    in_strings = ['{"a":"x1234567890123456789"}', '{"a":"1234567890123456789"}',
+                  '{"a":123456789012345678}', '{"a":1.1234567890123456789}',
+                  '{"id":"4f1e2d9012345678901234567abc"}']
+    for text in long_literals:
+        assert has_long_number(text) and has_long_number(text.encode()), text
+    for text in in_strings:
+        assert not has_long_number(text) and not has_long_number(text.encode()), text

@@ -17,6 +17,7 @@ from typing import Any
 
 import requests
 
+from sync import jsontext
 from sync.drivers.base import DriverError
 from sync.drivers.openstack.connection import (
     api_message,
@@ -94,13 +95,30 @@ class Api:
     def json(self, response: requests.Response, what: str) -> dict[str, Any]:
         check_response(response, what)
         with translate_errors(what):
-            body = response.json()
+            body = response_json(response)
         if not isinstance(body, dict):
             raise DriverError(f"{what} failed: the answer is not a JSON object")
         return body
 
     def get(self, service: str, path: str, params: Mapping[str, Any], what: str) -> dict[str, Any]:
         return self.json(self.response(service, path, params, what), what)
+
+
+def response_json(response: requests.Response) -> Any:
+    """``response.json()``, read by ``jsontext.loads`` (orjson, where it reads
+    the text as the standard library does) when the body is UTF-8, JSON's
+    encoding (RFC 8259); a body declared in another charset, or with a byte
+    order mark, is read by requests as before. A full sync reads every listed
+    object here: the standard library's decoder was a twentieth of its CPU
+    time."""
+    encoding = (response.encoding or "utf-8").lower().replace("_", "-")
+    content = response.content
+    if encoding in ("utf-8", "utf8") and content and not content.startswith(b"\xef\xbb\xbf"):
+        try:
+            return jsontext.loads(content)
+        except ValueError:  # (not JSON, or not UTF-8: requests says which, as before)
+            pass
+    return response.json()
 
 
 # -- pagination --------------------------------------------------------------------
