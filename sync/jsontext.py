@@ -49,9 +49,12 @@ def has_long_number(text: str | bytes) -> bool:
     more (an integer orjson could not read exactly). Never false for one;
     true now and then for a string that holds such a run after one of
     ``:,[-`` or a space, which costs only the slower reading."""
+    if len(text) < 19:
+        return False
     if isinstance(text, str):
         text = text.encode("utf-8", "surrogatepass")
-    return _LONG_LITERAL in b"|" + text.translate(_NUMBER_MAP)
+    marked = text.translate(_NUMBER_MAP)
+    return _LONG_LITERAL in marked or marked.startswith(_LONG_LITERAL[1:])
 
 
 def dumps(value: Any, *, default: Callable[[Any], Any] | None = None,
