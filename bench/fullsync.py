@@ -468,7 +468,7 @@ def measure_split(database_url: str, servers: int, provider_id: int, tmp: Path) 
 def _summary(r: dict[str, Any]) -> str:
     return (
         f"{r['seconds']:.2f} s (listing {r['listing']:.2f}, db {r['db']:.2f}, "
-        f"deletions {r['deletions']:.2f}; Python CPU {r.get('cpu', 0):.2f}), "
+        f"deletions {r['deletions']:.2f}; process CPU {r.get('cpu', 0):.2f}), "
         f"{r['maxrss_mb']:.0f} MB, {r['queries']} queries "
         f"{r['by_type']}, rows written {r['rows_written']} "
         f"(inventory {r.get('inventory_rows_written', '?')}), objects {r['objects']}"

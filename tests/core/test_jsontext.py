@@ -10,9 +10,9 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.db import connection
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from django.db import connection
 
 from sync import jsontext
 from sync.apply import apply
@@ -109,13 +109,20 @@ _JSON = st.recursive(
 )
 
 
+_SPACE = st.text(alphabet=" \t\r\n", max_size=3)
+
+
 @settings(max_examples=300, deadline=None)
-@given(_JSON, st.sampled_from([None, 0, 2]), st.booleans())
-def test_loads_reads_any_document_as_the_standard_library_does(value, indent, as_bytes):
-    """Whatever the numbers and digit runs in it, in any layout, as text or
-    bytes: the same values and types (an integer past 64 bits never becomes
-    a float: ``has_long_number`` never misses a literal of 19 digits)."""
-    text = json.dumps(value, indent=indent, ensure_ascii=False)
+@given(_JSON, st.sampled_from([None, 0, 2]), _SPACE, _SPACE, _SPACE, st.booleans())
+def test_loads_reads_any_document_as_the_standard_library_does(
+    value, indent, lead, after_comma, after_colon, as_bytes
+):
+    """Whatever the numbers and digit runs in it, whatever JSON whitespace
+    between its tokens, as text or bytes: the same values and types (an
+    integer past 64 bits never becomes a float: ``has_long_number`` never
+    misses a literal of 19 digits)."""
+    separators = ("," + after_comma, ":" + after_colon)
+    text = lead + json.dumps(value, indent=indent, separators=separators, ensure_ascii=False)
     expected = json.loads(text)
     got = jsontext.loads(text.encode() if as_bytes else text)
     assert repr(got) == repr(expected)

@@ -31,6 +31,10 @@ BODIES = [
     b'{"s": "\\ud800 alone"}',  # a lone surrogate escape
     b'\xef\xbb\xbf{"bom": true}',
     b'  {"spaced": null}  ',
+    b'{"s": "\xed\xa0\x80"}',  # a surrogate's bytes: not UTF-8
+    '{"big": 12345678901234567890}'.encode("utf-16"),
+    '{"big": 12345678901234567890}'.encode("utf-16-le"),
+    b"",
 ]
 
 

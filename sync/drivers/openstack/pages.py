@@ -115,7 +115,8 @@ def response_json(response: requests.Response) -> Any:
     content = response.content
     if encoding in ("utf-8", "utf8") and content and not content.startswith(b"\xef\xbb\xbf"):
         try:
-            return jsontext.loads(content)
+            # (strict: bytes that are not UTF-8 are read by requests, its way)
+            return jsontext.loads(content.decode("utf-8"))
         except ValueError:  # (not JSON, or not UTF-8: requests says which, as before)
             pass
     return response.json()
