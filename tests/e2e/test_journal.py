@@ -65,3 +65,42 @@ def test_messages_still_queued_or_unacknowledged_are_left_alone(client, provider
     assert client.llen(INGEST_QUEUE) == 0
     client.hdel("unacked", tag)  # and once it is in neither, it comes back
     assert journal.recover() == 1 and client.llen(INGEST_QUEUE) == 1
+
+
+def _accept_and_take(client, provider, n: int) -> list[bytes]:
+    """``n`` accepted messages, all taken off the queue (oldest first)."""
+    for i in range(n):
+        enqueue_ingest(provider.pk, json.dumps({**MESSAGE, "message_id": f"j-many-{i}"}),
+                       timezone.now())
+    taken = [client.rpop(INGEST_QUEUE) for _ in range(n)]
+    assert client.llen(INGEST_QUEUE) == 0 and None not in taken
+    return taken
+
+
+def _hold_unacknowledged(client, messages: list[bytes]) -> None:
+    for message in messages:  # as kombu records a message a worker holds
+        client.hset("unacked", json.loads(message)["properties"]["delivery_tag"], message)
+
+
+@pytest.mark.parametrize("page", [500, 7])
+def test_lost_messages_behind_many_held_ones_are_put_back_at_once(client, provider, settings,
+                                                                  page):
+    """Messages held unacknowledged (through a Redis restart: hundreds) are
+    older than a message lost after them; the sweeper looks past them."""
+    settings.CLOUDSYNC_JOURNAL_RECOVER_SECONDS = 0
+    taken = _accept_and_take(client, provider, 150)
+    held, lost = taken[:120], taken[120:]
+    _hold_unacknowledged(client, held)
+    assert journal.recover(page=page) == 30
+    assert sorted(client.lrange(INGEST_QUEUE, 0, -1)) == sorted(lost)
+    assert journal.recover(page=page) == 0  # (queued now: left alone)
+    assert journal.pending() == 150
+
+
+def test_at_most_limit_are_put_back_per_call_each_once(client, provider, settings):
+    settings.CLOUDSYNC_JOURNAL_RECOVER_SECONDS = 0
+    taken = _accept_and_take(client, provider, 40)
+    _hold_unacknowledged(client, taken[::2])
+    counts = [journal.recover(limit=6, page=5) for _ in range(5)]
+    assert counts == [6, 6, 6, 2, 0]
+    assert sorted(client.lrange(INGEST_QUEUE, 0, -1)) == sorted(taken[1::2])
