@@ -56,28 +56,36 @@ def pending() -> int:
     return int(_client().zcard(JOURNAL_TIMES))
 
 
-def recover(limit: int = 100, scan: int = 10_000, page: int = 500) -> int:
+def recover(limit: int = 100, scan: int = 10_000, page: int = 200) -> int:
     """Put back messages older than CLOUDSYNC_JOURNAL_RECOVER_SECONDS that
     are in neither the queue nor kombu's unacknowledged set, oldest first,
     at most ``limit`` per call. Returns how many were put back.
 
-    Such an entry is a message lost between BRPOP and kombu's bookkeeping,
+    Such an entry is a message lost between BRPOP and kombu's bookkeeping;
     or one the inbox has but whose entry a worker could not forget (Redis
-    was away when its batch committed): put back, the inbox deduplicates
-    it. Entries still queued or held unacknowledged are looked past, up to
-    ``scan`` of them, ``page`` at a time with three pipelined round trips:
-    when only the oldest ``limit`` were looked at, a few hundred messages
-    held unacknowledged through a Redis restart kept a lost one behind them
-    waiting until their own redelivery (seen: 96 s instead of ~45 s)."""
+    was away when its batch committed); or one kombu put back on the queue
+    itself (a redelivery), re-serialized, so the queue's copy is not found.
+    Put back, the inbox deduplicates the last two.
+
+    Entries held unacknowledged are looked past (up to ``scan`` entries,
+    ``page`` at a time, three pipelined round trips a page): after a Redis
+    restart a few hundred messages are held until their redelivery, and when
+    only the oldest ``limit`` entries were looked at, a lost message behind
+    them waited for it (seen: 96 s instead of ~45 s). Queued ones are not:
+    a lost message was taken off the queue before every message still on
+    it, so the search stops at the page where ``limit`` queued entries were
+    found (each costs an LPOS scan of the queue from its oldest end). An
+    entry a concurrent ``forget`` shifts past is found by the next sweep."""
     client = _client()
     cutoff = time.time() - settings.CLOUDSYNC_JOURNAL_RECOVER_SECONDS
-    restored = start = looked = 0
-    while restored < limit and looked < scan:
+    restored = start = looked = queued = 0
+    while restored < limit and looked < scan and queued < limit:
         old = client.zrangebyscore(JOURNAL_TIMES, 0, cutoff, start=start, num=page)
         if not old:
             break
         looked += len(old)
-        gone, lost = _lost(client, old)
+        gone, lost, found = _lost(client, old)
+        queued += found
         put_back = lost[: limit - restored]
         for task_id, message in put_back:
             with client.pipeline() as pipe:  # MULTI: put back and re-date together
@@ -91,15 +99,15 @@ def recover(limit: int = 100, scan: int = 10_000, page: int = 500) -> int:
     if restored:
         log.warning("journal: %d accepted messages were in neither the queue nor the "
                     "unacknowledged set and were put back (lost between BRPOP and kombu's "
-                    "bookkeeping, or recorded while their entry could not be forgotten: "
-                    "the inbox deduplicates those)", restored)
+                    "bookkeeping; or recorded while their entry could not be forgotten, or "
+                    "redelivered by kombu: the inbox deduplicates those)", restored)
     return restored
 
 
-def _lost(client: redis.Redis, task_ids: list[bytes]) -> tuple[list[bytes], list[tuple]]:
-    """Of these journal entries: those forgotten meanwhile (no message), and
+def _lost(client: redis.Redis, task_ids: list[bytes]) -> tuple[list[bytes], list[tuple], int]:
+    """Of these journal entries: those forgotten meanwhile (no message),
     (task id, message) of those in neither the queue nor kombu's unacked
-    set. Three pipelined round trips."""
+    set, and how many were found queued. Three pipelined round trips."""
     with client.pipeline(transaction=False) as pipe:
         for task_id in task_ids:
             pipe.hget(JOURNAL_MESSAGES, task_id)
@@ -111,11 +119,14 @@ def _lost(client: redis.Redis, task_ids: list[bytes]) -> tuple[list[bytes], list
             pipe.hexists(UNACKED, tag or "")
         unacked = pipe.execute()
     free = [(t, m) for (t, m, _), u in zip(held, unacked, strict=True) if not u]
+    if not free:
+        return gone, [], 0
     with client.pipeline(transaction=False) as pipe:
         for _, message in free:  # searched from the oldest end, where an old message sits
             pipe.lpos(INGEST_QUEUE, message, rank=-1)
-        queued = pipe.execute()
-    return gone, [item for item, at in zip(free, queued, strict=True) if at is None]
+        at = pipe.execute()
+    lost = [item for item, position in zip(free, at, strict=True) if position is None]
+    return gone, lost, len(free) - len(lost)
 
 
 def _tag(message: bytes) -> str | None:

@@ -82,7 +82,7 @@ def _hold_unacknowledged(client, messages: list[bytes]) -> None:
         client.hset("unacked", json.loads(message)["properties"]["delivery_tag"], message)
 
 
-@pytest.mark.parametrize("page", [500, 7])
+@pytest.mark.parametrize("page", [200, 7])
 def test_lost_messages_behind_many_held_ones_are_put_back_at_once(client, provider, settings,
                                                                   page):
     """Messages held unacknowledged (through a Redis restart: hundreds) are
@@ -104,3 +104,20 @@ def test_at_most_limit_are_put_back_per_call_each_once(client, provider, setting
     counts = [journal.recover(limit=6, page=5) for _ in range(5)]
     assert counts == [6, 6, 6, 2, 0]
     assert sorted(client.lrange(INGEST_QUEUE, 0, -1)) == sorted(taken[1::2])
+
+
+def test_a_backlog_of_queued_messages_is_not_searched_entry_by_entry(client, provider, settings):
+    """Each queued entry costs an LPOS scan of the queue: a sweep stops once
+    ``limit`` of them were found (a lost message left the queue before
+    them), instead of scanning for every one of thousands."""
+    settings.CLOUDSYNC_JOURNAL_RECOVER_SECONDS = 0
+    for i in range(1000):
+        enqueue_ingest(provider.pk, json.dumps({**MESSAGE, "message_id": f"j-q-{i}"}),
+                       timezone.now())
+
+    def lpos_calls() -> int:
+        return int(client.info("commandstats").get("cmdstat_lpos", {}).get("calls", 0))
+
+    before = lpos_calls()
+    assert journal.recover(limit=100, page=50) == 0
+    assert 100 <= lpos_calls() - before < 1000
