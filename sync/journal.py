@@ -56,7 +56,7 @@ def pending() -> int:
     return int(_client().zcard(JOURNAL_TIMES))
 
 
-def recover(limit: int = 100, scan: int = 10_000, page: int = 200) -> int:
+def recover(limit: int = 100, scan: int = 2_000, page: int = 200) -> int:
     """Put back messages older than CLOUDSYNC_JOURNAL_RECOVER_SECONDS that
     are in neither the queue nor kombu's unacknowledged set, oldest first,
     at most ``limit`` per call. Returns how many were put back.
