@@ -14,7 +14,7 @@ each in a fresh Python process so each peak RSS is its own:
 * no-change re-sync: the same again, nothing changed in the cloud.
 
 Queries are counted with ``connection.execute_wrapper`` (a bulk insert or
-update is one query); rows written are the summed rowcounts of INSERT, UPDATE
+update is one query); rows written are the summed rowcounts of INSERT, COPY, UPDATE
 and DELETE, and "inventory rows written" those of statements on the
 inventory tables (``sync_cloud*``; the rest is the run's own bookkeeping:
 its SyncRun row, the provider's status and listing floor). Objects = every synced row: servers + ports + flavors + images +
@@ -167,7 +167,8 @@ class FakeCloudProcess:
 
 
 # -- child side (inside Django) ---------------------------------------------------------
-INVENTORY_TABLE = re.compile(r'(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+"?sync_cloud(?!provider)', re.I)
+INVENTORY_TABLE = re.compile(
+    r'(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM|COPY)\s+"?sync_cloud(?!provider)', re.I)
 
 
 class QueryCounter:
@@ -194,7 +195,7 @@ class QueryCounter:
             entry[0] += 1
             entry[1] += took
             self.by_type[verb] = self.by_type.get(verb, 0) + 1
-            if verb in ("INSERT", "UPDATE", "DELETE"):
+            if verb in ("INSERT", "UPDATE", "DELETE", "COPY"):
                 rowcount = getattr(context["cursor"], "rowcount", -1)
                 if rowcount and rowcount > 0:
                     self.rows[verb] = self.rows.get(verb, 0) + rowcount

@@ -287,11 +287,11 @@ def _rewrite_ips(rows: list[CloudPort]) -> None:
     if not rows:
         return
     CloudHostIP.objects.filter(port_id__any=[row.id for row in rows]).delete()
-    bulk.insert_values(  # (dicts: a model instance per address cost more than the INSERT)
+    bulk.insert_rows(  # (lists: a model instance per address cost more than the INSERT)
         CloudHostIP,
+        ["port_id", "host_id", "address", "version", "kind", "mac"],
         [
-            {"port_id": row.id, "host_id": row.host_id, "address": a, "version": v, "kind": k,
-             "mac": m}
+            [row.id, row.host_id, a, v, k, m]
             for row in rows
             if row.deleted_at is None
             for a, v, k, m in row.addresses or ()
@@ -323,13 +323,10 @@ def write_host_addresses(addresses: dict[int, list]) -> None:
     """Replace the port-less address rows of hosts (e.g. legacy Nova ``fixed_ips``)."""
     pks = list(addresses)
     CloudHostIP.objects.filter(host_id__any=list(pks), port__isnull=True).delete()
-    bulk.insert_values(
+    bulk.insert_rows(
         CloudHostIP,
-        [
-            {"host_id": pk, "address": a, "version": v, "kind": k, "mac": m}
-            for pk, addrs in addresses.items()
-            for a, v, k, m in addrs
-        ]
+        ["host_id", "address", "version", "kind", "mac"],
+        [[pk, a, v, k, m] for pk, addrs in addresses.items() for a, v, k, m in addrs],
     )
 
 

@@ -197,6 +197,8 @@ class KindApplier:
         rows = bulk.ensure_rows(self.provider, self.model, ids, lock=True, built=self.built)
         self.ips.row_pks = [r.id for r in rows.values()]
         history = self.history
+        if history is not None:  # (a port's entry names its host by the host's id)
+            history.known(self.model, {external_id: r.id for external_id, r in rows.items()})
         for change in self.changes:
             row = rows[change.external_id]
             self.applied[row.id] += 1

@@ -219,7 +219,8 @@ class HistoryLog:
 
     def write(self) -> int:
         """Insert the entries that changed something (one statement on
-        Postgres); returns how many."""
+        Postgres); returns how many. Consumes the entries (their changes are
+        renamed in place to the API's terms)."""
         entries = [e for e in self.entries if e.changes]
         if not entries:
             return 0
@@ -227,37 +228,31 @@ class HistoryLog:
         causes = {e.cause for e in entries}
         one = causes.pop() if len(causes) == 1 else None  # (a run's: every entry's)
         same: dict[str, Any] = {"cloudprovider_id": self.provider.pk, "applied_at": self.now}
+        columns = ["kind", "object_pk", "external_id", "action", "changes"]
         if one is not None:
             same.update(_cause_values(one))
+        else:
+            columns += list(_cause_values(Cause(CauseKind.EVENT)))
         rows = []
         for e in entries:
-            # (values as they are: bulk.insert_values renders them as ``plain`` does)
+            # (values as they are: bulk.insert_rows renders them as ``plain`` does)
             changes = e.changes
             refs = _REFERENCES.get(e.kind)
             if refs is not None:
-                renamed = _RENAMED.get(e.kind, {})
-                changes = {}
-                for attr, (before, after) in e.changes.items():
-                    if attr in refs:
-                        name, model = refs[attr]
-                        looked = names[model]
-                        changes[name] = [
-                            looked.get(before) if before else None,
-                            looked.get(after) if after else None,
-                        ]
-                    else:
-                        changes[renamed.get(attr, attr)] = [before, after]
-            row = {
-                "kind": e.kind,  # (a StrEnum: its value)
-                "object_pk": e.pk,
-                "external_id": e.external_id,
-                "action": e.action,
-                "changes": changes,
-            }
+                for attr, (name, model) in refs.items():
+                    pair = changes.pop(attr, None)
+                    if pair is not None:
+                        looked, (before, after) = names[model], pair
+                        changes[name] = [looked.get(before) if before else None,
+                                         looked.get(after) if after else None]
+                for attr, name in _RENAMED.get(e.kind, {}).items():
+                    if attr in changes:
+                        changes[name] = changes.pop(attr)
+            row = [e.kind.value, e.pk, e.external_id, e.action, changes]
             if one is None:
-                row.update(_cause_values(e.cause))
+                row.extend(_cause_values(e.cause).values())
             rows.append(row)
-        bulk.insert_values(HistoryEntry, rows, same)
+        bulk.insert_rows(HistoryEntry, columns, rows, same)
         return len(rows)
 
     def _reference_names(self, entries: list[Entry]) -> dict[type[SyncedModel], dict[int, str]]:
@@ -267,10 +262,16 @@ class HistoryLog:
         out = self._names
         wanted: dict[type[SyncedModel], set[int]] = defaultdict(set)
         for e in entries:
-            for attr, (_, model) in _REFERENCES.get(e.kind, {}).items():
-                if attr in e.changes:
+            refs = _REFERENCES.get(e.kind)
+            if refs is None:
+                continue
+            for attr, (_, model) in refs.items():
+                pair = e.changes.get(attr)
+                if pair is not None:
                     names = out[model]
-                    wanted[model].update(pk for pk in e.changes[attr] if pk and pk not in names)
+                    for pk in pair:
+                        if pk and pk not in names:
+                            wanted[model].add(pk)
         for model, pks in wanted.items():
             if pks:
                 out[model].update(

@@ -208,10 +208,11 @@ def test_a_new_object_is_written_once_with_its_values(provider):
     # when one apply creates them
     with CaptureQueriesContext(connection) as queries:
         result = apply(provider, changes)
-    # then each new host and port row is one INSERT, never a placeholder updated after
+    # then each new host and port row is written once (COPY), never a placeholder updated after
     sql = [q["sql"] for q in queries]
     for table in ("sync_cloudhost", "sync_cloudport"):
-        assert [s for s in sql if f'INSERT INTO "{table}"' in s] != []
+        assert [s for s in sql if s.startswith(f'COPY "{table}"')] != [], table
+        assert [s for s in sql if f'INSERT INTO "{table}"' in s] == [], table
         assert [s for s in sql if f'UPDATE "{table}"' in s] == [], table
     assert dict(result.counts["host"]) == {"created": 3, "deleted": 1}
     rows = {h.host_id: h for h in CloudHost.all_objects.filter(cloudprovider=provider)}
