@@ -20,8 +20,8 @@ Events, catch-ups and full syncs all end here. The rules (DESIGN §5):
 * concurrency: the rows of a batch are locked (``select_for_update``, in pk
   order) inside one short transaction. A row new to the database is built in
   memory (its pk drawn from the table's sequence) and inserted once, with its
-  final values, ``ON CONFLICT DO NOTHING``; if another transaction inserted
-  the same object first, the apply is redone once with placeholders inserted
+  final values (one ``COPY``); if another transaction inserted the same
+  object first (the COPY fails on it), the apply is redone once with placeholders inserted
   up front (a concurrent insert is then waited for and read), so two workers
   never race on a create.
 
@@ -76,8 +76,8 @@ def apply(
     ``floors`` (``sync.apply.floors``): what a complete listing vouches for;
     a full sync passes its own, everything else gets the provider's last.
     ``cause`` (``sync.apply.history``): why these changes are applied, for
-    the object history written in the same transaction (one INSERT for the
-    call; unless ``record_history`` is off, or the ``CLOUDSYNC_HISTORY``
+    the object history written in the same transaction (one statement for
+    the call; unless ``record_history`` is off, or the ``CLOUDSYNC_HISTORY``
     setting): one ``Cause``, or a function giving each change's; by default
     read from each change's source.
     """

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from datetime import datetime
+from enum import Enum
 from typing import Any
 
 from django.db import models
@@ -404,15 +406,13 @@ class KindApplier:
                 values[name] = list(value or [])
             elif name in ("metadata", "extra_specs"):
                 values[name] = dict(value or {})
-            elif value is None and self._is_text(name):
-                values[name] = ""
+            elif type(value) is not str and name in _text_fields(self.model):
+                # (None is blank; anything else as its JSON text, whatever
+                # writes the row: a COPY would render it its own way)
+                values[name] = "" if value is None else _as_text(value)
             else:
                 values[name] = value
         return values
-
-    def _is_text(self, attr: str) -> bool:
-        field_ = self.model._meta.get_field(attr)
-        return isinstance(field_, models.CharField | models.TextField)
 
     def _current(self, row: SyncedModel, attr: str) -> Any:
         if attr == "addresses":
@@ -474,7 +474,7 @@ class KindApplier:
                 fields |= attrs
         catch_up = any(c.source == Source.CATCH_UP for c in self.changes)
         if built:
-            # New rows: one INSERT with what the chunk made of them (every
+            # New rows: one COPY of what the chunk made of them (every
             # row it built, written or not: a placeholder existed before too).
             new_rows = [by_pk[pk] for pk in built]
             if catch_up:
@@ -541,3 +541,27 @@ class KindApplier:
             entry = history.note_settled(Kind.HOST_IP, row, plan.before[pk], entry, cause)
             if pk in own:
                 self.entries[pk] = entry
+
+
+_TEXT_FIELDS: dict[type[SyncedModel], frozenset[str]] = {}
+
+
+def _text_fields(model: type[SyncedModel]) -> frozenset[str]:
+    """The attributes of ``model`` stored as text."""
+    names = _TEXT_FIELDS.get(model)
+    if names is None:
+        names = _TEXT_FIELDS[model] = frozenset(
+            f.attname for f in model._meta.concrete_fields
+            if isinstance(f, models.CharField | models.TextField))
+    return names
+
+
+def _as_text(value: Any) -> str:
+    """A value a driver gave a text field that is not text: its JSON text
+    (``true``, ``["a", "b"]``; an enum's value), as the rows' JSON
+    statements stored it before."""
+    if isinstance(value, Enum):
+        value = value.value
+        if isinstance(value, str):
+            return value
+    return json.dumps(value, default=str, ensure_ascii=False)

@@ -18,6 +18,7 @@ from operator import itemgetter
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from django.core.exceptions import EmptyResultSet
 from django.db import IntegrityError, OperationalError, connections, models
 from django.db.backends.utils import CursorDebugWrapper
@@ -340,16 +341,21 @@ def copy_rows(
            "FROM STDIN")
 
     def run(sql: str, params: Any, many: bool, context: dict[str, Any]) -> int:
+        # (as Django's own executor: wrappers see Django's exceptions)
+        connection.validate_no_broken_transaction()
         raw = context["cursor"].cursor
-        with raw.copy(sql) as copy:
-            for row in rows:
-                copy.write_row(row)
+        with connection.wrap_database_errors:
+            try:
+                with raw.copy(sql) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            except UnicodeEncodeError as exc:  # (a lone surrogate: refused as the server would)
+                raise psycopg.DataError(f"text the database cannot hold: {exc}") from exc
         return raw.rowcount
 
-    connection.validate_no_broken_transaction()
     with connection.cursor() as cursor:
         logged = cursor.debug_sql(sql) if isinstance(cursor, CursorDebugWrapper) else nullcontext()
-        with logged, connection.wrap_database_errors:
+        with logged:
             return cursor._execute_with_wrappers(sql, None, False, run)
 
 
@@ -365,7 +371,7 @@ def _tuples(
             for r in rows:
                 setattr(r, f.attname, stamp)
     names = [f.attname for f in fields]
-    pick = itemgetter(*names)
+    pick = itemgetter(*names) if len(names) > 1 else lambda values: (values[names[0]],)
     convert = [(n, get) for n, f in enumerate(fields)
                if (get := _copy_value(f, connection)) is not None]
     out = []

@@ -5,8 +5,8 @@ field, its tombstone, a port's attachment) becomes one entry: the fields
 before → after, the time applied, and the cause. The entries of one
 ``apply()`` call are collected in memory (``HistoryLog``) and inserted with
 one statement at its end, in its transaction: a change and its history
-commit together, and a batch of 1,000 events costs one more INSERT, not
-1,000. A change that alters nothing records nothing.
+commit together, and a batch of 1,000 events costs one more statement (a
+``COPY``), not 1,000. A change that alters nothing records nothing.
 
 Why not django-reversion or django-simple-history: they hook ``save()`` /
 model signals, which the bulk statements of ``sync.apply.bulk`` never fire,
@@ -144,7 +144,7 @@ def _cause_values(c: Cause) -> dict[str, Any]:
 
 class HistoryLog:
     """The history of one ``apply()`` call: entries collected by its chunk
-    appliers, written with one INSERT by ``write`` (in apply's transaction)."""
+    appliers, written with one statement by ``write`` (in apply's transaction)."""
 
     def __init__(self, provider: CloudProvider, now: datetime, cause: CauseArg) -> None:
         self.provider = provider

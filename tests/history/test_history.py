@@ -1,6 +1,6 @@
 """Object history written by apply(): a host's lifecycle through events, full
 syncs healing, deleting and resurrecting, replays adding nothing, and one
-INSERT per batch (real Postgres, real openstacksdk against the fake cloud)."""
+statement per batch (real Postgres, real openstacksdk against the fake cloud)."""
 
 from __future__ import annotations
 
