@@ -80,14 +80,6 @@ else:
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
         "connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=5)
     )
-    # Parameters travel apart from the statement (the extended protocol)
-    # instead of being quoted into its text: an event batch's JSON documents
-    # (hundreds of kB) were escaped by the client, then lexed again by the
-    # server (50-message bodies: +5 % events/s). Django keeps prepared
-    # statements off, so connection poolers still work.
-    DATABASES["default"]["OPTIONS"].setdefault(
-        "server_side_binding", env.bool("DB_SERVER_SIDE_BINDING", default=True)
-    )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
