@@ -2,8 +2,8 @@
 
 import os
 
-from celery import Celery
-from celery.signals import worker_init, worker_process_init, worker_process_shutdown
+from celery import Celery, states
+from celery.signals import task_postrun, worker_init, worker_process_init, worker_process_shutdown
 from kombu import Exchange, Queue
 
 from sync.names import EVENTS_QUEUE, ROUTES, SYNC_QUEUE
@@ -36,6 +36,25 @@ def _tune_gc(**_: object) -> None:
     from sync.gc_tuning import tune
 
     tune()
+
+
+@task_postrun.connect
+def _database_after_task(sender: object = None, state: str | None = None, **_: object) -> None:
+    """After each task (each message of a batch): a connection older than
+    CONN_MAX_AGE, or one Django finds unusable, is closed, as at the end of a
+    request; after a task that did not succeed, every connection is. Celery's
+    fixup leaves them open otherwise (CELERY_DB_REUSE_MAX in settings); a
+    connection the database dropped in between is found at its next use
+    (CONN_HEALTH_CHECKS) or by sync.db_outage, which reconnects."""
+    from django.db import close_old_connections, connections
+
+    if getattr(getattr(sender, "request", None), "is_eager", False):
+        return  # run in the caller's process (apply()): its connection, its transaction
+    if state == states.SUCCESS:
+        close_old_connections()
+        return
+    for conn in connections.all(initialized_only=True):
+        conn.close()
 
 
 @worker_process_shutdown.connect

@@ -143,6 +143,13 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = env.int(
     "CELERY_WORKER_PREFETCH_MULTIPLIER", default=CLOUDSYNC_INGEST_BATCH_SIZE
 )
 CELERY_TASK_TIME_LIMIT = env.int("CLOUDSYNC_TASK_TIME_LIMIT", default=3 * 3600)
+# A pool process keeps its database connection from one task (one batch) to
+# the next: Celery's Django fixup would close it after every task (and every
+# message of a batch), and each batch would pay for a new Postgres backend
+# and its cold caches. The fixup now closes it only every this many tasks;
+# project/celery.py closes it sooner when it is older than CONN_MAX_AGE, when
+# Django finds it unusable, or after a task that did not succeed.
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=10_000)
 # A message a worker took but never acknowledged (the worker died) goes back
 # to its queue after this many seconds (kombu's Redis visibility timeout,
 # checked every 10 s). Tasks may run longer: events are idempotent (inbox

@@ -158,9 +158,10 @@ def apply_port_lists(
     pks = list(bulk.ref_ids(provider, CloudPort, listed).values()) if listed else []
     if not pks and not hosts:
         return None
-    qs = CloudPort.all_objects.filter(cloudprovider=provider).filter(
-        Q(pk__any=pks) | Q(claimed_host_id__any=list(hosts))
-    )
+    # (No provider condition: the pks are this provider's, and so are the
+    # hosts that claim; with it, a planner whose statistics lag a fast-growing
+    # table reads every port of the provider instead of the two indexes.)
+    qs = CloudPort.all_objects.filter(Q(pk__any=pks) | Q(claimed_host_id__any=list(hosts)))
     rows = bulk.load_rows(bulk.locked(qs))
     by_id = {row.port_id: row for row in rows}
     claimed: set[int] = set()

@@ -17,8 +17,8 @@ __all__ = ["Event", "SyncRun"]
 class Event(models.Model):
     """One received message (the inbox). Unique per provider by dedup key."""
 
-    cloudprovider = models.ForeignKey(
-        "sync.CloudProvider", on_delete=models.CASCADE, related_name="events"
+    cloudprovider = models.ForeignKey(  # (indexed by uniq_event_key, which leads with it)
+        "sync.CloudProvider", on_delete=models.CASCADE, related_name="events", db_index=False
     )
     key = models.CharField(max_length=255)
     event_type = models.CharField(max_length=255, blank=True, default="", db_index=True)

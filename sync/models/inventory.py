@@ -47,7 +47,15 @@ class SyncedModel(models.Model):
         "modified_at",
     )
 
-    cloudprovider = models.ForeignKey("sync.CloudProvider", on_delete=models.CASCADE)
+    # No index of its own: each model's unique constraint (cloudprovider,
+    # external id) leads with it. A second, single-column index cost every
+    # insert and every non-HOT update one more index write, and a planner
+    # without statistics yet (a table that grew fast since its last ANALYZE)
+    # picked it for "cloudprovider = P AND <external id> = ANY(...)" and
+    # read every row of the provider instead of the few it asked for.
+    cloudprovider = models.ForeignKey(
+        "sync.CloudProvider", on_delete=models.CASCADE, db_index=False
+    )
     source_version = models.CharField(max_length=80, blank=True, default="")
     # The version that last set each field: fields are last-writer-wins
     # registers, so any order of changes converges (an older change may still

@@ -20,8 +20,9 @@ __all__ = ["EventRollup"]
 class EventRollup(models.Model):
     """How many events of one provider did one thing in one 5-minute period."""
 
-    cloudprovider = models.ForeignKey("sync.CloudProvider", on_delete=models.CASCADE,
-                                      related_name="+")
+    cloudprovider = models.ForeignKey(  # (indexed by uniq_event_rollup, which leads with it)
+        "sync.CloudProvider", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     period = models.DateTimeField(help_text="Start of the 5-minute period (UTC).")
     # received, processed, ignored, failed, dead (sync.rollups.OUTCOMES)
     outcome = models.CharField(max_length=10)

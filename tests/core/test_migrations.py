@@ -61,3 +61,25 @@ def test_the_history_index_migration_runs_again_after_failing_halfway():
     finally:
         with psycopg.connect(admin, autocommit=True) as db:
             db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.mark.django_db
+def test_no_table_indexes_its_provider_twice():
+    """A table whose unique constraint leads with ``cloudprovider_id`` has no
+    second index of that column alone (0014): one more index write on every
+    insert and non-HOT update, and the index a planner without statistics
+    picked to read every row of a provider instead of the few asked for."""
+    from django.db import connection
+
+    doubled = []
+    with connection.cursor() as cursor:
+        for table in connection.introspection.table_names(cursor):
+            if not table.startswith("sync_"):
+                continue
+            found = connection.introspection.get_constraints(cursor, table).values()
+            indexed = [c["columns"] for c in found if c["index"] or c["unique"]]
+            if ["cloudprovider_id"] in indexed and any(
+                len(cols) > 1 and cols[0] == "cloudprovider_id" for cols in indexed
+            ):
+                doubled.append(table)
+    assert doubled == []

@@ -1,0 +1,113 @@
+"""The provider column of the inventory tables, the inbox and the event
+rollups loses its own index: each table's unique constraint leads with it
+(uniq_<kind>_id, uniq_event_key, uniq_event_rollup), so lookups by provider
+keep an index. The single-column index cost every insert and every non-HOT
+update one more index write, and a planner without statistics yet (a table
+that grew fast since its last ANALYZE: a new provider's first burst) chose
+it for "cloudprovider_id = P AND <external id> = ANY(...)", reading every
+row of the provider instead of the few asked for (bench/README.md,
+2026-11-29).
+
+Only the indexes are dropped (DROP INDEX IF EXISTS, on Postgres and SQLite
+alike): Django's own AlterField would drop and re-add each foreign key,
+validating it again over the whole table under a lock."""
+
+import django.db.models.deletion
+from django.db import migrations, models
+
+INDEXES = {
+    "cloudflavor": "sync_cloudflavor_cloudprovider_id_db880b11",
+    "cloudhost": "sync_cloudhost_cloudprovider_id_98fe0534",
+    "cloudimage": "sync_cloudimage_cloudprovider_id_d5b9247f",
+    "cloudport": "sync_cloudport_cloudprovider_id_bcba4afc",
+    "cloudproject": "sync_cloudproject_cloudprovider_id_59bfa941",
+    "event": "sync_event_cloudprovider_id_6c255018",
+    "eventrollup": "sync_eventrollup_cloudprovider_id_100039c2",
+}
+
+
+def _drop(model: str) -> migrations.RunSQL:
+    table, index = f"sync_{model}", INDEXES[model]
+    return migrations.RunSQL(
+        f'DROP INDEX IF EXISTS "{index}"',
+        reverse_sql=f'CREATE INDEX IF NOT EXISTS "{index}" ON "{table}" ("cloudprovider_id")',
+    )
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("sync", "0013_history_cheaper_inserts"),
+    ]
+
+    operations = [
+        migrations.SeparateDatabaseAndState(
+            database_operations=[_drop(model) for model in INDEXES],
+            state_operations=[
+                migrations.AlterField(
+                    model_name="cloudflavor",
+                    name="cloudprovider",
+                    field=models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        to="sync.cloudprovider",
+                    ),
+                ),
+                migrations.AlterField(
+                    model_name="cloudhost",
+                    name="cloudprovider",
+                    field=models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        to="sync.cloudprovider",
+                    ),
+                ),
+                migrations.AlterField(
+                    model_name="cloudimage",
+                    name="cloudprovider",
+                    field=models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        to="sync.cloudprovider",
+                    ),
+                ),
+                migrations.AlterField(
+                    model_name="cloudport",
+                    name="cloudprovider",
+                    field=models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        to="sync.cloudprovider",
+                    ),
+                ),
+                migrations.AlterField(
+                    model_name="cloudproject",
+                    name="cloudprovider",
+                    field=models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        to="sync.cloudprovider",
+                    ),
+                ),
+                migrations.AlterField(
+                    model_name="event",
+                    name="cloudprovider",
+                    field=models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="events",
+                        to="sync.cloudprovider",
+                    ),
+                ),
+                migrations.AlterField(
+                    model_name="eventrollup",
+                    name="cloudprovider",
+                    field=models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="sync.cloudprovider",
+                    ),
+                ),
+            ],
+        ),
+    ]
