@@ -21,6 +21,7 @@ class Event(models.Model):
         "sync.CloudProvider", on_delete=models.CASCADE, related_name="events", db_index=False
     )
     key = models.CharField(max_length=255)
+    # (a plain btree: migration 0015 dropped Django's varchar_pattern_ops twin)
     event_type = models.CharField(max_length=255, blank=True, default="", db_index=True)
     status = models.CharField(
         max_length=20, choices=EventStatusChoices.choices, default=EventStatusChoices.QUEUED

@@ -170,6 +170,9 @@ class CloudHost(SyncedModel):
         "launched_at",
     )
     host_id = models.CharField(max_length=255)
+    # (db_index: a plain btree; migration 0015 dropped the varchar_pattern_ops
+    # twin Django adds on Postgres: no query asks LIKE 'prefix%' of these
+    # columns, and every insert and non-HOT update wrote it. Same below.)
     hostname = models.CharField(max_length=255, blank=True, default="", db_index=True)
     status = models.CharField(
         max_length=20, choices=HostStatusChoices.choices, default=HostStatusChoices.UNKNOWN

@@ -83,3 +83,19 @@ def test_no_table_indexes_its_provider_twice():
             ):
                 doubled.append(table)
     assert doubled == []
+
+
+@pytest.mark.skipif("not __import__('django.db').db.connection.vendor == 'postgresql'")
+@pytest.mark.django_db
+def test_the_busy_tables_have_no_pattern_ops_index():
+    """0015: the inbox, hosts, ports and history carry no ``varchar_pattern_ops``
+    index (``LIKE 'prefix%'`` only; no query of the project asks it of them)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexname FROM pg_indexes WHERE tablename = ANY(%s) "
+            "AND indexdef LIKE '%%pattern_ops%%'",
+            [["sync_event", "sync_cloudhost", "sync_cloudport", "sync_historyentry"]],
+        )
+        assert cursor.fetchall() == []
