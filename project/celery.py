@@ -3,7 +3,13 @@
 import os
 
 from celery import Celery, states
-from celery.signals import task_postrun, worker_init, worker_process_init, worker_process_shutdown
+from celery.signals import (
+    task_postrun,
+    task_prerun,
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+)
 from kombu import Exchange, Queue
 
 from sync.names import EVENTS_QUEUE, ROUTES, SYNC_QUEUE
@@ -38,18 +44,33 @@ def _tune_gc(**_: object) -> None:
     tune()
 
 
+def _eager(task: object) -> bool:
+    """Run in the caller's process (``apply()``): its connection, its transaction."""
+    return bool(getattr(getattr(task, "request", None), "is_eager", False))
+
+
+@task_prerun.connect
+def _database_before_task(sender: object = None, **_: object) -> None:
+    """Before each task (each message of a batch), as Django does when a
+    request starts: a connection older than CONN_MAX_AGE (it may have sat
+    idle) or left unusable is closed, and the next use of the one kept
+    checks it first (CONN_HEALTH_CHECKS: a connection the database dropped
+    in between is replaced). Celery's fixup leaves connections open
+    (CELERY_DB_REUSE_MAX in settings)."""
+    from django.db import close_old_connections
+
+    if not _eager(sender):
+        close_old_connections()
+
+
 @task_postrun.connect
 def _database_after_task(sender: object = None, state: str | None = None, **_: object) -> None:
-    """After each task (each message of a batch): a connection older than
-    CONN_MAX_AGE, or one Django finds unusable, is closed, as at the end of a
-    request; after a task that did not succeed, every connection is. Celery's
-    fixup leaves them open otherwise (CELERY_DB_REUSE_MAX in settings); a
-    connection the database dropped in between is found at its next use
-    (CONN_HEALTH_CHECKS) or by sync.db_outage, which reconnects."""
+    """After each task: the same as before one, and after a task that did not
+    succeed every connection is closed, whatever its age."""
     from django.db import close_old_connections, connections
 
-    if getattr(getattr(sender, "request", None), "is_eager", False):
-        return  # run in the caller's process (apply()): its connection, its transaction
+    if _eager(sender):
+        return
     if state == states.SUCCESS:
         close_old_connections()
         return

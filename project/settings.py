@@ -76,10 +76,18 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
-    # A database that stopped answering is an outage to wait out, not a hang.
-    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
-        "connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=5)
-    )
+    # A database that stopped answering is an outage to wait out, not a hang:
+    # a connection is given up after DB_CONNECT_TIMEOUT seconds, and a kept
+    # one whose peer went silent (a dropped NAT entry, a failover) after
+    # about a minute (TCP keepalives for idle waits, tcp_user_timeout for
+    # data the server never acknowledged) instead of the kernel's 15 minutes.
+    _options = DATABASES["default"].setdefault("OPTIONS", {})
+    _options.setdefault("connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=5))
+    _options.setdefault("keepalives", 1)
+    _options.setdefault("keepalives_idle", 30)
+    _options.setdefault("keepalives_interval", 10)
+    _options.setdefault("keepalives_count", 3)
+    _options.setdefault("tcp_user_timeout", env.int("DB_TCP_USER_TIMEOUT_MS", default=60_000))
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

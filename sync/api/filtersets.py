@@ -17,6 +17,7 @@ from django import forms
 from django.db import models
 from django.db.models import Q, QuerySet
 
+from sync import history_reads
 from sync.choices import (
     EventStatusChoices,
     HistoryActionChoices,
@@ -352,13 +353,20 @@ class HistoryEntryFilterSet(FilterSet):
     event = django_filters.NumberFilter(field_name="event_id", label="Caused by this inbox event")
     run = django_filters.NumberFilter(field_name="run_id", label="Caused by this sync run")
     event_type = CharInFilter(field_name="event_type", label="Event type(s), comma-separated")
+    external_id = django_filters.CharFilter(
+        method="filter_external_id",
+        label="The object's external id (also once its tombstone was purged)",
+    )
 
     class Meta:
         model = HistoryEntry
-        fields = ["external_id"]
+        fields: list[str] = []
 
     def filter_provider(self, queryset: QuerySet, name: str, value: list[str]) -> QuerySet:
         return queryset.filter(provider_q(value, "cloudprovider"))
+
+    def filter_external_id(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        return queryset.filter(history_reads.named(value))
 
 
 class PurgeRunFilterSet(FilterSet):

@@ -162,7 +162,7 @@ def apply_port_lists(
     # hosts that claim; with it, a planner whose statistics lag a fast-growing
     # table reads every port of the provider instead of the two indexes.)
     qs = CloudPort.all_objects.filter(Q(pk__any=pks) | Q(claimed_host_id__any=list(hosts)))
-    rows = bulk.load_rows(bulk.locked(qs))
+    rows = [row for row in bulk.load_rows(bulk.locked(qs)) if row.cloudprovider_id == provider.pk]
     by_id = {row.port_id: row for row in rows}
     claimed: set[int] = set()
     for host_pk, ids, version in lists:

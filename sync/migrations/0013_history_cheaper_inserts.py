@@ -12,42 +12,9 @@ its whole duration. Dropping the two column indexes and the constraint
 takes its lock only for an instant."""
 
 import django.db.models.deletion
-from django.contrib.postgres.operations import AddIndexConcurrently, RemoveIndexConcurrently
 from django.db import migrations, models
 
-
-class _ConcurrentlyOnPostgres:
-    """The CONCURRENTLY form on Postgres, the plain operation elsewhere (SQLite)."""
-
-    plain: type
-
-    def database_forwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor == "postgresql":
-            return super().database_forwards(app_label, schema_editor, from_state, to_state)
-        return self.plain.database_forwards(self, app_label, schema_editor, from_state, to_state)
-
-    def database_backwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor == "postgresql":
-            return super().database_backwards(app_label, schema_editor, from_state, to_state)
-        return self.plain.database_backwards(self, app_label, schema_editor, from_state, to_state)
-
-
-class AddIndex(_ConcurrentlyOnPostgres, AddIndexConcurrently):
-    plain = migrations.AddIndex
-
-    def database_forwards(self, app_label, schema_editor, from_state, to_state):
-        # Not atomic: a run that failed after building (or while building,
-        # leaving an INVALID index) must be able to run again. The index is
-        # new here, so what has its name is that leftover.
-        if schema_editor.connection.vendor == "postgresql":
-            schema_editor.execute(
-                f"DROP INDEX CONCURRENTLY IF EXISTS {schema_editor.quote_name(self.index.name)}"
-            )
-        return super().database_forwards(app_label, schema_editor, from_state, to_state)
-
-
-class RemoveIndex(_ConcurrentlyOnPostgres, RemoveIndexConcurrently):
-    plain = migrations.RemoveIndex
+from sync.migration_ops import AddIndex, RemoveIndex
 
 
 class Migration(migrations.Migration):

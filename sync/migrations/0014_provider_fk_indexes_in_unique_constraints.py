@@ -8,40 +8,37 @@ it for "cloudprovider_id = P AND <external id> = ANY(...)", reading every
 row of the provider instead of the few asked for (bench/README.md,
 2026-11-29).
 
-Only the indexes are dropped (DROP INDEX IF EXISTS, on Postgres and SQLite
-alike): Django's own AlterField would drop and re-add each foreign key,
+Only the indexes are dropped, CONCURRENTLY on Postgres (this migration is
+not atomic; nothing waits on it, and it waits on nothing, while workers
+run): Django's own AlterField would drop and re-add each foreign key,
 validating it again over the whole table under a lock."""
 
 import django.db.models.deletion
 from django.db import migrations, models
 
+from sync.migration_ops import drop_indexes
+
 INDEXES = {
-    "cloudflavor": "sync_cloudflavor_cloudprovider_id_db880b11",
-    "cloudhost": "sync_cloudhost_cloudprovider_id_98fe0534",
-    "cloudimage": "sync_cloudimage_cloudprovider_id_d5b9247f",
-    "cloudport": "sync_cloudport_cloudprovider_id_bcba4afc",
-    "cloudproject": "sync_cloudproject_cloudprovider_id_59bfa941",
-    "event": "sync_event_cloudprovider_id_6c255018",
-    "eventrollup": "sync_eventrollup_cloudprovider_id_100039c2",
+    "sync_cloudflavor_cloudprovider_id_db880b11": ("sync_cloudflavor", '"cloudprovider_id"'),
+    "sync_cloudhost_cloudprovider_id_98fe0534": ("sync_cloudhost", '"cloudprovider_id"'),
+    "sync_cloudimage_cloudprovider_id_d5b9247f": ("sync_cloudimage", '"cloudprovider_id"'),
+    "sync_cloudport_cloudprovider_id_bcba4afc": ("sync_cloudport", '"cloudprovider_id"'),
+    "sync_cloudproject_cloudprovider_id_59bfa941": ("sync_cloudproject", '"cloudprovider_id"'),
+    "sync_event_cloudprovider_id_6c255018": ("sync_event", '"cloudprovider_id"'),
+    "sync_eventrollup_cloudprovider_id_100039c2": ("sync_eventrollup", '"cloudprovider_id"'),
 }
 
 
-def _drop(model: str) -> migrations.RunSQL:
-    table, index = f"sync_{model}", INDEXES[model]
-    return migrations.RunSQL(
-        f'DROP INDEX IF EXISTS "{index}"',
-        reverse_sql=f'CREATE INDEX IF NOT EXISTS "{index}" ON "{table}" ("cloudprovider_id")',
-    )
-
-
 class Migration(migrations.Migration):
+    atomic = False  # (DROP INDEX CONCURRENTLY on Postgres)
+
     dependencies = [
         ("sync", "0013_history_cheaper_inserts"),
     ]
 
     operations = [
         migrations.SeparateDatabaseAndState(
-            database_operations=[_drop(model) for model in INDEXES],
+            database_operations=[drop_indexes(INDEXES)],
             state_operations=[
                 migrations.AlterField(
                     model_name="cloudflavor",

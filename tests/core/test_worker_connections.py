@@ -32,14 +32,15 @@ def _backend() -> int:
 
 
 @pytest.fixture
-def reusable(settings):
+def reusable():
     """A connection Django may keep for a minute (the suite runs with
     CONN_MAX_AGE=0, where Django itself closes after every request)."""
+    before = connection.settings_dict["CONN_MAX_AGE"]  # (the same dict as settings')
     connection.close()
     connection.settings_dict["CONN_MAX_AGE"] = 60
     yield
     connection.close()
-    connection.settings_dict["CONN_MAX_AGE"] = settings.DATABASES["default"].get("CONN_MAX_AGE", 0)
+    connection.settings_dict["CONN_MAX_AGE"] = before
 
 
 def _task_signals(state: str, messages: int) -> None:
@@ -122,3 +123,29 @@ def test_a_task_run_in_the_callers_process_leaves_its_connection_alone(reusable)
             ingest_task.pop_request()
         assert connection.connection is not None
         assert _backend() == first
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'")
+def test_after_a_database_error_a_dropped_connection_is_still_replaced(reusable, fixup):
+    """A handled error (a lock timeout, a deadlock) makes Django check the
+    connection at the end of that task; the next task must check it again,
+    or a connection the server dropped in between fails that task."""
+    from django.db import OperationalError
+
+    first = _backend()
+    with connection.cursor() as cursor:  # (autocommit: no rollback resets the flag)
+        cursor.execute("SET statement_timeout = '1ms'")
+        with pytest.raises(OperationalError):
+            cursor.execute("SELECT pg_sleep(1)")  # canceled
+        cursor.execute("SET statement_timeout = 0")
+    assert connection.errors_occurred
+    _task_signals(states.SUCCESS, 1)  # the task that handled it ends
+    other = connection.copy()
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [first])
+    finally:
+        other.close()
+    # the next task starts, and its first query must find a live connection
+    signals.task_prerun.send(sender=ingest_task, task_id="t", task=ingest_task, args=(), kwargs={})
+    assert _backend() != first

@@ -105,13 +105,19 @@ def plan(sql: str, params: list) -> str:
 
 
 def test_history_by_external_id_and_by_run_is_read_through_an_index(provider):
+    from sync import history_reads
+
     run = SyncRun.objects.create(cloudprovider=provider, kind="full")
     entries(provider, 4, run=run)
-    by_id = HistoryEntry.objects.filter(
-        cloudprovider=provider, kind="host", external_id="obj-1"
-    ).order_by("-applied_at")
+    HistoryEntry.objects.filter(external_id="obj-1").update(action="deleted")  # (purged)
+    with CaptureQueriesContext(connection) as ctx:
+        named = history_reads.named("obj-1")
+    looked = [q["sql"] for q in ctx.captured_queries if "sync_historyentry" in q["sql"]]
+    assert len(looked) == 1 and "history_deleted" in plan(looked[0], [])
+    by_id = HistoryEntry.objects.filter(named).order_by("-applied_at")
     sql, params = by_id.query.sql_with_params()
-    assert "history_external_id" in plan(sql, list(params))
+    assert "history_object" in plan(sql, list(params))
+    assert [e.object_pk for e in by_id] == [1]
     by_run = HistoryEntry.objects.filter(run_id=run.pk).order_by("applied_at")[:50]
     sql, params = by_run.query.sql_with_params()
     shown = plan(sql, list(params))
@@ -148,7 +154,7 @@ def test_only_entries_with_a_cause_of_that_kind_are_in_the_partial_indexes(provi
         indexes = dict(cursor.fetchall())
     assert "history_event" in indexes and "IS NOT NULL" in indexes["history_event"]
     assert "history_run_applied" in indexes and "IS NOT NULL" in indexes["history_run_applied"]
-    # the provider's own FK index is gone (history_external_id leads with it)
+    # the provider's own FK index is gone (history_provider leads with it)
     assert not any("cloudprovider_id" in name for name in indexes)
 
 
