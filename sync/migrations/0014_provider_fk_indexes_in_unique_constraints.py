@@ -41,70 +41,24 @@ class Migration(migrations.Migration):
             database_operations=[drop_indexes(INDEXES)],
             state_operations=[
                 migrations.AlterField(
-                    model_name="cloudflavor",
+                    model_name=model,
                     name="cloudprovider",
                     field=models.ForeignKey(
                         db_index=False,
                         on_delete=django.db.models.deletion.CASCADE,
                         to="sync.cloudprovider",
+                        **extra,
                     ),
-                ),
-                migrations.AlterField(
-                    model_name="cloudhost",
-                    name="cloudprovider",
-                    field=models.ForeignKey(
-                        db_index=False,
-                        on_delete=django.db.models.deletion.CASCADE,
-                        to="sync.cloudprovider",
-                    ),
-                ),
-                migrations.AlterField(
-                    model_name="cloudimage",
-                    name="cloudprovider",
-                    field=models.ForeignKey(
-                        db_index=False,
-                        on_delete=django.db.models.deletion.CASCADE,
-                        to="sync.cloudprovider",
-                    ),
-                ),
-                migrations.AlterField(
-                    model_name="cloudport",
-                    name="cloudprovider",
-                    field=models.ForeignKey(
-                        db_index=False,
-                        on_delete=django.db.models.deletion.CASCADE,
-                        to="sync.cloudprovider",
-                    ),
-                ),
-                migrations.AlterField(
-                    model_name="cloudproject",
-                    name="cloudprovider",
-                    field=models.ForeignKey(
-                        db_index=False,
-                        on_delete=django.db.models.deletion.CASCADE,
-                        to="sync.cloudprovider",
-                    ),
-                ),
-                migrations.AlterField(
-                    model_name="event",
-                    name="cloudprovider",
-                    field=models.ForeignKey(
-                        db_index=False,
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="events",
-                        to="sync.cloudprovider",
-                    ),
-                ),
-                migrations.AlterField(
-                    model_name="eventrollup",
-                    name="cloudprovider",
-                    field=models.ForeignKey(
-                        db_index=False,
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="+",
-                        to="sync.cloudprovider",
-                    ),
-                ),
+                )
+                for model, extra in (
+                    ("cloudflavor", {}),
+                    ("cloudhost", {}),
+                    ("cloudimage", {}),
+                    ("cloudport", {}),
+                    ("cloudproject", {}),
+                    ("event", {"related_name": "events"}),
+                    ("eventrollup", {"related_name": "+"}),
+                )
             ],
         ),
     ]

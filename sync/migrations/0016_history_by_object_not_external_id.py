@@ -28,8 +28,9 @@ class Migration(migrations.Migration):
         AddIndex(
             model_name="historyentry",
             index=models.Index(
-                condition=models.Q(("action", "deleted")),
-                fields=["cloudprovider", "kind", "external_id"],
+                condition=models.Q(("action", "deleted"), ("changes__has_key", "deleted_at"),
+                                   _connector="OR"),
+                fields=["external_id"],
                 name="history_deleted",
             ),
         ),

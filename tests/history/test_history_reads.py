@@ -10,6 +10,7 @@ import pytest
 from sync.apply import apply
 from sync.changes import Change, Kind, Op
 from sync.models import CloudHost, CloudProject, HistoryEntry
+from sync.models.history import DELETING
 
 pytestmark = pytest.mark.django_db
 
@@ -27,7 +28,7 @@ def admin_client(client, django_user_model):
 
 
 def ids(client, **params) -> list[int]:
-    page = client.get("/api/history/", {"external_id": VM, "limit": 100, **params})
+    page = client.get("/api/history/", {"external_id": VM, "limit": 100} | params)
     assert page.status_code == 200, page.content
     return sorted(r["id"] for r in page.json()["results"])
 
@@ -48,6 +49,9 @@ def test_an_objects_history_by_external_id_through_its_life_and_purge(
     apply(one, [Change(Kind.HOST, Op.DELETE, VM, {}, "3")])
     first = CloudHost.all_objects.get(cloudprovider=one, host_id=VM)
     assert first.deleted_at is not None
+    # (a plain create or update is not a "deleting" entry: the partial index stays small)
+    made = HistoryEntry.objects.filter(object_pk=first.pk).exclude(action="deleted")
+    assert made.count() == 2 and not made.filter(DELETING).exists()
     alive = ids(admin_client)
     assert alive == truth() and len(alive) == 3  # created, updated, deleted (a tombstone)
     CloudHost.all_objects.filter(pk=first.pk).delete()  # the tombstone purge
@@ -62,7 +66,7 @@ def test_an_objects_history_by_external_id_through_its_life_and_purge(
     assert ids(admin_client, provider=one.pk) == truth(cloudprovider=one)
     assert ids(admin_client, kind="project") == truth(kind="project") != []
     assert ids(admin_client, action="deleted") == truth(action="deleted") != []
-    # an id nothing has, and one only another object's entries mention
+    # an id nothing has
     assert admin_client.get("/api/history/", {"external_id": "nothing"}).json()["results"] == []
 
 
@@ -72,3 +76,31 @@ def test_entries_of_other_objects_are_not_returned(admin_client, provider_factor
     apply(provider, [Change(Kind.HOST, Op.UPSERT, "vm-b", {"hostname": "b"}, "1", "full_sync", "1")])
     assert ids(admin_client) == truth() and len(truth()) == 1
     assert set(HistoryEntry.objects.values_list("external_id", flat=True)) == {VM, "vm-b"}
+
+
+def test_a_port_hidden_with_its_host_is_found_after_its_purge(admin_client, provider_factory):
+    """A port that arrives for a host already deleted is hidden at once: its
+    only entry is "created" (with a ``deleted_at`` change), not "deleted"."""
+    from sync.models import CloudPort
+
+    provider = provider_factory()
+    host(provider, "1", hostname="gone")
+    apply(provider, [Change(Kind.HOST, Op.DELETE, VM, {}, "2")])
+    port = "port-late"
+    apply(provider, [Change(Kind.HOST_IP, Op.UPSERT, port,
+                            {"host": VM, "addresses": ["10.0.0.5"]},
+                            "3", "full_sync", "1")])  # fmt: skip
+    row = CloudPort.all_objects.get(cloudprovider=provider, port_id=port)
+    assert row.deleted_at is not None
+    entries = HistoryEntry.objects.filter(kind="host_ip", external_id=port)
+    assert [e.action for e in entries] == ["created"] and "deleted_at" in entries[0].changes
+    before = ids(admin_client, external_id=port)
+    assert before == truth_of(port) != []
+    CloudPort.all_objects.filter(pk=row.pk).delete()  # the tombstone purge
+    assert ids(admin_client, external_id=port) == before
+
+
+def truth_of(external_id: str) -> list[int]:
+    return sorted(
+        HistoryEntry.objects.filter(external_id=external_id).values_list("pk", flat=True)
+    )
